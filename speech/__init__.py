@@ -1,0 +1,1 @@
+"""Speech: frames in, typed events out (VAD, ASR, dead air, tone, DTMF, talk-over)."""

@@ -1,0 +1,1 @@
+"""Offline speech recognition behind one streaming interface (vosk, pocketsphinx)."""

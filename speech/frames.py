@@ -1,0 +1,81 @@
+"""Audio frames that state their own format.
+
+Every chunk of audio crossing a module boundary says its rate, width, channels, when it starts
+on the call's clock and which party spoke it, so no stage has to guess (Wyoming's rule).
+Resampling and transcoding happen only at the edges: telephony in, engines in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+import numpy as np
+
+PIPELINE_RATE = 16000
+"""Sample rate of everything inside the pipeline (Hz). Edges resample to it."""
+FRAME_MS = 20
+"""Frame length inside the pipeline (ms); webrtcvad accepts 10, 20 or 30."""
+SAMPLE_WIDTH = 2
+"""Signed 16-bit little-endian PCM."""
+
+
+class Party(str, Enum):
+    """Who is speaking on a channel."""
+
+    CALLER = "caller"
+    """The customer who dialed in."""
+    AGENT = "agent"
+    """The contact-center agent (or the IVR's prompts played into the call)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AudioFrame:
+    """A chunk of mono 16-bit PCM from one party.
+
+    ``timestamp`` is seconds since the call started on the call's own clock (virtual in replay,
+    derived from frame counts live), never wall time.
+    """
+
+    pcm: bytes
+    sample_rate: int
+    timestamp: float
+    party: Party = Party.CALLER
+    channels: int = 1
+    sample_width: int = SAMPLE_WIDTH
+    meta: dict = field(default_factory=dict, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        if self.channels != 1:
+            raise ValueError("pipeline frames are mono; split channels at the edge")
+        if self.sample_width != SAMPLE_WIDTH:
+            raise ValueError("pipeline frames are 16-bit PCM")
+        if len(self.pcm) % SAMPLE_WIDTH:
+            raise ValueError("PCM length is not a whole number of samples")
+
+    @property
+    def num_samples(self) -> int:
+        return len(self.pcm) // SAMPLE_WIDTH
+
+    @property
+    def duration(self) -> float:
+        """Length in seconds."""
+        return self.num_samples / self.sample_rate
+
+    @property
+    def end(self) -> float:
+        """Call time at the end of this frame."""
+        return self.timestamp + self.duration
+
+    def samples(self) -> np.ndarray:
+        """The PCM as an int16 array (a view, no copy)."""
+        return np.frombuffer(self.pcm, dtype="<i2")
+
+    def floats(self) -> np.ndarray:
+        """The PCM as float32 in [-1, 1)."""
+        return self.samples().astype(np.float32) / 32768.0
+
+
+def frame_bytes(sample_rate: int = PIPELINE_RATE, frame_ms: int = FRAME_MS) -> int:
+    """Bytes in one frame of 16-bit mono PCM."""
+    return sample_rate * frame_ms // 1000 * SAMPLE_WIDTH

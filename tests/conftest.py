@@ -1,0 +1,60 @@
+"""Shared fixtures: real speech rendered by espeak-ng, fixture paths, tool checks."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "audio_fixtures"
+
+
+def have(tool: str) -> bool:
+    return shutil.which(tool) is not None
+
+
+@pytest.fixture(scope="session")
+def tts_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("tts")
+
+
+@pytest.fixture(scope="session")
+def tts(tts_dir: Path):
+    """Render speech with espeak-ng (+ sox for the rate): ``tts(text, voice=..., rate=16000)``.
+
+    Returns a mono 16-bit WAV path; results are cached per session by their arguments.
+    """
+    if not have("espeak-ng") or not have("sox"):
+        pytest.skip("espeak-ng and sox are needed to render speech (apt-get install espeak-ng sox)")
+
+    def render(
+        text: str,
+        *,
+        voice: str = "en-us",
+        speed: int = 150,
+        pitch: int = 50,
+        amplitude: int = 100,
+        sample_rate: int = 16000,
+        pad_before: float = 0.0,
+        pad_after: float = 0.0,
+    ) -> Path:
+        key = hashlib.sha1(repr((text, voice, speed, pitch, amplitude, sample_rate, pad_before, pad_after)).encode()).hexdigest()[:16]
+        out = tts_dir / f"{key}.wav"
+        if out.exists():
+            return out
+        raw = tts_dir / f"{key}.raw.wav"
+        subprocess.run(
+            ["espeak-ng", "-v", voice, "-s", str(speed), "-p", str(pitch), "-a", str(amplitude), "-w", str(raw), text],
+            check=True, capture_output=True,
+        )
+        cmd = ["sox", str(raw), "-r", str(sample_rate), "-c", "1", "-b", "16", str(out)]
+        if pad_before or pad_after:
+            cmd += ["pad", str(pad_before), str(pad_after)]
+        subprocess.run(cmd, check=True, capture_output=True)
+        return out
+
+    return render
