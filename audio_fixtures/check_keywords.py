@@ -1,0 +1,80 @@
+"""Check which expected keywords pocketsphinx hears in the fixtures, 16 kHz and 8 kHz G.711.
+
+Usage: ``python audio_fixtures/check_keywords.py [NAME ...] [--show]``
+
+Decodes every rendered utterance (bounds from the ``rendered`` block of ``<name>.expect.json``,
+padded like a VAD pre-roll) with pocketsphinx's shipped US-English model, after loading each
+file through ``speech.audio_io.load_recording`` (so the 8 kHz files are resampled to 16 kHz
+as the pipeline does), and prints per call which keyword groups were heard in which version.
+This is how the keyword groups in render.py were chosen; rerun it after changing a wording.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from pocketsphinx import Decoder
+
+from speech.audio_io import load_recording
+from speech.frames import PIPELINE_RATE, Party
+
+HERE = Path(__file__).resolve().parent
+PAD_S = 0.3
+"""Audio kept around each utterance, like the VAD pre-roll and hangover."""
+
+
+def decode_utterances(decoder: Decoder, path: Path, spans: list[dict]) -> list[str]:
+    """One hypothesis per rendered utterance of ``path``."""
+    rec = load_recording(path)
+    out = []
+    for span in spans:
+        track = rec.tracks[Party(span["party"])]
+        a = max(0, round((span["start"] - PAD_S) * PIPELINE_RATE))
+        b = round((span["end"] + PAD_S) * PIPELINE_RATE)
+        decoder.start_utt()
+        decoder.process_raw(track[a:b].astype("<i2").tobytes(), full_utt=True)
+        decoder.end_utt()
+        hyp = decoder.hyp()
+        out.append(hyp.hypstr if hyp is not None else "")
+    return out
+
+
+def versions(name: str) -> list[Path]:
+    return [HERE / f"{name}.wav", *sorted(HERE.glob(f"{name}_8k_*.wav"))]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("names", nargs="*")
+    ap.add_argument("--show", action="store_true", help="print the hypotheses too")
+    args = ap.parse_args(argv)
+    names = args.names or sorted(p.name.removesuffix(".expect.json") for p in HERE.glob("*.expect.json"))
+    decoder = Decoder(samprate=PIPELINE_RATE, loglevel="FATAL")
+    missing = 0
+    for name in names:
+        exp = json.loads((HERE / f"{name}.expect.json").read_text())
+        spans = exp["rendered"]["speech"]
+        party = exp.get("keywords_party")
+        if party:
+            spans = [s for s in spans if s["party"] == party]
+        for path in versions(name):
+            hyps = decode_utterances(decoder, path, spans)
+            heard = set(" ".join(hyps).lower().split())
+            groups = exp.get("keywords", [])
+            hits = [g for g in groups if heard & {w.lower() for w in g}]
+            print(f"{path.name:28s} {len(hits)}/{len(groups)} keyword groups")
+            for g in groups:
+                if g not in hits:
+                    print(f"    missing {g}")
+                    missing += 1
+            if args.show:
+                for s, h in zip(spans, hyps, strict=True):
+                    print(f"    {s['party']:6s} {s['start']:6.2f}-{s['end']:6.2f}  {h}")
+    return 1 if missing else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,374 @@
+"""Render the recorded test calls (and their expectation files) from espeak-ng speech.
+
+Usage: ``python audio_fixtures/render.py [--out DIR] [--only NAME ...]``
+
+Each call is a script of segments on a call timeline: utterances spoken by espeak-ng (resampled
+by sox to 16 kHz and trimmed to the voiced part, so the true gaps are exactly the ones written
+here), pauses, a low noise floor (never digital zero, as a phone line is never silent) and DTMF
+key presses. Because the script knows where every gap and overlap lies, the timing parts of each
+``<name>.expect.json`` (dead air, talk-over, duration) are computed from the render itself; the
+keyword groups are hand-picked words that pocketsphinx actually recognizes on these voices in
+both the 16 kHz and the 8 kHz G.711 versions (see README.md and check_keywords.py).
+
+Needs only numpy, soundfile, espeak-ng and sox. Output is deterministic for a given espeak-ng
+and sox version (seeded noise, sox ``-R`` and no dither).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+RATE = 16000
+"""Sample rate of the 16 kHz renders (the pipeline rate)."""
+NOISE_FLOOR_DB = -60.0
+"""Level of the white noise under everything (dBFS RMS): quiet, but not digital zero."""
+TRIM_DB = -40.0
+"""Peak level (dBFS) below which espeak's leading and trailing output counts as silence."""
+DTMF_TONE_S = 0.1
+DTMF_GAP_S = 0.1
+DTMF_LEVEL_DB = -10.0
+"""Level of each of the two DTMF sines (dBFS peak)."""
+DEAD_AIR_TOLERANCE_S = 0.5
+TALK_OVER_TOLERANCE_S = 0.5
+DURATION_MARGIN_S = 0.5
+SEED = 4512
+
+DTMF_FREQS: dict[str, tuple[int, int]] = {
+    "1": (697, 1209), "2": (697, 1336), "3": (697, 1477), "A": (697, 1633),
+    "4": (770, 1209), "5": (770, 1336), "6": (770, 1477), "B": (770, 1633),
+    "7": (852, 1209), "8": (852, 1336), "9": (852, 1477), "C": (852, 1633),
+    "*": (941, 1209), "0": (941, 1336), "#": (941, 1477), "D": (941, 1633),
+}  # fmt: skip
+
+AGENT_VOICE = "en-us"
+CALLER_VOICE = "en-us"
+CALLER_VOICE_F = "en-gb+f3"
+
+
+@dataclass(frozen=True)
+class Say:
+    """One utterance: espeak-ng voice, speed (words/min), pitch (0-99) and amplitude (0-200)."""
+
+    text: str
+    voice: str = CALLER_VOICE
+    speed: int = 135
+    pitch: int = 50
+    amplitude: int = 100
+
+
+@dataclass(frozen=True)
+class Pause:
+    """Noise floor only, for ``seconds``."""
+
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Keys:
+    """In-band DTMF key presses (100 ms tone / 100 ms gap each)."""
+
+    digits: str
+
+
+@dataclass(frozen=True)
+class Overlap:
+    """Start the next utterance ``seconds`` before the previous one (on the other channel) ends."""
+
+    seconds: float
+
+
+Segment = Say | Pause | Keys | Overlap
+
+
+@dataclass
+class Call:
+    """A test call: a script per channel plus the hand-picked parts of its expectation."""
+
+    name: str
+    script: list[tuple[str, Segment]]
+    """(channel, segment) in time order; channel is ``caller`` or ``agent``."""
+    stereo: bool = False
+    keywords: list[list[str]] = field(default_factory=list)
+    keywords_party: str | None = None
+    tone: dict | None = None
+    g711: str = "ulaw"
+
+
+@dataclass
+class Rendered:
+    """A call's tracks at 16 kHz plus what the render knows about its timeline."""
+
+    tracks: dict[str, np.ndarray]
+    speech: list[tuple[str, float, float]] = field(default_factory=list)
+    """(channel, start, end) of every utterance, seconds."""
+    dtmf: str = ""
+    keys: list[tuple[str, float, float]] = field(default_factory=list)
+    """(channel, start, end) of every run of key presses, seconds."""
+    talk_over: list[dict] = field(default_factory=list)
+
+    @property
+    def duration(self) -> float:
+        return max(len(t) for t in self.tracks.values()) / RATE
+
+
+CALLS: list[Call] = [
+    Call(
+        name="calm_billing",
+        script=[
+            ("caller", Pause(0.6)),
+            ("caller", Say("Hello, I have a question about my bill.")),
+            ("caller", Pause(1.2)),
+            ("caller", Say("I was charged twice this month for the same service.")),
+            ("caller", Pause(1.5)),
+            ("caller", Say("Could you please check my account and refund the second payment?")),
+            ("caller", Pause(1.0)),
+            ("caller", Say("Thank you, I appreciate your help.")),
+            ("caller", Pause(0.8)),
+        ],
+        keywords=[],
+        tone={"final_label_in": ["calm", "neutral"], "max_label": "neutral", "alert": False},
+    ),
+    Call(
+        name="angry_repeat",
+        script=[
+            ("caller", Pause(0.5)),
+            ("caller", Say("Hello, I am calling about my internet service again.", speed=130, pitch=45, amplitude=70)),
+            ("caller", Pause(1.2)),
+            ("caller", Say("This is the third time I am calling about the same problem.", speed=140, pitch=55, amplitude=100)),
+            ("caller", Pause(0.9)),
+            ("caller", Say("Nobody has fixed it. This is unacceptable!", speed=150, pitch=65, amplitude=130)),
+            ("caller", Pause(0.7)),
+            ("caller", Say("I want to speak to a manager right now!", speed=160, pitch=75, amplitude=160)),
+            ("caller", Pause(0.5)),
+            ("caller", Say("Otherwise I will cancel my account today!", speed=170, pitch=85, amplitude=190)),
+            ("caller", Pause(0.6)),
+        ],
+        tone={"final_label_in": ["tense", "angry"], "alert": True},
+    ),
+    Call(
+        name="dead_air",
+        script=[
+            ("caller", Pause(0.5)),
+            ("caller", Say("Hi, I need to change the address on my account.")),
+            ("caller", Pause(0.8)),
+            ("caller", Say("Let me find the letter, one moment please.")),
+            ("caller", Pause(7.0)),
+            ("caller", Say("Sorry, I am back. The new address is twelve Main Street.")),
+            ("caller", Pause(0.8)),
+        ],
+        tone={"alert": False},
+        g711="alaw",
+    ),
+    Call(
+        name="dtmf_menu",
+        script=[
+            ("caller", Pause(0.5)),
+            ("caller", Say("Hello, I need help with my account.")),
+            ("caller", Pause(0.6)),
+            ("caller", Keys("1234#")),
+            ("caller", Pause(0.8)),
+            ("caller", Say("My account number is")),
+            ("caller", Pause(0.5)),
+            ("caller", Keys("4512")),
+            ("caller", Pause(0.6)),
+            ("caller", Say("Thank you.")),
+            ("caller", Pause(0.6)),
+        ],
+        tone={"alert": False},
+    ),
+    Call(
+        name="talk_over",
+        stereo=True,
+        script=[
+            ("agent", Pause(0.5)),
+            ("agent", Say("Thank you for calling, how can I help you today?", voice=AGENT_VOICE, speed=140)),
+            ("caller", Pause(0.5)),
+            ("caller", Say("Hi, my phone stopped working yesterday.", voice=CALLER_VOICE_F, speed=135)),
+            ("agent", Pause(0.5)),
+            ("agent", Say("I am sorry to hear that. Let me check the service in your area, it may take a minute.", voice=AGENT_VOICE, speed=140)),
+            ("caller", Overlap(1.0)),
+            ("caller", Say("I already restarted the phone twice.", voice=CALLER_VOICE_F, speed=135)),
+            ("agent", Pause(0.5)),
+            ("agent", Say("Okay, I see a problem in your area. We will fix it today.", voice=AGENT_VOICE, speed=140)),
+            ("caller", Pause(0.5)),
+            ("caller", Say("Great, thank you very much.", voice=CALLER_VOICE_F, speed=135)),
+            ("caller", Pause(0.7)),
+        ],
+        tone={"alert": False},
+    ),
+]
+
+
+def speak(say: Say, workdir: Path) -> np.ndarray:
+    """espeak-ng → sox (16 kHz mono float) → trimmed to the voiced part."""
+    raw = workdir / "say.wav"
+    out = workdir / "say16.wav"
+    subprocess.run(
+        ["espeak-ng", "-v", say.voice, "-s", str(say.speed), "-p", str(say.pitch),
+         "-a", str(say.amplitude), "-w", str(raw), say.text],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    subprocess.run(
+        ["sox", "-R", "-D", str(raw), "-r", str(RATE), "-c", "1", "-e", "floating-point", "-b", "32", str(out)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    x, _ = sf.read(str(out), dtype="float32")
+    return trim(x)
+
+
+def trim(x: np.ndarray) -> np.ndarray:
+    """Cut leading and trailing samples quieter than TRIM_DB (whole-array, no loops)."""
+    loud = np.flatnonzero(np.abs(x) > 10 ** (TRIM_DB / 20))
+    if loud.size == 0:
+        return x[:0]
+    return x[loud[0] : loud[-1] + 1]
+
+
+def dtmf(digits: str) -> np.ndarray:
+    """Key presses as two summed sines at DTMF_LEVEL_DB each, tone then gap per key."""
+    n_tone = round(DTMF_TONE_S * RATE)
+    n_gap = round(DTMF_GAP_S * RATE)
+    t = np.arange(n_tone) / RATE
+    amp = 10 ** (DTMF_LEVEL_DB / 20)
+    parts = []
+    for i, d in enumerate(digits):
+        lo, hi = DTMF_FREQS[d]
+        parts.append(amp * (np.sin(2 * np.pi * lo * t) + np.sin(2 * np.pi * hi * t)))
+        if i < len(digits) - 1:
+            parts.append(np.zeros(n_gap))
+    return np.concatenate(parts).astype(np.float32)
+
+
+def render_call(call: Call, workdir: Path) -> Rendered:
+    """Lay the script out on a per-channel timeline; each channel has its own cursor."""
+    cursors = {"caller": 0.0, "agent": 0.0}
+    pieces: list[tuple[str, float, np.ndarray]] = []
+    out = Rendered(tracks={})
+    last_end = {"caller": 0.0, "agent": 0.0}
+    for channel, seg in call.script:
+        other = "agent" if channel == "caller" else "caller"
+        if isinstance(seg, Pause):
+            # A pause on one channel starts after whatever the other party said last.
+            cursors[channel] = max(cursors[channel], last_end[other]) + seg.seconds
+        elif isinstance(seg, Overlap):
+            cursors[channel] = last_end[other] - seg.seconds
+            out.talk_over.append({"started_by": channel, "start": round(cursors[channel], 2),
+                                  "tolerance": TALK_OVER_TOLERANCE_S})  # fmt: skip
+        elif isinstance(seg, Say):
+            audio = speak(seg, workdir)
+            start = cursors[channel]
+            pieces.append((channel, start, audio))
+            end = start + len(audio) / RATE
+            out.speech.append((channel, round(start, 3), round(end, 3)))
+            cursors[channel] = last_end[channel] = end
+        elif isinstance(seg, Keys):
+            audio = dtmf(seg.digits)
+            pieces.append((channel, cursors[channel], audio))
+            out.dtmf += seg.digits
+            end = cursors[channel] + len(audio) / RATE
+            out.keys.append((channel, round(cursors[channel], 3), round(end, 3)))
+            cursors[channel] = last_end[channel] = end
+    total = round(max(cursors.values()) * RATE)
+    channels = ("agent", "caller") if call.stereo else ("caller",)
+    rng = np.random.default_rng(SEED)
+    noise_rms = 10 ** (NOISE_FLOOR_DB / 20)
+    for ch in channels:
+        track = (rng.standard_normal(total) * noise_rms).astype(np.float32)
+        for pch, start, audio in pieces:
+            if pch == ch:
+                i = round(start * RATE)
+                track[i : i + len(audio)] += audio[: total - i]
+        out.tracks[ch] = np.clip(track, -1.0, 32767 / 32768)
+    return out
+
+
+def dead_air_intervals(sounds: list[tuple[str, float, float]], min_gap: float) -> list[dict]:
+    """Gaps of at least ``min_gap`` seconds between any party's sound (speech or key presses)."""
+    spans = sorted((s, e) for _, s, e in sounds)
+    out: list[dict] = []
+    end = spans[0][1] if spans else 0.0
+    for s, e in spans[1:]:
+        if s - end >= min_gap:
+            out.append({"start": round(end, 2), "end": round(s, 2)})
+        end = max(end, e)
+    return out
+
+
+def expectation(call: Call, r: Rendered) -> dict:
+    """The expectation file for a rendered call (timing from the render, words from CALLS)."""
+    exp: dict = {"schema": 1}
+    if call.keywords:
+        exp["keywords"] = call.keywords
+        if call.keywords_party:
+            exp["keywords_party"] = call.keywords_party
+    # 3 s is well under any sensible dead-air threshold and well over a turn-taking pause.
+    exp["dead_air"] = dead_air_intervals(r.speech + r.keys, min_gap=3.0)
+    exp["dead_air_tolerance"] = DEAD_AIR_TOLERANCE_S
+    if call.tone:
+        exp["tone"] = call.tone
+    exp["dtmf"] = r.dtmf
+    exp["talk_over"] = r.talk_over
+    exp["min_duration"] = round(r.duration - DURATION_MARGIN_S, 1)
+    exp["max_duration"] = round(r.duration + DURATION_MARGIN_S, 1)
+    exp["rendered"] = {
+        "duration": round(r.duration, 3),
+        "speech": [{"party": ch, "start": s, "end": e} for ch, s, e in r.speech],
+        "dtmf": [{"party": ch, "start": s, "end": e} for ch, s, e in r.keys],
+    }
+    return exp
+
+
+def write_call(call: Call, r: Rendered, out_dir: Path) -> list[Path]:
+    """16 kHz PCM WAV, its 8 kHz G.711 copy (sox), and the expectation JSON."""
+    wav = out_dir / f"{call.name}.wav"
+    data = np.stack([r.tracks[c] for c in ("agent", "caller")], axis=1) if call.stereo else r.tracks["caller"]
+    sf.write(str(wav), data, RATE, subtype="PCM_16")
+    law = call.g711
+    g711 = out_dir / f"{call.name}_8k_{law}.wav"
+    encoding = "u-law" if law == "ulaw" else "a-law"
+    subprocess.run(
+        ["sox", "-R", "-D", str(wav), "-r", "8000", "-e", encoding, "-b", "8", str(g711)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    exp = out_dir / f"{call.name}.expect.json"
+    exp.write_text(json.dumps(expectation(call, r), indent=2) + "\n")
+    return [wav, g711, exp]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent)
+    ap.add_argument("--only", nargs="*", help="render only these call names")
+    args = ap.parse_args(argv)
+    for tool in ("espeak-ng", "sox"):
+        if shutil.which(tool) is None:
+            print(f"{tool} not found (apt-get install espeak-ng sox)", file=sys.stderr)
+            return 2
+    names = {c.name for c in CALLS}
+    unknown = set(args.only or ()) - names
+    if unknown:
+        print(f"unknown call(s): {', '.join(sorted(unknown))}; known: {', '.join(sorted(names))}", file=sys.stderr)
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        for call in CALLS:
+            if args.only and call.name not in args.only:
+                continue
+            r = render_call(call, Path(tmp))
+            for p in write_call(call, r, args.out):
+                print(p)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

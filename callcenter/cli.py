@@ -1,0 +1,185 @@
+"""The ``callcenter`` command: serve calls, replay recordings for QA, read the CRM, test-call."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from callcenter import __version__
+from callcenter.settings import Settings, SettingsError, load_settings
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="callcenter", description=__doc__)
+    p.add_argument("--version", action="version", version=f"callcenter {__version__}")
+    p.add_argument("-c", "--config", type=Path, help="TOML settings file")
+    p.add_argument("--data-dir", type=Path, help="where the SQLite store, recordings and outboxes live")
+    p.add_argument("-v", "--verbose", action="count", default=0)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("replay", help="run recorded calls through the pipeline (QA)")
+    r.add_argument("files", nargs="+", help="WAV/FLAC files or folders of them")
+    r.add_argument("--json", action="store_true", help="JSON lines instead of text")
+    r.add_argument("--expect", type=Path, help="expectations JSON for a single file")
+    r.add_argument("--check", action="store_true", help="check each file against its <name>.expect.json")
+    r.add_argument("--no-store", action="store_true", help="do not write after-call records")
+    r.add_argument("--engine", choices=["auto", "vosk", "pocketsphinx", "none"])
+    r.add_argument("--vosk-model", type=Path, help="vosk model folder (else VOSK_MODEL_PATH)")
+    r.add_argument("--dead-air", type=float, metavar="SECONDS", help="dead-air threshold")
+
+    c = sub.add_parser("calls", help="read after-call records from the CRM store")
+    csub = c.add_subparsers(dest="calls_command", required=True)
+    cl = csub.add_parser("list", help="recent calls")
+    cl.add_argument("--limit", type=int, default=20)
+    cl.add_argument("--search", help="text to look for in transcripts and summaries")
+    cs = csub.add_parser("show", help="one call's summary and transcript")
+    cs.add_argument("call_id")
+
+    s = sub.add_parser("serve", help="answer SIP calls into the IVR (the main job)")
+    s.add_argument("--host")
+    s.add_argument("--port", type=int)
+    s.add_argument("--workers", type=int, help="endpoint processes (4 calls each)")
+    s.add_argument("--front", choices=["auto", "kamailio", "none"])
+    s.add_argument("--console-port", type=int)
+    s.add_argument("--no-console", action="store_true")
+    s.add_argument("--mqtt-host", help="external MQTT broker (default: embedded)")
+
+    k = sub.add_parser("call", help="place a test call that plays a recording and presses keys")
+    k.add_argument("uri", help="sip:ivr@127.0.0.1:5060")
+    k.add_argument("--play", type=Path, help="WAV file to play into the call")
+    k.add_argument("--dtmf", nargs="*", default=[], help="keys to press, e.g. 1 2 #")
+    k.add_argument("--dtmf-delay", type=float, default=1.0, help="seconds before each key")
+    k.add_argument("--inband", action="store_true", help="send DTMF as audio tones, not RFC 4733")
+    k.add_argument("--hangup-after", type=float, help="seconds after which to hang up")
+    k.add_argument("--local-port", type=int, default=0)
+
+    i = sub.add_parser("ivr", help="IVR tools")
+    isub = i.add_subparsers(dest="ivr_command", required=True)
+    ir = isub.add_parser("render-prompts", help="render a flow's prompts to WAV with espeak-ng")
+    ir.add_argument("flow", nargs="?", type=Path)
+    ir.add_argument("--out", type=Path)
+    return p
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {}
+    if args.data_dir:
+        overrides["data_dir"] = str(args.data_dir)
+    cmd = args.command
+    if cmd == "replay":
+        if args.engine:
+            overrides["asr.engine"] = args.engine
+        if args.vosk_model:
+            overrides["asr.vosk_model_path"] = str(args.vosk_model)
+        if args.dead_air:
+            overrides["dead_air.threshold_s"] = args.dead_air
+    elif cmd == "serve":
+        for key, value in (("sip.host", args.host), ("sip.port", args.port), ("sip.workers", args.workers),
+                           ("sip.front", args.front), ("console.port", args.console_port),
+                           ("mqtt.host", args.mqtt_host)):
+            if value is not None:
+                overrides[key] = value
+        if args.no_console:
+            overrides["console.enabled"] = False
+    return load_settings(args.config, overrides)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING - 10 * min(args.verbose, 2),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        settings = _settings(args)
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        if args.command == "replay":
+            return asyncio.run(_replay(args, settings))
+        if args.command == "calls":
+            return _calls(args, settings)
+        if args.command == "serve":
+            from callcenter.serve import serve
+
+            return asyncio.run(serve(settings))
+        if args.command == "call":
+            from callcenter.testcall import run_test_call
+
+            return asyncio.run(run_test_call(args, settings))
+        if args.command == "ivr":
+            from ivr.prompts import main as render_main
+
+            argv2 = [str(args.flow)] if args.flow else []
+            if args.out:
+                argv2 += ["--out", str(args.out)]
+            return render_main(argv2) or 0
+    except KeyboardInterrupt:
+        return 130
+    except CliError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+class CliError(RuntimeError):
+    """A user-facing failure: printed as one line, exit 2."""
+
+
+async def _replay(args: argparse.Namespace, settings: Settings) -> int:
+    from callcenter.aftercall import AfterCall
+    from callcenter.replay import exit_code, expand_inputs, replay_batch
+    from callcenter.wiring import load_asr_engine
+    from speech.asr.base import AsrError
+
+    paths = expand_inputs(args.files)
+    if not paths:
+        raise CliError("no audio files found in the given paths")
+    if args.expect and len(paths) > 1:
+        raise CliError("--expect takes one file; use --check for a batch with <name>.expect.json files")
+    try:
+        engine = await asyncio.to_thread(load_asr_engine, settings)
+    except AsrError as exc:
+        raise CliError(str(exc)) from exc
+    after = None if args.no_store else AfterCall(settings)
+    if after is not None:
+        await after.start()
+    try:
+        results = await replay_batch(
+            paths, settings, engine, as_json=args.json, expect=args.expect, check=args.check, after_call=after
+        )
+    finally:
+        if after is not None:
+            await after.stop()
+        if engine is not None:
+            engine.close()
+    failed = [r for r in results if not r.ok]
+    if len(paths) > 1 and not args.json:
+        print(f"{len(results) - len(failed)} of {len(results)} recordings OK", file=sys.stderr)
+    return exit_code(results)
+
+
+def _calls(args: argparse.Namespace, settings: Settings) -> int:
+    from summaries.report import format_call, format_call_list
+    from summaries.store import CrmStore
+
+    store = CrmStore(settings.store_url)
+    store.start()
+    try:
+        if args.calls_command == "list":
+            rows = store.search(text=args.search, limit=args.limit) if args.search else store.list_calls(limit=args.limit)
+            print(format_call_list(rows))
+            return 0
+        call = store.get_call(args.call_id)
+        if call is None:
+            raise CliError(f"no call with id {args.call_id!r}")
+        print(format_call(call))
+        return 0
+    finally:
+        store.stop()

@@ -1,0 +1,181 @@
+"""An MQTT broker for installs that configure none (``MqttSettings.host is None``).
+
+Two backends:
+
+* ``mosquitto`` (preferred when the binary exists): a child process running the C broker. It is
+  the more robust choice: it keeps serving while this process's event loop is busy or the GIL is
+  held by a decoder, survives a crash of this process long enough for other clients to notice,
+  persists sessions if asked, and is the broker tested in production everywhere.
+* ``amqtt`` (fallback, pure Python): runs inside this event loop. No extra binary, but it shares
+  the loop and the GIL with the speech pipeline, so a stalled loop stalls the broker too.
+
+``backend="auto"`` picks mosquitto when found, else amqtt. Both bind ``host`` (loopback by
+default) and allow anonymous clients: the embedded broker is for a single machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Literal
+
+log = logging.getLogger(__name__)
+
+MOSQUITTO_PATHS = ("/usr/sbin/mosquitto", "/usr/bin/mosquitto", "/usr/local/sbin/mosquitto")
+
+
+def find_mosquitto() -> str | None:
+    """Path of the mosquitto binary, or None."""
+    found = shutil.which("mosquitto")
+    if found:
+        return found
+    for path in MOSQUITTO_PATHS:
+        if Path(path).exists():
+            return path
+    return None
+
+
+class BrokerError(RuntimeError):
+    """The embedded broker could not start."""
+
+
+class EmbeddedBroker:
+    """``async start()`` / ``async stop()`` an MQTT broker on ``host:port``.
+
+    ``persistence_dir`` (mosquitto only) keeps retained messages and persistent sessions across
+    restarts of the broker.
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 18830,
+        *,
+        backend: Literal["auto", "mosquitto", "amqtt"] = "auto",
+        persistence_dir: Path | None = None,
+        start_timeout: float = 5.0,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.persistence_dir = persistence_dir
+        self.start_timeout = start_timeout
+        self._mosquitto = find_mosquitto()
+        if backend == "auto":
+            backend = "mosquitto" if self._mosquitto else "amqtt"
+        if backend == "mosquitto" and not self._mosquitto:
+            raise BrokerError("mosquitto binary not found (apt-get install mosquitto)")
+        self.backend: Literal["mosquitto", "amqtt"] = backend
+        self._proc: asyncio.subprocess.Process | None = None
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._amqtt = None
+
+    @property
+    def running(self) -> bool:
+        if self.backend == "mosquitto":
+            return self._proc is not None and self._proc.returncode is None
+        return self._amqtt is not None
+
+    async def start(self) -> None:
+        if self.running:
+            return
+        if self.backend == "mosquitto":
+            await self._start_mosquitto()
+        else:
+            await self._start_amqtt()
+        log.info("embedded MQTT broker (%s) on %s:%d", self.backend, self.host, self.port)
+
+    async def stop(self) -> None:
+        """Stop the broker (SIGTERM, so mosquitto saves its persistence file); idempotent."""
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.returncode is None:
+            proc.terminate()
+            try:
+                await asyncio.wait_for(proc.wait(), 5.0)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+        broker, self._amqtt = self._amqtt, None
+        if broker is not None:
+            with contextlib.suppress(Exception):
+                await broker.shutdown()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    async def __aenter__(self) -> EmbeddedBroker:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def config_text(self) -> str:
+        """The mosquitto configuration this broker runs with."""
+        lines = [f"listener {self.port} {self.host}", "allow_anonymous true", "log_dest stderr",
+                 "log_type error", "log_type warning"]
+        if self.persistence_dir is not None:
+            lines += ["persistence true", f"persistence_location {self.persistence_dir}/",
+                      "autosave_interval 1"]
+        return "\n".join(lines) + "\n"
+
+    async def _start_mosquitto(self) -> None:
+        assert self._mosquitto is not None
+        self._tmp = tempfile.TemporaryDirectory(prefix="mosquitto-")
+        conf = Path(self._tmp.name) / "mosquitto.conf"
+        if self.persistence_dir is not None:
+            Path(self.persistence_dir).mkdir(parents=True, exist_ok=True)
+        conf.write_text(self.config_text())
+        self._proc = await asyncio.create_subprocess_exec(
+            self._mosquitto, "-c", str(conf),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            await self._wait_listening()
+        except BrokerError:
+            proc = self._proc
+            err = b""
+            if proc.returncode is not None and proc.stderr is not None:
+                err = await proc.stderr.read()
+            await self.stop()
+            raise BrokerError(f"mosquitto did not start on port {self.port}: {err.decode()[-400:]}") from None
+
+    async def _start_amqtt(self) -> None:
+        from amqtt.broker import Broker
+
+        config = {
+            "listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{self.port}"}},
+            "plugins": {
+                "amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True},
+            },
+        }
+        broker = Broker(config)
+        try:
+            await broker.start()
+        except Exception as exc:
+            raise BrokerError(f"amqtt did not start on port {self.port}: {exc}") from exc
+        self._amqtt = broker
+        await self._wait_listening()
+
+    async def _wait_listening(self) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.start_timeout
+        while True:
+            if self._proc is not None and self._proc.returncode is not None:
+                raise BrokerError("broker process exited")
+            try:
+                _, writer = await asyncio.open_connection(self.host, self.port)
+            except OSError:
+                if loop.time() > deadline:
+                    raise BrokerError("broker is not listening") from None
+                await asyncio.sleep(0.02)
+                continue
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+            return

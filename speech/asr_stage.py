@@ -1,0 +1,95 @@
+"""The recognizer's place in the stage chain: VAD-gated audio in, transcripts out later.
+
+Only speech reaches the engine (the VAD opens and closes utterances, with pre-roll so the first
+phoneme is not lost), which is what makes the pipeline cheaper than running the engine over the
+whole call. Results arrive asynchronously and are re-injected after this stage by the pipeline.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Sequence
+
+from speech.asr.base import AsrEngine
+from speech.asr.stream import AsrStream
+from speech.events import Event, PlaybackEnded, PlaybackStarted, SpeechEnded, SpeechStarted
+from speech.frames import FRAME_MS, AudioFrame, Party
+from speech.stage import Stage
+
+
+class AsrStage(Stage):
+    name = "asr"
+
+    def __init__(
+        self,
+        engine: AsrEngine,
+        emit: Callable[[Event], None],
+        *,
+        preroll_ms: int = 300,
+        partials: bool = True,
+        max_utterance_s: float = 20.0,
+        parties: Sequence[Party] = (Party.CALLER, Party.AGENT),
+    ) -> None:
+        self.engine = engine
+        self._emit = emit
+        self._partials = partials
+        self._max_utt = max_utterance_s
+        self._preroll: dict[Party, deque[AudioFrame]] = {
+            p: deque(maxlen=max(1, preroll_ms // FRAME_MS)) for p in parties
+        }
+        self._streams: dict[Party, AsrStream] = {}
+        self._grammar: dict[Party, tuple[str, ...] | None] = {}
+        self.audio_seconds_sent = 0.0
+
+    def stream(self, party: Party) -> AsrStream:
+        s = self._streams.get(party)
+        if s is None:
+            s = AsrStream(
+                self.engine, party, self._emit, partials=self._partials, max_utterance_s=self._max_utt
+            )
+            s.set_grammar(self._grammar.get(party))
+            self._streams[party] = s
+        return s
+
+    def set_grammar(self, party: Party, phrases: Sequence[str] | None) -> None:
+        self._grammar[party] = tuple(phrases) if phrases else None
+        if party in self._streams:
+            self._streams[party].set_grammar(phrases)
+
+    def process_frame(self, frame: AudioFrame) -> list[Event]:
+        stream = self._streams.get(frame.party)
+        if stream is not None and stream.in_utterance:
+            stream.push(frame)
+            self.audio_seconds_sent += frame.duration
+        else:
+            ring = self._preroll.get(frame.party)
+            if ring is not None:
+                ring.append(frame)
+        return []
+
+    def process_event(self, event: Event) -> list[Event]:
+        party = event.party
+        if isinstance(event, SpeechStarted) and party in self._preroll:
+            ring = self._preroll[party]
+            pre = [f for f in ring if f.end > event.t - ring.maxlen * FRAME_MS / 1000]
+            ring.clear()
+            self.stream(party).begin(event.t, pre)
+            self.audio_seconds_sent += sum(f.duration for f in pre)
+        elif isinstance(event, SpeechEnded) and party in self._streams:
+            self._streams[party].end(event.t)
+        elif isinstance(event, PlaybackStarted | PlaybackEnded):
+            pass  # prompts are played by us; the caller channel does not carry them
+        return []
+
+    def finish(self, t: float) -> list[Event]:
+        for s in self._streams.values():
+            s.end(t)
+        return []
+
+    async def drain(self) -> None:
+        for s in list(self._streams.values()):
+            await s.drain()
+
+    async def aclose(self) -> None:
+        for s in list(self._streams.values()):
+            await s.aclose()

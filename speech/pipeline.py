@@ -1,0 +1,204 @@
+"""A call's streaming analysis: frames in, ordered events out to sinks.
+
+Live calls and QA replay use this same object. One consumer task takes frames and control events
+from a queue and runs them through the stage chain (VAD → DTMF → dead air → talk-over → ASR →
+tone). An event a stage returns goes on to the stages after it, then to the sinks. ASR results
+come back from worker threads and re-enter right after the ASR stage.
+
+Two ways to stop (pipecat): ``end()`` drains everything and returns the call's events;
+``cancel()`` stops now. Audio may be dropped under overload (counted in ``frames_dropped``);
+events never are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+from speech.events import CallEnded, CallStarted, Event
+from speech.frames import AudioFrame, Party
+from speech.stage import Stage
+
+log = logging.getLogger(__name__)
+
+Sink = Callable[[Event], None]
+
+
+@dataclass
+class _Item:
+    frame: AudioFrame | None = None
+    event: Event | None = None
+    start: int = 0  # index of the first stage that sees the event
+
+
+class CallPipeline:
+    """Runs one call's frames through the stages; fans events out to sinks."""
+
+    def __init__(
+        self,
+        call_id: str,
+        stages: Sequence[Stage],
+        *,
+        max_pending_frames: int = 1000,
+    ) -> None:
+        self.call_id = call_id
+        self.stages = list(stages)
+        self.events: list[Event] = []
+        self.frames_processed = 0
+        self.frames_dropped = 0
+        self.now = 0.0
+        """Call time of the newest frame processed (the call clock)."""
+        self._sinks: list[Sink] = []
+        self._tick: list[Callable[[float], None]] = []
+        self._queue: asyncio.Queue[_Item] = asyncio.Queue()
+        self._pending_frames = 0
+        self._max_pending = max_pending_frames
+        self._space = asyncio.Event()
+        self._space.set()
+        self._task: asyncio.Task[None] | None = None
+        self._ended = False
+        self._asr_index = next((i for i, s in enumerate(self.stages) if s.name == "asr"), None)
+
+    # -- wiring -----------------------------------------------------------------------------
+
+    def add_sink(self, sink: Sink) -> None:
+        """``sink(event)`` is called on the loop for every event, in order; it must not block."""
+        self._sinks.append(sink)
+
+    def on_tick(self, fn: Callable[[float], None]) -> None:
+        """``fn(now)`` after each frame: the call clock (IVR timeouts run on it)."""
+        self._tick.append(fn)
+
+    def stage(self, name: str) -> Stage | None:
+        return next((s for s in self.stages if s.name == name), None)
+
+    def asr_emit(self, event: Event) -> None:
+        """Entry for ASR results (called on the loop): they continue after the ASR stage."""
+        start = (self._asr_index + 1) if self._asr_index is not None else len(self.stages)
+        self._queue.put_nowait(_Item(event=event, start=start))
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def start(self, started: CallStarted | None = None) -> None:
+        if self._task is not None:
+            return
+        self._task = asyncio.create_task(self._run(), name=f"pipeline-{self.call_id}")
+        self.push_event(started or CallStarted(t=0.0))
+
+    def push_frame(self, frame: AudioFrame) -> bool:
+        """Live path: enqueue without waiting; drops (and counts) the frame when overloaded."""
+        if self._ended:
+            return False
+        if self._pending_frames >= self._max_pending:
+            self.frames_dropped += 1
+            return False
+        self._pending_frames += 1
+        if self._pending_frames >= self._max_pending:
+            self._space.clear()
+        self._queue.put_nowait(_Item(frame=frame))
+        return True
+
+    async def feed(self, frame: AudioFrame) -> None:
+        """Replay path: wait for room instead of dropping, so replay runs as fast as it can."""
+        while self._pending_frames >= self._max_pending:
+            self._space.clear()
+            await self._space.wait()
+        self.push_frame(frame)
+
+    def push_event(self, event: Event) -> None:
+        """Control path (IVR marks, RFC 4733 DTMF): never dropped; stamped with the call clock."""
+        if self._ended:
+            return
+        if event.t == 0.0 and not isinstance(event, CallStarted):
+            event = replace(event, t=self.now)
+        self._queue.put_nowait(_Item(event=event))
+
+    def set_grammar(self, party: Party, phrases: Sequence[str] | None) -> None:
+        """Grammar mode for a party's next utterances (IVR menus), or None for free speech."""
+        asr = self.stage("asr")
+        if asr is not None:
+            asr.set_grammar(party, phrases)  # type: ignore[attr-defined]
+
+    async def end(self, reason: str = "hangup", *, duration: float | None = None) -> list[Event]:
+        """Drain frames and recognizers, close every stage, emit CallEnded; return all events."""
+        if self._ended:
+            return self.events
+        self._ended = True
+        await self._wait_idle()
+        t = self.now if duration is None else duration
+        for i, stage in enumerate(self.stages):
+            self._forward(stage.finish(t), i + 1)
+            drain = getattr(stage, "drain", None)
+            if drain is not None:
+                await drain()
+                await self._wait_idle()
+        self._deliver(CallEnded(t=t, reason=reason, duration=round(t, 3)), len(self.stages))
+        await self._close()
+        return self.events
+
+    async def cancel(self) -> None:
+        """Stop now: pending frames and results are discarded."""
+        self._ended = True
+        await self._close()
+
+    async def _close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+        for stage in self.stages:
+            aclose = getattr(stage, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+    async def _wait_idle(self) -> None:
+        await self._queue.join()
+
+    # -- processing -------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            item = await self._queue.get()
+            try:
+                if item.frame is not None:
+                    self._pending_frames -= 1
+                    if self._pending_frames < self._max_pending:
+                        self._space.set()
+                    self._process_frame(item.frame)
+                elif item.event is not None:
+                    self._deliver(item.event, item.start)
+            except Exception:
+                log.exception("pipeline stage failed on call %s", self.call_id)
+            finally:
+                self._queue.task_done()
+
+    def _process_frame(self, frame: AudioFrame) -> None:
+        self.frames_processed += 1
+        for i, stage in enumerate(self.stages):
+            self._forward(stage.process_frame(frame), i + 1)
+        if frame.end > self.now:
+            self.now = frame.end
+            for fn in self._tick:
+                fn(self.now)
+
+    def _forward(self, events: list[Event], start: int) -> None:
+        for event in events:
+            self._deliver(event, start)
+
+    def _deliver(self, event: Event, start: int) -> None:
+        """Record and publish ``event``, then let stages from ``start`` on react to it."""
+        if not event.call_id:
+            event = replace(event, call_id=self.call_id)
+        self.events.append(event)
+        for sink in self._sinks:
+            try:
+                sink(event)
+            except Exception:
+                log.exception("event sink failed on call %s", self.call_id)
+        for i in range(start, len(self.stages)):
+            self._forward(self.stages[i].process_event(event), i + 1)

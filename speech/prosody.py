@@ -1,0 +1,141 @@
+"""Prosody of one utterance: pitch, loudness and speaking rate from its samples.
+
+These are the acoustic half of the tone signal. They are only meaningful relative to the same
+caller (voices and phone lines differ far more than one voice under stress does), so this module
+measures, and ``speech.tone`` compares against the caller's own baseline.
+
+Pitch uses ``librosa.yin`` on audio decimated to 8 kHz (~1.5 ms per audio second); voicing is
+decided by energy and zero-crossing rate, because yin reports a pitch for every frame.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import librosa
+import numpy as np
+from scipy.signal import find_peaks, resample_poly
+
+ANALYSIS_RATE = 8000
+"""Rate pitch is tracked at: telephone band, and yin costs half of what it does at 16 kHz."""
+HOP_S = 0.010
+"""Analysis hop (s)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProsodyConfig:
+    """Thresholds of the measurement. Defaults suit telephone speech."""
+
+    fmin_hz: float = 60.0
+    fmax_hz: float = 400.0
+    voiced_floor_db: float = 25.0
+    """A frame is a voicing candidate within this many dB of the utterance's loudest frame."""
+    voiced_max_zcr: float = 0.25
+    """Zero crossings per sample at 8 kHz above which a frame is unvoiced (fricatives, noise)."""
+    silence_dbfs: float = -60.0
+    """Frames quieter than this never count as speech."""
+    peak_prominence_db: float = 3.0
+    """Dip in the energy envelope (dB) that separates two syllable-like peaks."""
+    peak_min_gap_s: float = 0.08
+    """Syllables are at least this far apart (~12 per second at most)."""
+    envelope_smooth_s: float = 0.04
+    """Moving-average window of the energy envelope used for syllable peaks."""
+
+
+@dataclass(frozen=True, slots=True)
+class Prosody:
+    """Measured prosody of one utterance. NaN where the utterance had no voiced audio."""
+
+    duration_s: float
+    """Audio analysed (s)."""
+    active_s: float
+    """From the first to the last frame above the silence floor (s): the speaking time."""
+    voiced_s: float
+    """Frames judged voiced (s)."""
+    pitch_hz: float
+    """Median F0 of voiced frames."""
+    pitch_spread_st: float
+    """Robust spread of F0 in semitones (IQR / 1.349): monotone vs. animated."""
+    loudness_db: float
+    """RMS level of the voiced part, dB full scale."""
+    syllable_rate: float
+    """Syllable-like energy peaks per second of speaking time."""
+
+    @property
+    def has_voice(self) -> bool:
+        return self.voiced_s > 0 and bool(np.isfinite(self.pitch_hz))
+
+
+def analyze(samples: np.ndarray, sample_rate: int, config: ProsodyConfig | None = None) -> Prosody:
+    """Measure ``samples`` (int16 or float in [-1, 1], mono) of one utterance."""
+    cfg = config or ProsodyConfig()
+    x = _to_float(samples)
+    if sample_rate != ANALYSIS_RATE:
+        x = resample_poly(x, ANALYSIS_RATE, sample_rate).astype(np.float32)
+    hop = int(ANALYSIS_RATE * HOP_S)
+    frame_len = _frame_length(cfg.fmin_hz)
+    duration = len(x) / ANALYSIS_RATE
+    if len(x) < frame_len:
+        return _empty(duration)
+
+    frames = librosa.util.frame(np.pad(x, (frame_len // 2, frame_len // 2)), frame_length=frame_len, hop_length=hop)
+    power = np.mean(frames.astype(np.float64) ** 2, axis=0)
+    level_db = 10.0 * np.log10(power + 1e-12)
+    signs = np.signbit(frames)
+    zcr = np.mean(signs[1:] != signs[:-1], axis=0)
+
+    audible = level_db > cfg.silence_dbfs
+    if not audible.any():
+        return _empty(duration)
+    idx = np.flatnonzero(audible)
+    active_s = float(idx[-1] - idx[0] + 1) * HOP_S
+
+    voiced = audible & (level_db >= level_db.max() - cfg.voiced_floor_db) & (zcr <= cfg.voiced_max_zcr)
+    f0 = librosa.yin(x, fmin=cfg.fmin_hz, fmax=cfg.fmax_hz, sr=ANALYSIS_RATE, frame_length=frame_len, hop_length=hop)
+    n = min(len(f0), len(voiced))
+    f0, voiced, power = f0[:n], voiced[:n], power[:n]
+    # yin clamps to its search range when it finds no period: those frames are not voiced.
+    voiced &= (f0 > cfg.fmin_hz * 1.02) & (f0 < cfg.fmax_hz * 0.98)
+    if not voiced.any():
+        return Prosody(duration, active_s, 0.0, float("nan"), float("nan"), float("nan"),
+                       _syllable_rate(level_db, active_s, cfg))
+    semis = 12.0 * np.log2(f0[voiced])
+    q75, q25 = np.percentile(semis, [75, 25])
+    return Prosody(
+        duration_s=duration,
+        active_s=active_s,
+        voiced_s=float(voiced.sum()) * HOP_S,
+        pitch_hz=float(np.median(f0[voiced])),
+        pitch_spread_st=float((q75 - q25) / 1.349),
+        loudness_db=float(10.0 * np.log10(np.mean(power[voiced]) + 1e-12)),
+        syllable_rate=_syllable_rate(level_db, active_s, cfg),
+    )
+
+
+def _syllable_rate(level_db: np.ndarray, active_s: float, cfg: ProsodyConfig) -> float:
+    """Peaks of the smoothed energy envelope per second: a transcript-free speaking-rate proxy."""
+    if active_s <= 0:
+        return 0.0
+    width = max(1, round(cfg.envelope_smooth_s / HOP_S))
+    env = np.convolve(np.maximum(level_db, cfg.silence_dbfs), np.ones(width) / width, mode="same")
+    floor = env.max() - cfg.voiced_floor_db
+    peaks, _ = find_peaks(env, height=floor, prominence=cfg.peak_prominence_db,
+                          distance=max(1, round(cfg.peak_min_gap_s / HOP_S)))
+    return float(len(peaks) / active_s)
+
+
+def _frame_length(fmin_hz: float) -> int:
+    """Smallest power of two holding two periods of the lowest pitch (yin needs > one)."""
+    need = 2 * ANALYSIS_RATE / fmin_hz
+    return int(2 ** np.ceil(np.log2(need)))
+
+
+def _to_float(samples: np.ndarray) -> np.ndarray:
+    if samples.dtype == np.int16:
+        return samples.astype(np.float32) / 32768.0
+    return np.asarray(samples, dtype=np.float32)
+
+
+def _empty(duration: float) -> Prosody:
+    nan = float("nan")
+    return Prosody(duration, 0.0, 0.0, nan, nan, nan, 0.0)

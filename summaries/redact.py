@@ -1,0 +1,236 @@
+"""PII redaction of a call's events before anything is stored or sent.
+
+Card numbers (Luhn-checked, written or spoken digit by digit), SSN-like and other national ids,
+emails and phone numbers are replaced by a tag in transcripts and their words; DTMF digits keyed
+while the IVR is collecting something secure are masked. The original is kept beside the event
+(``RedactedCall.originals``) only when ``keep_original`` is set, so the default stores nothing
+sensitive at all.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from speech.events import CallEnded, DtmfDigit, Event, FinalTranscript, IvrStep, PartialTranscript, Word
+from summaries.spoken import digit_runs, luhn_ok
+
+MASKED_DIGIT = "X"
+"""What a secure DTMF digit becomes (not a DTMF key, so it cannot be mistaken for one)."""
+
+CARD_MIN_DIGITS = 13
+CARD_MAX_DIGITS = 19
+SSN_DIGITS = 9
+PHONE_MIN_DIGITS = 10
+PHONE_MAX_DIGITS = 12
+
+CARD_CONTEXT = re.compile(r"\b(card|credit|debit|visa|mastercard|amex|american express|discover)\b", re.I)
+SSN_CONTEXT = re.compile(r"\b(social|ssn|security number|tax id|national id|id number)\b", re.I)
+PHONE_CONTEXT = re.compile(r"\b(phone|cell|mobile|call me|reach me|callback number|telephone)\b", re.I)
+
+_SSN = re.compile(r"(?<![\d-])\d{3}[- ]\d{2}[- ]\d{4}(?![\d-])")
+_UK_NINO = re.compile(r"\b[A-CEGHJ-PR-TW-Z]{2} ?\d{2} ?\d{2} ?\d{2} ?[A-D]\b", re.I)
+_IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b")
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+_SPOKEN_EMAIL = re.compile(
+    r"\b[\w.]+(?: dot [\w]+)* at [\w-]+(?: dot [\w-]+)*? dot (?:com|org|net|edu|gov|io|co|uk|de)\b",
+    re.I,
+)
+_PHONE = re.compile(
+    r"(?<![\d\w])(?<!\d[ .-])(?:\+?\d{1,3}[ .-]?)?(?:\(\d{3}\)|\d{3})[ .-]?\d{3}[ .-]?\d{4}(?![ .-]?\d)"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    start: int
+    end: int
+    tag: str
+
+
+@dataclass
+class RedactedCall:
+    """Redacted events, and (only with ``keep_original``) the originals by index."""
+
+    events: list[Event]
+    originals: dict[int, dict[str, Any]] = field(default_factory=dict)
+    """Index in ``events`` → the original event's ``to_dict()``; empty unless kept."""
+    redacted_count: int = 0
+
+
+class Redactor:
+    """Masks PII in events. Holds per-call IVR state, so feed each call's events in order."""
+
+    def __init__(self, keep_original: bool = False, secure_ivr_nodes: Iterable[str] = frozenset()) -> None:
+        self.keep_original = keep_original
+        self.secure_ivr_nodes = frozenset(secure_ivr_nodes)
+        self._secure_node: dict[str, str] = {}
+        """call_id → the secure IVR node now collecting input."""
+
+    # -- text ---------------------------------------------------------------------------------
+
+    def find_spans(self, text: str, *, secure: bool = False) -> list[Span]:
+        """Character spans of PII in ``text``; ``secure`` masks every digit run (secure IVR input)."""
+        spans: list[Span] = []
+        for m in _EMAIL.finditer(text):
+            spans.append(Span(m.start(), m.end(), "[EMAIL]"))
+        for m in _SPOKEN_EMAIL.finditer(text):
+            spans.append(Span(m.start(), m.end(), "[EMAIL]"))
+        for m in _SSN.finditer(text):
+            spans.append(Span(m.start(), m.end(), "[SSN]"))
+        for m in _UK_NINO.finditer(text):
+            spans.append(Span(m.start(), m.end(), "[NATIONAL_ID]"))
+        for m in _IBAN.finditer(text):
+            if sum(c.isdigit() for c in m.group(0)) >= 8:
+                spans.append(Span(m.start(), m.end(), "[IBAN]"))
+        for run in digit_runs(text):
+            tag = self._classify_run(text, run.digits, run.spoken, secure)
+            if tag:
+                spans.append(Span(run.start, run.end, tag))
+        for m in _PHONE.finditer(text):
+            spans.append(Span(m.start(), m.end(), "[PHONE]"))
+        return _merge(spans)
+
+    def _classify_run(self, text: str, digits: str, spoken: bool, secure: bool) -> str | None:
+        n = len(digits)
+        if CARD_MIN_DIGITS <= n <= CARD_MAX_DIGITS and (
+            luhn_ok(digits) or (spoken and CARD_CONTEXT.search(text))
+        ):
+            # Written numerals that fail Luhn are order or tracking numbers: they stay.
+            return "[CARD]"
+        if n == SSN_DIGITS and SSN_CONTEXT.search(text):
+            return "[SSN]"
+        if spoken and PHONE_MIN_DIGITS <= n <= PHONE_MAX_DIGITS and PHONE_CONTEXT.search(text):
+            return "[PHONE]"
+        if secure and n >= 1:
+            return "[REDACTED]"
+        return None
+
+    def redact_text(self, text: str, *, secure: bool = False) -> str:
+        spans = self.find_spans(text, secure=secure)
+        return _apply(text, spans)
+
+    def _redact_words(self, words: Sequence[Word], *, secure: bool) -> tuple[Word, ...]:
+        """Redact on the joined words, then merge the words each span touches into one tag."""
+        if not words:
+            return tuple(words)
+        offsets: list[tuple[int, int]] = []
+        pos = 0
+        for w in words:
+            offsets.append((pos, pos + len(w.word)))
+            pos += len(w.word) + 1
+        joined = " ".join(w.word for w in words)
+        spans = self.find_spans(joined, secure=secure)
+        if not spans:
+            return tuple(words)
+        out: list[Word] = []
+        i = 0
+        for span in spans:
+            while i < len(words) and offsets[i][1] <= span.start:
+                out.append(words[i])
+                i += 1
+            hit = []
+            while i < len(words) and offsets[i][0] < span.end:
+                hit.append(words[i])
+                i += 1
+            if hit:
+                out.append(Word(span.tag, hit[0].start, hit[-1].end, min(w.conf for w in hit)))
+        out.extend(words[i:])
+        return tuple(out)
+
+    # -- events -------------------------------------------------------------------------------
+
+    def redact_event(self, event: Event) -> Event:
+        """The event with PII masked (``dataclasses.replace``); unchanged events are returned as is."""
+        call = event.call_id
+        if isinstance(event, IvrStep):
+            return self._ivr_step(event)
+        secure = call in self._secure_node
+        if isinstance(event, DtmfDigit):
+            return dataclasses.replace(event, digit=MASKED_DIGIT) if secure else event
+        if isinstance(event, FinalTranscript):
+            text = self.redact_text(event.text, secure=secure)
+            words = self._redact_words(event.words, secure=secure)
+            if text == event.text and words == event.words:
+                return event
+            return dataclasses.replace(event, text=text, words=words)
+        if isinstance(event, PartialTranscript):
+            text = self.redact_text(event.text, secure=secure)
+            return event if text == event.text else dataclasses.replace(event, text=text)
+        if isinstance(event, CallEnded):
+            self._secure_node.pop(call, None)
+        return event
+
+    def _ivr_step(self, step: IvrStep) -> IvrStep:
+        call = step.call_id
+        is_secure_node = step.node in self.secure_ivr_nodes or bool(step.detail.get("secure"))
+        if step.action == "enter":
+            if is_secure_node:
+                self._secure_node[call] = step.node
+            else:
+                self._secure_node.pop(call, None)
+            return step
+        if is_secure_node or self._secure_node.get(call) == step.node:
+            detail = {k: _mask_value(k, v) for k, v in step.detail.items()}
+            if step.action in ("collect", "route", "transfer", "fallback"):
+                self._secure_node.pop(call, None)
+            return dataclasses.replace(step, detail=detail) if detail != step.detail else step
+        if step.action in ("route", "transfer"):
+            self._secure_node.pop(call, None)
+        return step
+
+    def redact_events(self, events: Iterable[Event]) -> list[Event]:
+        return self.redact_call(events).events
+
+    def redact_call(self, events: Iterable[Event]) -> RedactedCall:
+        """Redact a whole call; originals of changed events are kept only with ``keep_original``."""
+        out = RedactedCall(events=[])
+        for i, ev in enumerate(events):
+            red = self.redact_event(ev)
+            out.events.append(red)
+            if red is not ev:
+                out.redacted_count += 1
+                if self.keep_original:
+                    out.originals[i] = ev.to_dict()
+        return out
+
+
+_MASK_KEYS = ("digits", "value", "input", "entered", "text", "number")
+
+
+def _mask_value(key: str, value: Any) -> Any:
+    if key == "secure":
+        return value
+    if isinstance(value, str) and (key in _MASK_KEYS or any(c.isdigit() for c in value)):
+        return re.sub(r"[0-9*#A-D]", MASKED_DIGIT, value) if key in _MASK_KEYS else re.sub(r"\d", MASKED_DIGIT, value)
+    if isinstance(value, int | float) and not isinstance(value, bool) and key in _MASK_KEYS:
+        return MASKED_DIGIT * len(str(value))
+    return value
+
+
+def _merge(spans: list[Span]) -> list[Span]:
+    """Sort and merge overlapping spans; the earliest-found (most specific) tag wins."""
+    spans = sorted(spans, key=lambda s: (s.start, -(s.end - s.start)))
+    out: list[Span] = []
+    for s in spans:
+        if out and s.start < out[-1].end:
+            last = out[-1]
+            out[-1] = Span(last.start, max(last.end, s.end), last.tag)
+        else:
+            out.append(s)
+    return out
+
+
+def _apply(text: str, spans: list[Span]) -> str:
+    if not spans:
+        return text
+    parts, pos = [], 0
+    for s in spans:
+        parts.append(text[pos : s.start])
+        parts.append(s.tag)
+        pos = s.end
+    parts.append(text[pos:])
+    return "".join(parts)

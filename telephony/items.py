@@ -1,0 +1,42 @@
+"""Control items a call leg puts in its inbox beside audio frames and DTMF digits.
+
+Audio frames may be dropped when the inbox is full; these never are.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class LegEnded:
+    """The call is over; nothing follows this item in the inbox."""
+
+    reason: str
+    """SIP reason phrase of the last status (``Normal call clearing``, ``Busy Here``...)."""
+    status: int
+    """Last SIP status code of the dialog (200 for a normal hang-up after answer)."""
+    t: float = 0.0
+    """Call time (s) when it ended."""
+
+
+@dataclass(frozen=True, slots=True)
+class HoldChanged:
+    """The media direction changed by a re-INVITE (``by`` is ``remote`` or ``local``)."""
+
+    held: bool
+    by: str
+    t: float = 0.0
+
+
+class CallFailed(Exception):
+    """An outbound call was not answered; ``status`` is the final SIP status code."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(f"call failed: {status} {reason}")
+        self.status = status
+        self.reason = reason
+
+
+class EndpointError(RuntimeError):
+    """The SIP endpoint could not start or a command failed on the PJSIP thread."""
