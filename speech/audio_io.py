@@ -90,11 +90,35 @@ def load_recording(path: str | Path, *, stereo_parties: tuple[Party, Party] = (P
         raise AudioFileError(f"{p}: contains no audio frames")
     if data.shape[0] < info.frames * 0.98 and info.frames > 0:
         raise AudioFileError(f"{p}: truncated: header says {info.frames} frames, found {data.shape[0]}")
+    missing = _wav_missing_bytes(p)
+    if missing > 0:
+        raise AudioFileError(f"{p}: truncated: the WAV header promises {missing} more bytes of audio")
     if not np.all(np.isfinite(data)):
         raise AudioFileError(f"{p}: contains NaN or infinite samples")
     parties = (Party.CALLER,) if data.shape[1] == 1 else stereo_parties
     tracks = {party: to_int16(resample(data[:, i], rate)) for i, party in enumerate(parties)}
     return Recording(path=p, source_rate=rate, tracks=tracks)
+
+
+def _wav_missing_bytes(path: Path) -> int:
+    """Bytes a RIFF/WAVE file's data chunk declares beyond the end of the file (libsndfile
+    silently shortens truncated files, which would replay as a shorter, "good" call)."""
+    size = path.stat().st_size
+    with path.open("rb") as fh:
+        head = fh.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return 0
+        pos = 12
+        while pos + 8 <= size:
+            fh.seek(pos)
+            chunk = fh.read(8)
+            cid, length = chunk[:4], int.from_bytes(chunk[4:8], "little")
+            if cid == b"data":
+                if length in (0, 0xFFFFFFFF):  # streaming writers leave it open
+                    return 0
+                return max(0, pos + 8 + length - size)
+            pos += 8 + length + (length & 1)
+    return 0
 
 
 def _short(exc: BaseException) -> str:

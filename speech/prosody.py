@@ -139,3 +139,91 @@ def _to_float(samples: np.ndarray) -> np.ndarray:
 def _empty(duration: float) -> Prosody:
     nan = float("nan")
     return Prosody(duration, 0.0, 0.0, nan, nan, nan, 0.0)
+
+
+@dataclass(frozen=True, slots=True)
+class NeutralProsody:
+    """Typical values, compared against before the caller's own baseline exists."""
+
+    pitch_hz: float | None = None
+    """No default: voices differ by an octave, so absolute pitch says nothing without a baseline."""
+    pitch_spread_st: float = 2.0
+    loudness_db: float = -20.0
+    """A well-levelled telephone voice (dBFS)."""
+    words_per_s: float | None = 2.5
+    """~150 words per minute, conversational English; None when unknown."""
+    syllable_rate: float = 4.0
+
+
+@dataclass(frozen=True, slots=True)
+class ProsodyDelta:
+    """One utterance against the reference. Relative changes: 0.38 means +38%. NaN: unknown."""
+
+    pitch_change: float
+    spread_change: float
+    loudness_change_db: float
+    rate_change: float
+    rate_basis: str
+    """``words`` (transcript) or ``syllables`` (energy peaks): rates compare like with like."""
+    reference: str
+    """``baseline`` (complete), ``partial`` (some baseline utterances) or ``defaults``."""
+
+
+class ProsodyBaseline:
+    """The caller's own normal voice: the mean of their first ``size`` usable utterances."""
+
+    def __init__(self, size: int, neutral: NeutralProsody | None = None, min_voiced_s: float = 0.3) -> None:
+        self.size = size
+        self.neutral = neutral or NeutralProsody()
+        self.min_voiced_s = min_voiced_s
+        self._items: list[tuple[Prosody, float | None]] = []
+
+    @property
+    def count(self) -> int:
+        return len(self._items)
+
+    @property
+    def complete(self) -> bool:
+        return len(self._items) >= self.size
+
+    def usable(self, p: Prosody) -> bool:
+        """Enough voiced audio to say anything about the voice (a short "yes" is not)."""
+        return p.has_voice and p.voiced_s >= self.min_voiced_s
+
+    def add(self, p: Prosody, words_per_s: float | None = None) -> bool:
+        """Take ``p`` into the baseline if it is still forming and ``p`` is usable."""
+        if self.complete or not self.usable(p):
+            return False
+        self._items.append((p, words_per_s))
+        return True
+
+    def compare(self, p: Prosody, words_per_s: float | None = None) -> ProsodyDelta:
+        ref = self._reference()
+        pitch = _rel(p.pitch_hz, ref.pitch_hz)
+        spread = _rel(p.pitch_spread_st, ref.pitch_spread_st)
+        loud = p.loudness_db - ref.loudness_db if np.isfinite(p.loudness_db) else float("nan")
+        if words_per_s and ref.words_per_s:
+            rate, basis = _rel(words_per_s, ref.words_per_s), "words"
+        else:
+            rate, basis = _rel(p.syllable_rate, ref.syllable_rate), "syllables"
+        kind = "baseline" if self.complete else ("partial" if self._items else "defaults")
+        return ProsodyDelta(pitch, spread, loud, rate, basis, kind)
+
+    def _reference(self) -> NeutralProsody:
+        if not self._items:
+            return self.neutral
+        ps = [p for p, _ in self._items]
+        wps = [w for _, w in self._items if w]
+        return NeutralProsody(
+            pitch_hz=float(2.0 ** np.mean([np.log2(p.pitch_hz) for p in ps])),
+            pitch_spread_st=float(np.mean([p.pitch_spread_st for p in ps])),
+            loudness_db=float(np.mean([p.loudness_db for p in ps])),
+            words_per_s=float(np.mean(wps)) if wps else None,
+            syllable_rate=float(np.mean([p.syllable_rate for p in ps])),
+        )
+
+
+def _rel(value: float, ref: float | None) -> float:
+    if ref is None or not np.isfinite(value) or not ref or not np.isfinite(ref) or ref <= 0:
+        return float("nan")
+    return float(value / ref - 1.0)

@@ -39,6 +39,8 @@ FRAME_S = 0.01
 """pocketsphinx frame rate (``frate`` 100): ``seg()`` frame indices are 10 ms steps."""
 PARTIAL_INTERVAL_S = 0.5
 """Audio between two looks at the partial hypothesis (reading it costs a search backtrace)."""
+MIN_PREFIX_COVERAGE = 0.5
+"""Share of a menu phrase's words an unfinished grammar path must cover to count as it."""
 _NON_WORDS = frozenset({"<s>", "</s>", "<sil>"})
 _VARIANT = re.compile(r"\(\d+\)$")
 _WORD_CHARS = re.compile(r"[^a-z0-9' ]+")
@@ -65,6 +67,26 @@ class _Grammar:
     name: str
     jsgf: str
     phrases: dict[str, str]
+
+    def choose(self, spoken: str) -> tuple[str, float]:
+        """The phrase ``spoken`` stands for, and how much of it was heard (0 = no choice).
+
+        When the audio ends before the search reaches the grammar's final state, pocketsphinx
+        returns the best path so far ("speak to an"). If that path is the start of exactly one
+        phrase and covers at least ``MIN_PREFIX_COVERAGE`` of its words, it is that phrase
+        (with a proportionally lower confidence); anything else is no choice (empty text).
+        """
+        if spoken in self.phrases:
+            return self.phrases[spoken], 1.0
+        heard = spoken.split()
+        if not heard:
+            return "", 0.0
+        matches = [p for p in self.phrases if p.split()[: len(heard)] == heard]
+        if len(matches) == 1:
+            coverage = len(heard) / len(matches[0].split())
+            if coverage >= MIN_PREFIX_COVERAGE:
+                return self.phrases[matches[0]], coverage
+        return "", 0.0
 
 
 class PocketsphinxEngine(AsrEngine):
@@ -183,6 +205,8 @@ class _LeasedDecoder:
     def __init__(self, decoder: pocketsphinx.Decoder) -> None:
         self.decoder = decoder
         self.searches: set[str] = set()
+        self.initial_cmn: str = decoder.get_cmn(False)
+        """The model's ``cmninit``: where a new session's channel estimate starts."""
 
     def activate(self, grammar: _Grammar | None) -> None:
         if grammar is None:
@@ -264,8 +288,8 @@ class PocketsphinxSession(RecognizerSession):
             self._engine._release(leased)
         spoken = " ".join(w.word for w in words)
         if self._grammar is not None:
-            text = self._grammar.phrases.get(spoken, spoken)
-            confidence = utterance_prob if words else 0.0
+            text, coverage = self._grammar.choose(spoken)
+            confidence = utterance_prob * coverage
         else:
             text = spoken
             confidence = sum(w.conf for w in words) / len(words) if words else 0.0
@@ -287,8 +311,7 @@ class PocketsphinxSession(RecognizerSession):
         leased = self._engine._lease()
         try:
             leased.activate(self._grammar)
-            if self._cmn is not None:
-                leased.decoder.set_cmn(self._cmn)
+            leased.decoder.set_cmn(self._cmn if self._cmn is not None else leased.initial_cmn)
             leased.decoder.start_utt()
         except Exception:
             self._engine._release(leased)

@@ -1,0 +1,165 @@
+"""One live call: composes the telephony leg, its speech pipeline, the IVR and the sinks.
+
+The session is glue, not a god object: the leg only moves audio and signalling, the pipeline
+only analyses, the IVR only decides, the sinks only publish and store. Audio and RFC 4733 digits
+cross from the leg's inbox (filled from the PJSIP thread) into the pipeline on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from callcenter.aftercall import AfterCall
+from callcenter.settings import Settings
+from callcenter.wiring import build_pipeline
+from ivr.flow import Flow
+from ivr.session import IvrSession
+from speech.asr.base import AsrEngine
+from speech.events import CallStarted, DtmfDigit, Event, SummaryReady
+from speech.frames import AudioFrame, Party
+from speech.pipeline import CallPipeline
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CallOutcome:
+    call_id: str
+    summary: dict[str, Any] | None = None
+    ivr: Any = None
+    events: list[Event] = field(default_factory=list)
+    frames_dropped: int = 0
+    recording: Path | None = None
+
+
+class LegMedia:
+    """``ivr.session.IvrMedia`` over a telephony leg and the call's pipeline."""
+
+    def __init__(self, leg: Any, pipeline: CallPipeline) -> None:
+        self.leg = leg
+        self.pipeline = pipeline
+        self.routed_to: str | None = None
+
+    async def play(self, prompt: Path, *, name: str) -> bool:
+        return await self.leg.play(prompt)
+
+    def stop_playback(self) -> None:
+        self.leg.stop_playback()
+
+    def set_grammar(self, phrases: Sequence[str] | None) -> None:
+        self.pipeline.set_grammar(Party.CALLER, phrases)
+
+    async def route(self, queue: str) -> None:
+        self.routed_to = queue
+
+    async def transfer(self, uri: str) -> None:
+        await self.leg.transfer(uri)
+
+    async def hangup(self) -> None:
+        await self.leg.hangup()
+
+    def emit(self, event: Event) -> None:
+        self.pipeline.push_event(event)
+
+
+class CallSession:
+    def __init__(
+        self,
+        leg: Any,
+        settings: Settings,
+        engine: AsrEngine | None,
+        *,
+        flow: Flow | None,
+        prompts_dir: Path | None,
+        sinks: Sequence[Callable[[Event], None]] = (),
+        after_call: AfterCall | None = None,
+        hold_prompt: Path | None = None,
+    ) -> None:
+        self.leg = leg
+        self.settings = settings
+        self.engine = engine
+        self.flow = flow
+        self.prompts_dir = prompts_dir
+        self.sinks = list(sinks)
+        self.after_call = after_call
+        self.hold_prompt = hold_prompt
+
+    async def run(self) -> CallOutcome:
+        leg = self.leg
+        pipeline = build_pipeline(leg.call_id, self.settings, self.engine)
+        for sink in self.sinks:
+            pipeline.add_sink(self.after_call.redacting(sink) if self.after_call else sink)
+        media = LegMedia(leg, pipeline)
+        ivr: IvrSession | None = None
+        if self.flow is not None and self.prompts_dir is not None:
+            ivr = IvrSession(self.flow, media, prompts_dir=self.prompts_dir)
+            pipeline.add_sink(ivr.on_event)
+            pipeline.on_tick(ivr.on_time)
+        await pipeline.start(
+            CallStarted(
+                t=0.0,
+                source="sip",
+                caller=getattr(leg, "remote_uri", ""),
+                callee=getattr(leg, "local_uri", ""),
+                started_at=datetime.now(UTC).isoformat(timespec="seconds"),
+                parties=("caller",),
+            )
+        )
+        ivr_task = asyncio.create_task(self._run_ivr(ivr, media)) if ivr else None
+        reason = await self._pump(pipeline)
+        ivr_result = None
+        if ivr_task is not None:
+            ivr.cancel()  # type: ignore[union-attr]
+            try:
+                ivr_result = await asyncio.wait_for(ivr_task, timeout=5)
+            except (TimeoutError, asyncio.CancelledError, Exception):
+                log.warning("IVR did not stop cleanly on call %s", leg.call_id)
+        events = await pipeline.end(reason)
+        outcome = CallOutcome(leg.call_id, ivr=ivr_result, events=events,
+                              frames_dropped=pipeline.frames_dropped + getattr(leg, "frames_dropped", 0),
+                              recording=getattr(leg, "recording_path", None))
+        if self.after_call is not None:
+            extra: dict[str, Any] = {"recording": str(outcome.recording) if outcome.recording else None}
+            if ivr_result is not None:
+                extra["ivr_outcome"] = _ivr_dict(ivr_result)
+            outcome.summary = await self.after_call.complete(leg.call_id, events, **extra)
+            summary_event = SummaryReady(call_id=leg.call_id, t=pipeline.now, summary=outcome.summary)
+            for sink in self.sinks:
+                sink(summary_event)
+        return outcome
+
+    async def _run_ivr(self, ivr: IvrSession, media: LegMedia) -> Any:
+        result = await ivr.run()
+        if media.routed_to and self.hold_prompt is not None:
+            # In the queue: hold music until the caller hangs up (no agents in this process).
+            while not getattr(self.leg, "ended", asyncio.Event()).is_set():
+                if not await self.leg.play(self.hold_prompt):
+                    break
+        return result
+
+    async def _pump(self, pipeline: CallPipeline) -> str:
+        """Move the leg's audio and digits into the pipeline until the leg ends."""
+        while True:
+            item = await self.leg.inbox.get()
+            if isinstance(item, AudioFrame):
+                pipeline.push_frame(item)
+            elif isinstance(item, DtmfDigit):
+                pipeline.push_event(item)
+            elif isinstance(item, Event):
+                pipeline.push_event(item)
+            elif type(item).__name__ == "LegEnded":
+                return getattr(item, "reason", "hangup") or "hangup"
+
+
+def _ivr_dict(result: Any) -> dict[str, Any]:
+    import dataclasses
+
+    if dataclasses.is_dataclass(result):
+        return dataclasses.asdict(result)
+    return {"result": str(result)}

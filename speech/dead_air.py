@@ -1,0 +1,99 @@
+"""Dead air: nobody speaking and nothing playing for at least the threshold.
+
+Built only from upstream events (VAD utterances of every party, IVR playback marks, DTMF) plus
+the frame clock: the frames only tell the stage what time it is, so the alert fires on the first
+frame whose end reaches ``silence start + threshold`` instead of waiting for the silence to end.
+Prompts and hold music are not dead air: the caller is being served.
+"""
+
+from __future__ import annotations
+
+from callcenter.settings import DeadAirSettings
+from speech.events import (
+    CallStarted,
+    DeadAirEnded,
+    DeadAirStarted,
+    DtmfDigit,
+    Event,
+    PlaybackEnded,
+    PlaybackStarted,
+    SpeechEnded,
+    SpeechStarted,
+)
+from speech.frames import AudioFrame, Party
+from speech.stage import Stage
+
+_EPS = 1e-6
+"""Float slack when comparing call times built from frame counts."""
+
+
+class DeadAirStage(Stage):
+    """Tracks active speakers and playbacks; alerts once per silence longer than the threshold."""
+
+    name = "dead_air"
+
+    def __init__(self, settings: DeadAirSettings) -> None:
+        self.settings = settings
+        self._speakers: set[Party | None] = set()
+        self._playbacks = 0
+        self._silence_start: float | None = 0.0
+        """When the current silence began; ``None`` while someone speaks or something plays."""
+        self._alerted = False
+
+    @property
+    def in_dead_air(self) -> bool:
+        return self._alerted
+
+    def process_frame(self, frame: AudioFrame) -> list[Event]:
+        start = self._silence_start
+        if start is None or self._alerted:
+            return []
+        if frame.end + _EPS < start + self.settings.threshold_s:
+            return []
+        self._alerted = True
+        return [DeadAirStarted(t=frame.end, start=start, threshold=self.settings.threshold_s)]
+
+    def process_event(self, event: Event) -> list[Event]:
+        if isinstance(event, SpeechStarted):
+            self._speakers.add(event.party)
+            return self._activity(event.t)
+        if isinstance(event, PlaybackStarted):
+            self._playbacks += 1
+            return self._activity(event.t)
+        if isinstance(event, DtmfDigit):
+            out = self._activity(event.t)
+            self._quiet(event.t + event.duration)
+            return out
+        if isinstance(event, SpeechEnded):
+            self._speakers.discard(event.party)
+            self._quiet(event.t)
+        elif isinstance(event, PlaybackEnded):
+            self._playbacks = max(0, self._playbacks - 1)
+            self._quiet(event.t)
+        elif isinstance(event, CallStarted):
+            self._speakers.clear()
+            self._playbacks = 0
+            self._silence_start, self._alerted = event.t, False
+        return []
+
+    def finish(self, t: float) -> list[Event]:
+        out = self._activity(t)
+        self._silence_start = None
+        return out
+
+    def _activity(self, onset: float) -> list[Event]:
+        """Something audible began at ``onset``: end dead air (if alerted) and stop the timer."""
+        out: list[Event] = []
+        start = self._silence_start
+        if self._alerted and start is not None:
+            end = max(onset, start)
+            out.append(DeadAirEnded(t=end, start=start, end=end, duration=end - start))
+        self._alerted = False
+        self._silence_start = None
+        return out
+
+    def _quiet(self, t: float) -> None:
+        """Something audible ended at ``t``: the silence starts if nothing else is going on."""
+        if self._speakers or self._playbacks or self._silence_start is not None:
+            return
+        self._silence_start = t

@@ -1,0 +1,458 @@
+"""Offline, deterministic after-call summary from a call's events.
+
+Keyword and pattern rules over the final transcripts, plus counts from the detectors (tone, dead
+air, talk-over, DTMF, IVR). Transcripts from an offline recognizer are noisy (50-70% word error
+on test voices), so each conclusion needs a clear cue and a margin over the alternatives, and
+otherwise stays ``"unknown"``; each one carries the transcript spans it came from.
+
+Redact first (``summaries.redact``), then summarize: the summary quotes transcripts.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from speech.events import (
+    CallEnded,
+    CallStarted,
+    DeadAirEnded,
+    DeadAirStarted,
+    DtmfDigit,
+    Event,
+    FinalTranscript,
+    IvrStep,
+    SpeechEnded,
+    TalkOver,
+    ToneAlert,
+    ToneUpdate,
+)
+from speech.frames import Party
+from summaries.spoken import digit_runs
+from summaries.summary import (
+    UNKNOWN,
+    CallSummary,
+    Entity,
+    Evidence,
+    FollowUp,
+    ToneAlertNote,
+    ToneMark,
+)
+
+
+@dataclass(frozen=True)
+class SummaryRules:
+    """Thresholds of the rule-based summarizer (named, so they can become settings)."""
+
+    min_reason_score: float = 1.0
+    """Weighted cue hits a reason needs before it is named."""
+    reason_margin: float = 0.5
+    """How far the best reason must lead the runner-up; a tie is ``unknown``."""
+    caller_weight: float = 1.0
+    agent_weight: float = 0.5
+    """Agents paraphrase the reason ("so you want to cancel"), but less reliably than callers say it."""
+    early_utterances: int = 4
+    early_bonus: float = 0.5
+    """Callers state the reason early: cue hits in their first utterances count extra."""
+    max_phrase_chars: int = 120
+    max_key_phrases: int = 8
+    min_key_word_count: int = 2
+
+
+REASON_CUES: dict[str, tuple[str, ...]] = {
+    "cancellation": (
+        r"\bcancel\w*", r"\bclose (?:my|the) account", r"\bterminat\w+", r"\bunsubscribe",
+        r"\bend (?:my|the) (?:subscription|contract|service)", r"\bstop (?:my|the) service",
+        r"\bswitch(?:ing)? (?:to )?(?:another|a different) provider",
+    ),
+    "billing": (
+        r"\bbill(?:s|ed|ing)?\b", r"\bcharg\w+", r"\binvoice\w*", r"\bpayment\w*", r"\brefund\w*",
+        r"\bovercharg\w+", r"\bfees?\b", r"\bstatement\b", r"\bpaid\b", r"\bdouble charged",
+    ),
+    "technical_support": (
+        r"\bnot working", r"\b(?:doesn't|does not|won't|will not|isn't|is not) work", r"\bbroken\b",
+        r"\berror\w*", r"\binternet\b", r"\bconnection\b", r"\bwi-?fi\b", r"\brouter\b",
+        r"\bmodem\b", r"\boutage\b", r"\bkeeps? (?:dropping|crashing|disconnecting)",
+        r"\bcrash\w*", r"\bslow\b", r"\bno (?:signal|service|internet)", r"\binstall\w*",
+    ),
+    "account": (
+        r"\bpassword\b", r"\blog ?in\b", r"\bsign ?in\b", r"\busername\b", r"\blocked out",
+        r"\bupdate (?:my|the) (?:address|email|details|phone|name)", r"\bchange (?:my|the) (?:address|email|details|phone|name)",
+        r"\baccount (?:details|information|settings)", r"\baccess (?:to )?my account",
+    ),
+    "complaint": (
+        r"\bcomplain\w*", r"\bunacceptable\b", r"\bterrible\b", r"\bworst\b", r"\bridiculous\b",
+        r"\b(?:manager|supervisor)\b", r"\bfrustrat\w+", r"\bthird time\b", r"\bnobody (?:helps|listens)",
+        r"\bawful\b", r"\bdisgust\w+",
+    ),
+    "sales": (
+        r"\bupgrade\w*", r"\bnew (?:plan|phone|contract)", r"\bbuy\b", r"\bpurchas\w+",
+        r"\bpric(?:e|es|ing)\b", r"\bquote\b", r"\bsign up\b",
+    ),
+}
+
+RESOLVED_CUES = (
+    r"\bthat (?:fixed|solved|worked|works|helps|helped|did it)", r"\b(?:it's|it is) working (?:now|again)",
+    r"\bworks? (?:now|again)\b", r"\bproblem (?:is )?solved", r"\bperfect\b", r"\bthanks? (?:you )?for (?:your|the) help",
+    r"\bthat's all i needed", r"\ball set\b", r"\bresolved\b", r"\bgreat,? thank",
+    r"\b(?:has|have) been (?:cancelled|canceled|refunded|credited|reset|updated|fixed|processed)",
+)
+UNRESOLVED_CUES = (
+    r"\bstill (?:not|doesn't|does not|isn't|broken|no)\b", r"\bnot (?:working|resolved|fixed)\b",
+    r"\b(?:doesn't|didn't|does not|did not) help", r"\bwaste of (?:my )?time", r"\bunresolved\b",
+    r"\b(?:speak|talk) (?:to|with) (?:a |your )?(?:manager|supervisor)", r"\bno luck\b",
+    r"\bcan't help\b", r"\bunable to (?:help|fix|resolve)",
+)
+ESCALATION_CUES = (
+    r"\bescalat\w+", r"\btechnician\b", r"\bget back to you", r"\blook into (?:it|this)",
+    r"\bopen(?:ed)? a (?:ticket|case)", r"\bfollow up\b",
+)
+
+ACTION_PATTERN = re.compile(
+    r"\b(?:i(?:'ve| have)|we(?:'ve| have)|i just|i went ahead and|i've gone ahead and)\s+"
+    r"((?:\w+ed|sent|reset|issued|made|set up|put|done)\b[^.?!]*)",
+    re.I,
+)
+PASSIVE_ACTION = re.compile(
+    r"\b((?:your|the) [\w ]{1,40}? (?:has|have) been (?:\w+ed|sent|reset|issued|made)\b[^.?!]*)", re.I
+)
+PROMISE_PATTERN = re.compile(
+    r"\b(?:i will|i'll|we will|we'll|someone will|a technician will|you will receive|you'll receive|you'll get|you will get)\s+"
+    r"([^.?!]*)",
+    re.I,
+)
+CALLER_STEP_PATTERN = re.compile(
+    r"\b(?:you (?:will )?need to|you should|you'll need to|please|make sure (?:you|to))\s+"
+    r"((?:restart|reboot|unplug|check|reply|call|send|log|sign|update|confirm|try|keep|wait|visit|go)\b[^.?!]*)",
+    re.I,
+)
+_NUM_WORD = r"(?:one|two|three|four|five|six|seven|eight|nine|ten|twelve|fifteen|twenty|thirty|forty|forty-eight|seventy-two|\d+)"
+DUE_PATTERN = re.compile(
+    r"\b(tomorrow(?: morning| afternoon| evening)?|today|tonight|this (?:afternoon|evening|week)"
+    rf"|within (?:the next )?{_NUM_WORD} (?:business )?(?:hours?|days?|weeks?)"
+    rf"|in (?:the next )?{_NUM_WORD} (?:business )?(?:hours?|days?|weeks?)"
+    r"|by (?:monday|tuesday|wednesday|thursday|friday|saturday|sunday|tomorrow|end of (?:the )?(?:day|week|month))"
+    r"|next (?:week|month|monday|tuesday|wednesday|thursday|friday)"
+    r"|on (?:monday|tuesday|wednesday|thursday|friday|saturday|sunday))\b",
+    re.I,
+)
+AMOUNT_PATTERN = re.compile(
+    r"(\$\s?\d[\d,]*(?:\.\d{2})?|\b\d[\d,]*(?:\.\d{2})? (?:dollars|euros|pounds|bucks)\b"
+    r"|\b(?:(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|"
+    r"sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety|hundred|"
+    r"thousand|and|a)[ -])+(?:dollars|euros|pounds|bucks)\b)",
+    re.I,
+)
+DATE_PATTERN = re.compile(
+    r"\b((?:january|february|march|april|may|june|july|august|september|october|november|december)"
+    r" \d{1,2}(?:st|nd|rd|th)?|\d{1,2}/\d{1,2}(?:/\d{2,4})?|\d{4}-\d{2}-\d{2}"
+    r"|(?:last|next|this) (?:monday|tuesday|wednesday|thursday|friday|saturday|sunday|week|month)"
+    r"|yesterday|tomorrow)\b",
+    re.I,
+)
+NUMBER_CONTEXT = (
+    ("account_number", re.compile(r"\baccount(?: number)?(?: is| it's)?\W*$", re.I)),
+    ("order_number", re.compile(r"\b(?:order|confirmation|tracking)(?: number)?(?: is| it's)?\W*$", re.I)),
+    ("ticket_number", re.compile(r"\b(?:ticket|case|reference)(?: number)?(?: is| it's)?\W*$", re.I)),
+)
+MIN_NUMBER_DIGITS = 4
+DTMF_NODE_KINDS = (("account", "account_number"), ("order", "order_number"), ("ticket", "ticket_number"),
+                   ("case", "ticket_number"), ("pin", "pin"), ("zip", "zip_code"))
+STOPWORDS = frozenset(
+    "a an and are as at be but by can could did do does for from had has have hello hi how i i'm i've if in is it"
+    " it's just me my no not of oh ok okay on or our please so that that's the then there this to uh um us was we"
+    " what when which will with would yeah yes you your you're all any about get got can't don't want need like"
+    " thank thanks one two three four five six seven eight nine zero right well sure".split()
+)
+TONE_ORDER = {"calm": 0, "neutral": 1, "tense": 2, "angry": 3}
+
+
+@dataclass(frozen=True, slots=True)
+class _Utt:
+    party: str
+    start: float
+    end: float
+    text: str
+
+    @property
+    def evidence(self) -> Evidence:
+        return Evidence(self.start, self.end, self.party, self.text)
+
+
+def summarize(events: Iterable[Event], *, call_id: str | None = None, rules: SummaryRules | None = None) -> CallSummary:
+    """Summarize one call's events (any order; sorted by call time here)."""
+    rules = rules or SummaryRules()
+    evs = sorted(events, key=lambda e: e.t)
+    utts = _utterances(evs)
+    evidence: dict[str, tuple[Evidence, ...]] = {}
+    started = next((e for e in evs if isinstance(e, CallStarted)), None)
+    ended = next((e for e in reversed(evs) if isinstance(e, CallEnded)), None)
+    cid = call_id or next((e.call_id for e in evs if e.call_id), "")
+
+    reason, phrase, reason_ev, reason_hits = _reason(utts, rules)
+    evidence["reason"] = reason_ev
+    actions, actions_ev = _matches(utts, (ACTION_PATTERN, PASSIVE_ACTION), party=Party.AGENT.value, rules=rules)
+    evidence["actions_taken"] = actions_ev
+    follow_ups, fu_ev = _follow_ups(utts, PROMISE_PATTERN, "agent", rules)
+    evidence["follow_ups"] = fu_ev
+    next_steps, ns_ev = _follow_ups(utts, CALLER_STEP_PATTERN, "caller", rules)
+    evidence["next_steps"] = ns_ev
+    resolution, res_ev, res_hits = _resolution(utts, follow_ups)
+    evidence["resolution"] = res_ev
+    entities, ent_ev = _entities(utts, evs)
+    evidence["entities"] = ent_ev
+    key_phrases = _key_phrases(utts, [*reason_hits, *res_hits], rules)
+    evidence["key_phrases"] = tuple(u.evidence for u in utts if any(k in u.text.lower() for k in key_phrases))
+
+    tones = [e for e in evs if isinstance(e, ToneUpdate)]
+    arc = tuple(ToneMark(round(e.t, 2), e.label, round(e.score, 3)) for e in tones)
+    peak = max(tones, key=lambda e: (e.score, TONE_ORDER.get(e.label, 1))).label if tones else UNKNOWN
+    alerts = tuple(ToneAlertNote(round(e.t, 2), e.kind, tuple(e.reasons)) for e in evs if isinstance(e, ToneAlert))
+    evidence["tone_arc"] = tuple(
+        u.evidence for u in utts for e in tones if e.end > e.start and u.start < e.end and u.end > e.start
+    )
+
+    duration = ended.duration if ended and ended.duration else (evs[-1].t if evs else 0.0)
+    dead_total, dead_count = _dead_air(evs, duration)
+    ivr_path, ivr_end = _ivr(evs)
+    return CallSummary(
+        call_id=cid,
+        producer="offline",
+        caller=started.caller if started else "",
+        callee=started.callee if started else "",
+        started_at=started.started_at if started else "",
+        reason=reason,
+        reason_phrase=phrase,
+        actions_taken=actions,
+        resolution=resolution,
+        next_steps=next_steps,
+        follow_ups=follow_ups,
+        entities=entities,
+        key_phrases=key_phrases,
+        tone_start=tones[0].label if tones else UNKNOWN,
+        tone_end=tones[-1].label if tones else UNKNOWN,
+        tone_peak=peak,
+        tone_arc=arc,
+        tone_alerts=alerts,
+        dead_air_total_s=round(dead_total, 2),
+        dead_air_count=dead_count,
+        talk_ratio=_talk_ratio(evs, utts),
+        talk_over_count=sum(isinstance(e, TalkOver) for e in evs),
+        dtmf="".join(e.digit for e in evs if isinstance(e, DtmfDigit)),
+        ivr_path=ivr_path,
+        duration=round(duration, 2),
+        handle_time=round(max(0.0, duration - ivr_end), 2),
+        end_reason=ended.reason if ended else UNKNOWN,
+        evidence={k: v for k, v in evidence.items() if v},
+    )
+
+
+def _utterances(evs: Sequence[Event]) -> list[_Utt]:
+    out = []
+    for e in evs:
+        if isinstance(e, FinalTranscript) and e.text.strip():
+            party = (e.party or Party.CALLER).value
+            start = e.start if e.start or e.end else e.t
+            end = e.end if e.end else e.t
+            out.append(_Utt(party, start, end, " ".join(e.text.split())))
+    return sorted(out, key=lambda u: u.start)
+
+
+def _reason(utts: list[_Utt], rules: SummaryRules) -> tuple[str, str, tuple[Evidence, ...], list[str]]:
+    scores: Counter[str] = Counter()
+    best_utt: dict[str, tuple[float, _Utt]] = {}
+    hits: dict[str, list[str]] = {}
+    caller_seen = 0
+    for u in utts:
+        is_caller = u.party == Party.CALLER.value
+        weight = rules.caller_weight if is_caller else rules.agent_weight
+        if is_caller:
+            caller_seen += 1
+            if caller_seen <= rules.early_utterances:
+                weight += rules.early_bonus
+        low = u.text.lower()
+        for cat, cues in REASON_CUES.items():
+            found = [m.group(0) for c in cues for m in re.finditer(c, low)]
+            if not found:
+                continue
+            s = weight * len(found)
+            scores[cat] += s
+            hits.setdefault(cat, []).extend(found)
+            if cat not in best_utt or s > best_utt[cat][0]:
+                best_utt[cat] = (s, u)
+    ranked = scores.most_common()
+    if not ranked or ranked[0][1] < rules.min_reason_score:
+        return UNKNOWN, "", (), []
+    if len(ranked) > 1 and ranked[0][1] - ranked[1][1] < rules.reason_margin:
+        return UNKNOWN, "", tuple(best_utt[c][1].evidence for c, _ in ranked[:2]), []
+    cat = ranked[0][0]
+    utt = best_utt[cat][1]
+    return cat, utt.text[: rules.max_phrase_chars], (utt.evidence,), hits[cat]
+
+
+def _matches(
+    utts: list[_Utt], patterns: Sequence[re.Pattern[str]], *, party: str, rules: SummaryRules
+) -> tuple[tuple[str, ...], tuple[Evidence, ...]]:
+    found: list[str] = []
+    ev: list[Evidence] = []
+    for u in utts:
+        if u.party != party:
+            continue
+        for pat in patterns:
+            for m in pat.finditer(u.text):
+                phrase = m.group(1).strip()[: rules.max_phrase_chars]
+                if phrase and phrase.lower() not in (f.lower() for f in found):
+                    found.append(phrase)
+                    if not ev or ev[-1] != u.evidence:
+                        ev.append(u.evidence)
+    return tuple(found), tuple(ev)
+
+
+def _follow_ups(
+    utts: list[_Utt], pattern: re.Pattern[str], owner: str, rules: SummaryRules
+) -> tuple[tuple[FollowUp, ...], tuple[Evidence, ...]]:
+    out: list[FollowUp] = []
+    ev: list[Evidence] = []
+    for u in utts:
+        if u.party != Party.AGENT.value:
+            continue
+        for m in pattern.finditer(u.text):
+            text = m.group(1).strip()[: rules.max_phrase_chars]
+            if not text:
+                continue
+            due = DUE_PATTERN.search(text) or DUE_PATTERN.search(u.text)
+            out.append(FollowUp(text=text, due=due.group(1).lower() if due else UNKNOWN, owner=owner, t=round(u.start, 2)))
+            ev.append(u.evidence)
+    return tuple(out), tuple(dict.fromkeys(ev))
+
+
+def _resolution(utts: list[_Utt], follow_ups: Sequence[FollowUp]) -> tuple[str, tuple[Evidence, ...], list[str]]:
+    pos: list[_Utt] = []
+    neg: list[_Utt] = []
+    hits: list[str] = []
+    for u in utts:
+        low = u.text.lower()
+        p = [m.group(0) for c in RESOLVED_CUES for m in re.finditer(c, low)]
+        n = [m.group(0) for c in UNRESOLVED_CUES for m in re.finditer(c, low)]
+        if p:
+            pos.append(u)
+        if n:
+            neg.append(u)
+        hits += p + n
+    escalated = any(re.search(c, f.text.lower()) for f in follow_ups for c in ESCALATION_CUES)
+    ev = tuple(u.evidence for u in sorted({*pos, *neg}, key=lambda u: u.start))
+    if pos and neg:
+        # Whichever came last is where the call ended up; both present means at best partly.
+        return ("partly" if pos[-1].start > neg[-1].start else "not"), ev, hits
+    if pos:
+        return ("partly" if escalated else "resolved"), ev, hits
+    if neg:
+        return "not", ev, hits
+    return UNKNOWN, (), []
+
+
+def _entities(utts: list[_Utt], evs: Sequence[Event]) -> tuple[tuple[Entity, ...], tuple[Evidence, ...]]:
+    out: list[Entity] = []
+    ev: list[Evidence] = []
+
+    def add(ent: Entity, u: _Utt | None = None) -> None:
+        if any(e.kind == ent.kind and e.value == ent.value for e in out):
+            return
+        out.append(ent)
+        if u is not None:
+            ev.append(u.evidence)
+
+    for u in utts:
+        for run in digit_runs(u.text):
+            if len(run.digits) < MIN_NUMBER_DIGITS:
+                continue
+            before = u.text[max(0, run.start - 40) : run.start]
+            kind = next((k for k, pat in NUMBER_CONTEXT if pat.search(before)), None)
+            if kind:
+                add(Entity(kind, run.digits, "transcript", round(u.start, 2)), u)
+        for m in AMOUNT_PATTERN.finditer(u.text):
+            add(Entity("amount", m.group(1).strip(), "transcript", round(u.start, 2)), u)
+        for m in DATE_PATTERN.finditer(u.text):
+            add(Entity("date", m.group(1).lower(), "transcript", round(u.start, 2)), u)
+    for node, digits, t in _ivr_inputs(evs):
+        kind = next((k for key, k in DTMF_NODE_KINDS if key in node.lower()), "ivr_input")
+        add(Entity(kind, digits, "dtmf", round(t, 2)))
+    return tuple(out), tuple(dict.fromkeys(ev))
+
+
+def _ivr_inputs(evs: Sequence[Event]) -> list[tuple[str, str, float]]:
+    """(node, digits, t) collected by the IVR: a collect step's digits, else the keys since enter."""
+    out: list[tuple[str, str, float]] = []
+    node: str | None = None
+    keyed = ""
+    for e in evs:
+        if isinstance(e, IvrStep):
+            if e.action == "enter":
+                node, keyed = e.node, ""
+            elif e.action == "collect":
+                value = e.detail.get("digits") or e.detail.get("value") or keyed
+                if value:
+                    out.append((e.node, str(value), e.t))
+                node, keyed = None, ""
+        elif isinstance(e, DtmfDigit) and node is not None:
+            keyed += e.digit
+    return out
+
+
+def _key_phrases(utts: list[_Utt], cue_hits: list[str], rules: SummaryRules) -> tuple[str, ...]:
+    phrases = list(dict.fromkeys(h.lower() for h in cue_hits))
+    words: Counter[str] = Counter()
+    for u in utts:
+        for w in re.findall(r"[a-z][a-z']+", u.text.lower()):
+            if w not in STOPWORDS and len(w) > 3:
+                words[w] += 1
+    for w, n in words.most_common():
+        if n < rules.min_key_word_count or len(phrases) >= rules.max_key_phrases:
+            break
+        if not any(w in p for p in phrases):
+            phrases.append(w)
+    return tuple(phrases[: rules.max_key_phrases])
+
+
+def _dead_air(evs: Sequence[Event], duration: float) -> tuple[float, int]:
+    total, count, open_start = 0.0, 0, None
+    for e in evs:
+        if isinstance(e, DeadAirStarted):
+            open_start = e.start or e.t
+        elif isinstance(e, DeadAirEnded):
+            total += e.duration or (e.end - e.start)
+            count += 1
+            open_start = None
+    if open_start is not None and duration > open_start:
+        total += duration - open_start
+        count += 1
+    return total, count
+
+
+def _talk_ratio(evs: Sequence[Event], utts: list[_Utt]) -> dict[str, float]:
+    spans: Counter[str] = Counter()
+    ends = [e for e in evs if isinstance(e, SpeechEnded)]
+    if ends:
+        for e in ends:
+            spans[(e.party or Party.CALLER).value] += e.duration
+    else:
+        for u in utts:
+            spans[u.party] += max(0.0, u.end - u.start)
+    total = sum(spans.values())
+    parties = (Party.CALLER.value, Party.AGENT.value)
+    if total <= 0:
+        return {p: 0.0 for p in parties}
+    return {p: round(spans[p] / total, 3) for p in parties}
+
+
+def _ivr(evs: Sequence[Event]) -> tuple[tuple[str, ...], float]:
+    path: list[str] = []
+    end = 0.0
+    for e in evs:
+        if isinstance(e, IvrStep):
+            if e.action == "enter" and (not path or path[-1] != e.node):
+                path.append(e.node)
+            end = e.t
+    return tuple(path), end

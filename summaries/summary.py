@@ -1,0 +1,138 @@
+"""The after-call summary: one frozen record, JSON both ways, with evidence for every field.
+
+Every field that comes from what people said carries the transcript spans that support it
+(``evidence[field]``), so a reviewer can jump to the audio and a noisy recognizer's guess is
+never presented without its source. Whatever cannot be told stays ``"unknown"``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+UNKNOWN = "unknown"
+
+REASONS = ("billing", "technical_support", "cancellation", "account", "complaint", "sales", UNKNOWN)
+RESOLUTIONS = ("resolved", "partly", "not", UNKNOWN)
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """A transcript span that supports a field."""
+
+    t_start: float
+    t_end: float
+    party: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class FollowUp:
+    """Something someone will do after the call; ``due`` is the spoken hint ("tomorrow")."""
+
+    text: str
+    due: str = UNKNOWN
+    owner: str = "agent"
+    """``agent`` for promises, ``caller`` for what the caller was asked to do."""
+    t: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Entity:
+    """A value mentioned or keyed in: ``kind`` is account_number, order_number, amount, date..."""
+
+    kind: str
+    value: str
+    source: str = "transcript"
+    """``transcript`` or ``dtmf``."""
+    t: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class ToneMark:
+    t: float
+    label: str
+    score: float
+
+
+@dataclass(frozen=True, slots=True)
+class ToneAlertNote:
+    t: float
+    kind: str
+    reasons: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class CallSummary:
+    """What happened on a call, for the CRM, the webhook and the console."""
+
+    call_id: str = ""
+    producer: str = "offline"
+    """Which summarizer produced it: ``offline`` or ``llm:<model>``."""
+    caller: str = ""
+    callee: str = ""
+    started_at: str = ""
+    reason: str = UNKNOWN
+    reason_phrase: str = ""
+    actions_taken: tuple[str, ...] = ()
+    resolution: str = UNKNOWN
+    next_steps: tuple[FollowUp, ...] = ()
+    follow_ups: tuple[FollowUp, ...] = ()
+    entities: tuple[Entity, ...] = ()
+    key_phrases: tuple[str, ...] = ()
+    tone_start: str = UNKNOWN
+    tone_end: str = UNKNOWN
+    tone_peak: str = UNKNOWN
+    tone_arc: tuple[ToneMark, ...] = ()
+    tone_alerts: tuple[ToneAlertNote, ...] = ()
+    dead_air_total_s: float = 0.0
+    dead_air_count: int = 0
+    talk_ratio: dict[str, float] = field(default_factory=dict)
+    talk_over_count: int = 0
+    dtmf: str = ""
+    ivr_path: tuple[str, ...] = ()
+    duration: float = 0.0
+    handle_time: float = 0.0
+    """Time with an agent or caller speaking after the IVR, i.e. duration minus IVR time."""
+    end_reason: str = UNKNOWN
+    evidence: dict[str, tuple[Evidence, ...]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["evidence"] = {k: [asdict(e) for e in v] for k, v in self.evidence.items()}
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CallSummary:
+        """Rebuild from ``to_dict`` output; unknown keys are ignored, missing ones default."""
+        known = set(cls.__dataclass_fields__)
+        d = {k: v for k, v in data.items() if k in known}
+        if "next_steps" in d:
+            d["next_steps"] = tuple(FollowUp(**_pick(FollowUp, x)) for x in d["next_steps"] or ())
+        if "follow_ups" in d:
+            d["follow_ups"] = tuple(FollowUp(**_pick(FollowUp, x)) for x in d["follow_ups"] or ())
+        if "entities" in d:
+            d["entities"] = tuple(Entity(**_pick(Entity, x)) for x in d["entities"] or ())
+        if "tone_arc" in d:
+            d["tone_arc"] = tuple(
+                ToneMark(*x) if isinstance(x, list | tuple) else ToneMark(**_pick(ToneMark, x))
+                for x in d["tone_arc"] or ()
+            )
+        if "tone_alerts" in d:
+            d["tone_alerts"] = tuple(
+                ToneAlertNote(x["t"], x["kind"], tuple(x.get("reasons", ()))) for x in d["tone_alerts"] or ()
+            )
+        for key in ("actions_taken", "key_phrases", "ivr_path"):
+            if key in d:
+                d[key] = tuple(d[key] or ())
+        if "evidence" in d:
+            d["evidence"] = {
+                k: tuple(Evidence(**_pick(Evidence, e)) for e in v) for k, v in (d["evidence"] or {}).items()
+            }
+        if "talk_ratio" in d:
+            d["talk_ratio"] = dict(d["talk_ratio"] or {})
+        return cls(**d)
+
+
+def _pick(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in data.items() if k in cls.__dataclass_fields__}

@@ -1,0 +1,184 @@
+"""One call as the event loop sees it: ids, an inbox and commands that run on the PJSIP thread.
+
+A ``CallLeg`` holds no pjsua2 object. Audio and control items arrive in ``inbox`` in call-time
+order; audio frames are dropped (and counted) when the inbox holds ``max_frames`` items, control
+items (DTMF, hold, the final ``LegEnded``) never are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from speech.events import DtmfDigit
+from speech.frames import FRAME_MS, AudioFrame, Party
+from telephony.items import HoldChanged, LegEnded
+from telephony.media_port import MediaBridge
+from telephony.prompts import chunk_pcm, load_pcm
+from telephony.recorder import StereoRecorder
+
+log = logging.getLogger(__name__)
+
+DEFAULT_INBOX_FRAMES = 500
+"""Audio frames the inbox holds before dropping (10 s at 20 ms)."""
+
+CallOp = Callable[[int, str, tuple], Awaitable[None]]
+"""Runs a named operation (``dtmf``, ``hangup``, ``xfer``, ``hold``...) on the PJSIP thread."""
+
+
+class CallLeg:
+    """A live (or ended) call on a ``SipEndpoint``."""
+
+    def __init__(
+        self,
+        *,
+        key: int,
+        call_id: str,
+        remote_uri: str,
+        local_uri: str,
+        party: Party,
+        sample_rate: int,
+        call_op: CallOp,
+        loop: asyncio.AbstractEventLoop,
+        recording_path: Path | None = None,
+        max_frames: int = DEFAULT_INBOX_FRAMES,
+    ) -> None:
+        self.key = key
+        self.call_id = call_id
+        self.remote_uri = remote_uri
+        self.local_uri = local_uri
+        self.codec = ""
+        self.party = party
+        self.sample_rate = sample_rate
+        self.inbox: asyncio.Queue = asyncio.Queue()
+        self.frames_received = 0
+        self.frames_dropped = 0
+        self.recording_path = recording_path
+        self.ended: LegEnded | None = None
+        self.held = False
+        self._max_frames = max_frames
+        self._call_op = call_op
+        self._loop = loop
+        self._recorder: StereoRecorder | None = None
+        self._confirmed: asyncio.Future = loop.create_future()
+        self._ended_event = asyncio.Event()
+        self.bridge = MediaBridge(loop, self._on_tick, sample_rate * FRAME_MS // 1000 * 2)
+
+    # ---- public API ------------------------------------------------------------------------
+    @property
+    def call_time(self) -> float:
+        """Seconds of call audio so far (frame count × 20 ms)."""
+        return self.frames_received * FRAME_MS / 1000
+
+    async def play(self, wav: Path) -> bool:
+        """Play a WAV into the call; True when it played to the end, False if stopped."""
+        if self.ended is not None:
+            return False
+        pcm = await asyncio.to_thread(load_pcm, Path(wav), self.sample_rate)
+        chunks = chunk_pcm(pcm, self.bridge.frame_bytes // 2)
+        return await self.play_chunks(chunks)
+
+    async def play_chunks(self, chunks: list[bytes]) -> bool:
+        """Play 20 ms PCM chunks at the bridge rate (generated audio, mixed tones)."""
+        if self.ended is not None or not chunks:
+            return self.ended is None
+        done: asyncio.Future = self._loop.create_future()
+
+        def finish(ok: bool) -> None:
+            if not done.done():
+                done.set_result(ok)
+
+        self.bridge.start_playback(chunks, finish)
+        return await done
+
+    def stop_playback(self) -> None:
+        """Barge-in: stop what is playing now; its ``play`` returns False."""
+        self.bridge.stop_playback()
+
+    @property
+    def playing(self) -> bool:
+        return self.bridge.playing
+
+    async def send_dtmf(self, digits: str) -> None:
+        """Send digits as RFC 4733 telephone events."""
+        await self._command("dtmf", digits)
+
+    async def hangup(self) -> None:
+        """End the call (BYE, or CANCEL/decline before answer); returns once it has ended."""
+        if self.ended is None:
+            await self._command("hangup")
+        await self.wait_ended()
+
+    async def transfer(self, uri: str) -> None:
+        """Blind transfer with SIP REFER."""
+        await self._command("xfer", uri)
+
+    async def hold(self) -> None:
+        await self._command("hold")
+
+    async def unhold(self) -> None:
+        await self._command("unhold")
+
+    async def wait_ended(self) -> LegEnded:
+        """Wait for the end of the call (wrap in ``asyncio.wait_for`` to bound it)."""
+        await self._ended_event.wait()
+        assert self.ended is not None
+        return self.ended
+
+    # ---- endpoint side (event loop) ---------------------------------------------------------
+    async def _command(self, name: str, *args: Any) -> None:
+        if self.ended is not None:
+            raise RuntimeError("call has ended")
+        await self._call_op(self.key, name, args)
+
+    def _open_recording(self) -> None:
+        if self.recording_path is not None and self._recorder is None:
+            self._recorder = StereoRecorder(self.recording_path, sample_rate=self.sample_rate)
+
+    def _on_tick(self, heard: bytes, played: bytes | None) -> None:
+        if self.ended is not None:
+            return
+        if self._recorder is not None:
+            self._recorder.add(played, heard)
+        t = self.call_time
+        self.frames_received += 1
+        if self.inbox.qsize() >= self._max_frames:
+            self.frames_dropped += 1
+            return
+        self.inbox.put_nowait(AudioFrame(heard, self.sample_rate, t, self.party))
+
+    def _on_dtmf(self, digit: str, source: str, duration: float) -> None:
+        if self.ended is None:
+            self.inbox.put_nowait(
+                DtmfDigit(call_id=self.call_id, t=self.call_time, party=self.party,
+                          digit=digit, source=source, duration=duration)
+            )
+
+    def _on_hold(self, held: bool, by: str) -> None:
+        if self.ended is None and held != self.held:
+            self.held = held
+            self.inbox.put_nowait(HoldChanged(held=held, by=by, t=self.call_time))
+
+    def _on_confirmed(self, codec: str) -> None:
+        if codec:
+            self.codec = codec
+        if not self._confirmed.done():
+            self._confirmed.set_result(True)
+
+    def _on_codec(self, codec: str) -> None:
+        self.codec = codec
+
+    def _on_ended(self, reason: str, status: int) -> None:
+        if self.ended is not None:
+            return
+        self.bridge.close()
+        if self._recorder is not None:
+            self._recorder.close()
+        self.ended = LegEnded(reason=reason, status=status, t=self.call_time)
+        if not self._confirmed.done():
+            self._confirmed.set_result(False)
+        self.inbox.put_nowait(self.ended)
+        self._ended_event.set()
