@@ -92,7 +92,8 @@ class IvrResult:
 
     ``outcome``: ``queue``, ``transfer``, ``hangup`` (the flow hung up), ``caller_hangup`` or
     ``failed`` (a transfer failed with no fallback). ``collected`` holds digits by ``store_as``
-    name, secure ones included: use :meth:`public_collected` for anything stored or published.
+    name with secure entries masked (``*`` per digit), so the result can be stored or published
+    as is; code that must check a secure entry (a PIN) asks :meth:`secure_value`.
     """
 
     outcome: str
@@ -100,11 +101,18 @@ class IvrResult:
     transfer_uri: str | None = None
     path: list[str] = field(default_factory=list)
     collected: dict[str, str] = field(default_factory=dict)
-    secure_keys: frozenset[str] = frozenset()
+    secure_keys: tuple[str, ...] = ()
 
-    def public_collected(self) -> dict[str, str]:
-        """``collected`` with secure entries masked, safe to store or publish."""
-        return {k: ("*" * len(v) if k in self.secure_keys else v) for k, v in self.collected.items()}
+    def secure_value(self, key: str) -> str | None:
+        """The unmasked digits of a secure entry (kept out of fields, repr and asdict)."""
+        return getattr(self, "_secrets", {}).get(key)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready, secure digits masked."""
+        return {
+            "outcome": self.outcome, "queue": self.queue, "transfer_uri": self.transfer_uri,
+            "path": list(self.path), "collected": dict(self.collected), "secure_keys": list(self.secure_keys),
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -463,7 +471,10 @@ class IvrSession:
         self._media.emit(replace(event, call_id=self._call_id, t=self._now))
 
     def _result(self, outcome: str, **kw: Any) -> IvrResult:
-        return IvrResult(
-            outcome=outcome, path=list(self._path), collected=dict(self._collected),
-            secure_keys=frozenset(self._secure), **kw,
+        masked = {k: ("*" * len(v) if k in self._secure else v) for k, v in self._collected.items()}
+        result = IvrResult(
+            outcome=outcome, path=list(self._path), collected=masked,
+            secure_keys=tuple(sorted(self._secure)), **kw,
         )
+        result._secrets = {k: self._collected[k] for k in self._secure}  # type: ignore[attr-defined]
+        return result

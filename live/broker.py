@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import getpass
 import logging
 import shutil
 import tempfile
@@ -115,7 +116,10 @@ class EmbeddedBroker:
 
     def config_text(self) -> str:
         """The mosquitto configuration this broker runs with."""
+        # ``user``: when started as root, mosquitto otherwise drops to user "mosquitto", which
+        # cannot write our persistence directory; ignored when not root.
         lines = [f"listener {self.port} {self.host}", "allow_anonymous true", "log_dest stderr",
+                 f"user {getpass.getuser()}",
                  "log_type error", "log_type warning"]
         if self.persistence_dir is not None:
             lines += ["persistence true", f"persistence_location {self.persistence_dir}/",

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import socket
 import ssl
 import uuid
 from dataclasses import dataclass
@@ -64,6 +65,10 @@ class PublisherStats:
     """Messages dropped by the outbox overflow policy (over the outbox file's life)."""
     connected: bool
 
+
+NO_DELAY = ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),)
+"""Without it, Nagle holds a QoS 1 PUBLISH behind an unacknowledged QoS 0 one for a delayed-ACK
+period: measured 22 ms per message instead of 0.2 ms for alternating QoS."""
 
 _ACTIVE_META_KEY = "active_calls"
 _BATCH = 200
@@ -205,6 +210,7 @@ class MqttPublisher:
             tls_context=tls,
             keepalive=15,
             timeout=self.publish_timeout,
+            socket_options=NO_DELAY,
         )
 
     async def _run(self) -> None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import aiomqtt
 
+from live.publisher import NO_DELAY
 from speech.events import (
     CallEnded,
     CallStarted,
@@ -145,6 +146,7 @@ class Recorder:
                     self.host, self.port,
                     identifier=self.client_id if self.persistent else None,
                     clean_session=False if self.persistent else None,
+                    socket_options=NO_DELAY,
                 ) as client:
                     for f in self.filters:
                         await client.subscribe(f, qos=1)

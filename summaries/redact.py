@@ -15,7 +15,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from speech.events import CallEnded, DtmfDigit, Event, FinalTranscript, IvrStep, PartialTranscript, Word
+from speech.events import (
+    CallEnded,
+    DtmfDigit,
+    Event,
+    FinalTranscript,
+    IvrStep,
+    PartialTranscript,
+    Word,
+)
 from summaries.spoken import digit_runs, luhn_ok
 
 MASKED_DIGIT = "X"

@@ -38,6 +38,8 @@ SHUTDOWN_GRACE_S = 2.0
 """How long ``stop`` lets hung-up calls finish their BYE transactions."""
 ANSWER_TIMEOUT_S = 10.0
 """How long ``accept`` waits for the ACK of its 200 OK."""
+UNKNOWN_DTMF_MS = 0xFFFF_FFFF
+"""pjsua's duration for a digit reported before its end."""
 SAMPLE_RATE = PIPELINE_RATE
 """Conference-bridge and port rate: calls are resampled from their codec to this."""
 
@@ -81,7 +83,9 @@ class _PjCall(pj.Call):
     def onDtmfDigit(self, prm: pj.OnDtmfDigitParam) -> None:  # noqa: N802
         try:
             source = "sip_info" if prm.method == pj.PJSUA_DTMF_METHOD_SIP_INFO else "rfc4733"
-            self.owner._post_leg(self.leg, "_on_dtmf", str(prm.digit), source, prm.duration / 1000.0)
+            # duration is 0xFFFFFFFF (unknown) when the digit is reported at its start
+            duration = prm.duration / 1000.0 if prm.duration < UNKNOWN_DTMF_MS else 0.0
+            self.owner._post_leg(self.leg, "_on_dtmf", str(prm.digit), source, duration)
         except Exception:  # noqa: BLE001
             log.exception("DTMF handler failed")
 

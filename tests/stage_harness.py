@@ -9,8 +9,10 @@ digits) can be injected at their call time, before the first frame that starts a
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 
 from speech.events import Event
 from speech.frames import FRAME_MS, PIPELINE_RATE, AudioFrame, Party
@@ -72,3 +74,46 @@ def frames_from_tracks(tracks: dict[Party, np.ndarray], frame_ms: int = FRAME_MS
 def of_type(events: Iterable[Event], cls: type[Event]) -> list:
     """The events of one class, in order."""
     return [e for e in events if isinstance(e, cls)]
+
+
+# --- audio helpers for building test calls with known speech intervals --------------------------
+
+
+def read_int16(path: str | Path) -> np.ndarray:
+    """A mono 16 kHz WAV (e.g. from the ``tts`` fixture) as int16 samples."""
+    data, rate = sf.read(str(path), dtype="int16")
+    assert rate == PIPELINE_RATE, f"{path}: {rate} Hz, expected {PIPELINE_RATE}"
+    return data
+
+
+def silence(seconds: float) -> np.ndarray:
+    return np.zeros(round(seconds * PIPELINE_RATE), dtype=np.int16)
+
+
+def speech_bounds(x: np.ndarray, floor_db: float = 40.0) -> tuple[float, float]:
+    """(first, last) time in seconds of audible signal: 10 ms blocks within ``floor_db`` of the
+    loudest block. The ground truth VAD results are compared with."""
+    block = PIPELINE_RATE // 100
+    n = len(x) // block
+    rms = np.sqrt(np.mean(x[: n * block].astype(np.float64).reshape(n, block) ** 2, axis=1))
+    loud = np.flatnonzero(rms >= rms.max() * 10 ** (-floor_db / 20))
+    return loud[0] * block / PIPELINE_RATE, (loud[-1] + 1) * block / PIPELINE_RATE
+
+
+def add_noise(x: np.ndarray, snr_db: float, seed: int = 0) -> np.ndarray:
+    """White noise at ``snr_db`` below the RMS of the signal's audible part, over all of ``x``."""
+    rng = np.random.default_rng(seed)
+    xf = x.astype(np.float64)
+    block = PIPELINE_RATE // 100
+    n = len(xf) // block
+    rms = np.sqrt(np.mean(xf[: n * block].reshape(n, block) ** 2, axis=1))
+    signal_rms = np.sqrt(np.mean(rms[rms >= rms.max() * 0.01] ** 2))
+    noise = rng.normal(0.0, signal_rms * 10 ** (-snr_db / 20), len(xf))
+    return np.clip(np.round(xf + noise), -32768, 32767).astype(np.int16)
+
+
+def write_wav(path: str | Path, tracks: list[np.ndarray], rate: int = PIPELINE_RATE) -> None:
+    """int16 tracks (one per channel, padded to the longest) to a WAV file."""
+    n = max(len(t) for t in tracks)
+    data = np.stack([np.pad(t, (0, n - len(t))) for t in tracks], axis=1)
+    sf.write(str(path), data, rate, subtype="PCM_16")

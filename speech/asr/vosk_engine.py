@@ -100,11 +100,16 @@ class VoskSession(RecognizerSession):
         self._grammar = tuple(grammar) if grammar else None
         args: list[object] = [model, float(SAMPLE_RATE)]
         if self._grammar:
-            phrases = [p.strip().lower() for p in self._grammar if p.strip()]
-            if not phrases:
+            self._spoken = {" ".join(p.lower().split()): p for p in self._grammar if p.strip()}
+            if not self._spoken:
                 raise AsrError("grammar has no phrases")
-            self._spoken = {p: orig for p, orig in zip(phrases, self._grammar, strict=False)}
-            args.append(json.dumps([*phrases, UNKNOWN], ensure_ascii=False))
+            for phrase in self._spoken:
+                if all(model.vosk_model_find_word(w) < 0 for w in phrase.split()):
+                    raise AsrError(f"grammar phrase {phrase!r} has no word in the vosk model's vocabulary")
+            phrases = list(self._spoken)
+            if model.vosk_model_find_word(UNKNOWN) >= 0:
+                phrases.append(UNKNOWN)
+            args.append(json.dumps(phrases, ensure_ascii=False))
         else:
             self._spoken = {}
         try:

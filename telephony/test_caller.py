@@ -1,0 +1,191 @@
+"""A scripted caller: dial a SIP URI, play a WAV, press keys, record what came back, hang up.
+
+Runs its own ``SipEndpoint`` on another port (pjsua2 allows one endpoint per process, so tests
+run it in a subprocess: ``python -m telephony.test_caller sip:ivr@127.0.0.1:5060 --play x.wav
+--dtmf 1 --json``). Digits go as RFC 4733 events by default, or as tones mixed into the audio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from callcenter.settings import SipSettings
+from speech.events import DtmfDigit
+from speech.frames import FRAME_MS
+from telephony.endpoint import SipEndpoint
+from telephony.items import CallFailed, HoldChanged, LegEnded
+from telephony.leg import CallLeg
+from telephony.net import free_port
+from telephony.prompts import chunk_pcm, dtmf_tone
+
+TAIL_S = 0.5
+"""Silence kept on the line after the script before hanging up, so the last audio arrives."""
+
+
+@dataclass
+class TestCallResult:
+    """What happened on a test call (JSON-ready with ``to_dict``)."""
+
+    __test__ = False  # not a pytest class
+
+    uri: str
+    answered: bool
+    status: int
+    """Final SIP status: 200 once answered, else the failure (486, 488, 404...)."""
+    reason: str
+    call_id: str = ""
+    codec: str = ""
+    duration: float = 0.0
+    """Call seconds from answer to end (frame clock)."""
+    played: bool = False
+    """The WAV played to its end."""
+    digits_sent: list[str] = field(default_factory=list)
+    digits_heard: list[str] = field(default_factory=list)
+    """RFC 4733 / SIP INFO digits the other side sent us."""
+    hangup_by: Literal["local", "remote", ""] = ""
+    frames_received: int = 0
+    heard_rms_dbfs: float = -120.0
+    """Level of what we heard from the other side over the whole call."""
+    recording_path: str | None = None
+    local_port: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+async def place_test_call(
+    uri: str,
+    *,
+    play: Path | None = None,
+    dtmf: list[str] | None = None,
+    dtmf_delay: float = 0.5,
+    hangup_after: float | None = None,
+    settings: SipSettings | None = None,
+    dtmf_mode: Literal["rfc4733", "inband"] = "rfc4733",
+    port: int | None = None,
+    record_dir: Path | None = None,
+    answer_timeout_s: float = 15.0,
+) -> TestCallResult:
+    """Place one call and run the script: play, then each entry of ``dtmf`` after ``dtmf_delay``.
+
+    ``hangup_after`` (s from answer) ends the call early or holds it open after the script;
+    ``None`` hangs up ``TAIL_S`` after the script. ``record_dir`` keeps a stereo WAV (ch1 what
+    we sent, ch2 what we heard).
+    """
+    sip = settings or SipSettings()
+    local_port = port or free_port(sip.host)
+    endpoint = SipEndpoint(sip, port=local_port, record_dir=record_dir, name="testcaller")
+    await endpoint.start()
+    try:
+        try:
+            leg = await endpoint.place_call(uri, answer_timeout_s=answer_timeout_s)
+        except CallFailed as exc:
+            return TestCallResult(uri=uri, answered=False, status=exc.status, reason=exc.reason, local_port=local_port)
+        return await _run_script(leg, uri, play, dtmf or [], dtmf_delay, hangup_after, dtmf_mode, local_port)
+    finally:
+        await endpoint.stop()
+
+
+async def _run_script(
+    leg: CallLeg, uri: str, play: Path | None, dtmf: list[str], dtmf_delay: float,
+    hangup_after: float | None, dtmf_mode: str, local_port: int,
+) -> TestCallResult:
+    result = TestCallResult(uri=uri, answered=True, status=200, reason="OK", call_id=leg.call_id,
+                            codec=leg.codec, local_port=local_port)
+    listener = asyncio.create_task(_listen(leg, result))
+    script = asyncio.create_task(_script(leg, play, dtmf, dtmf_delay, dtmf_mode, result))
+    try:
+        if hangup_after is not None:
+            await asyncio.wait({listener}, timeout=hangup_after)
+        else:
+            await asyncio.wait({script, listener}, return_when=asyncio.FIRST_COMPLETED)
+            if not listener.done():
+                await asyncio.wait({listener}, timeout=TAIL_S)
+        result.hangup_by = "remote" if listener.done() else "local"
+        if not listener.done():
+            await leg.hangup()
+            await asyncio.wait_for(listener, 5.0)
+    finally:
+        for task in (script, listener):
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+    result.codec = leg.codec or result.codec
+    result.duration = leg.call_time
+    result.frames_received = leg.frames_received
+    result.recording_path = str(leg.recording_path) if leg.recording_path else None
+    return result
+
+
+async def _script(leg: CallLeg, play: Path | None, dtmf: list[str], dtmf_delay: float,
+                  dtmf_mode: str, result: TestCallResult) -> None:
+    if play is not None:
+        result.played = await leg.play(play)
+    for keys in dtmf:
+        await asyncio.sleep(dtmf_delay)
+        if dtmf_mode == "inband":
+            pcm = np.concatenate([dtmf_tone(k, sample_rate=leg.sample_rate) for k in keys])
+            await leg.play_chunks(chunk_pcm(pcm, leg.sample_rate * FRAME_MS // 1000))
+        else:
+            await leg.send_dtmf(keys)
+            await asyncio.sleep(0.12 * len(keys))  # let the events go out before what follows
+        result.digits_sent.append(keys)
+
+
+async def _listen(leg: CallLeg, result: TestCallResult) -> None:
+    energy = 0.0
+    samples = 0
+    while True:
+        item = await leg.inbox.get()
+        if isinstance(item, LegEnded):
+            break
+        if isinstance(item, DtmfDigit):
+            result.digits_heard.append(item.digit)
+        elif isinstance(item, HoldChanged):
+            continue
+        else:
+            x = item.samples().astype(np.float64)
+            energy += float(np.dot(x, x))
+            samples += len(x)
+    if samples and energy > 0:
+        result.heard_rms_dbfs = round(10 * np.log10(energy / samples / 32768.0**2), 2)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI: place one test call and print the result (JSON with ``--json``)."""
+    ap = argparse.ArgumentParser(prog="python -m telephony.test_caller", description=__doc__)
+    ap.add_argument("uri")
+    ap.add_argument("--play", type=Path)
+    ap.add_argument("--dtmf", action="append", help="keys to press (repeat for several presses)")
+    ap.add_argument("--dtmf-delay", type=float, default=0.5)
+    ap.add_argument("--inband", action="store_true", help="send DTMF as tones in the audio")
+    ap.add_argument("--hangup-after", type=float)
+    ap.add_argument("--port", type=int)
+    ap.add_argument("--record-dir", type=Path)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+    result = asyncio.run(place_test_call(
+        args.uri, play=args.play, dtmf=args.dtmf, dtmf_delay=args.dtmf_delay,
+        hangup_after=args.hangup_after, dtmf_mode="inband" if args.inband else "rfc4733",
+        port=args.port, record_dir=args.record_dir,
+    ))
+    if args.json:
+        print(json.dumps(result.to_dict()))
+    else:
+        for key, value in result.to_dict().items():
+            print(f"{key}: {value}")
+    return 0 if result.answered else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

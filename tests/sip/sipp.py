@@ -1,0 +1,87 @@
+"""Run sipp against an endpoint on 127.0.0.1, bounded in time, from a folder with a ``pcap`` link."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from telephony.net import free_port
+
+SCENARIOS = Path(__file__).resolve().parent
+PCAP_DIR = Path("/usr/share/sip-tester")
+
+
+def have_sipp() -> bool:
+    return shutil.which("sipp") is not None
+
+
+@dataclass
+class SippRun:
+    returncode: int
+    stdout: str
+    stderr: str
+    errors: str
+    """Unexpected messages sipp logged (``-trace_err``)."""
+    messages: str
+    """Every message sent and received (``-trace_msg``)."""
+
+    def statuses(self) -> list[int]:
+        """Status codes of the SIP responses sipp received or logged as unexpected."""
+        return [int(code) for code in re.findall(r"^SIP/2\.0 (\d{3})", self.messages + "\n" + self.errors, re.M)]
+
+
+async def run_sipp(
+    target_port: int,
+    workdir: Path,
+    *,
+    scenario: str | None = None,
+    builtin: str | None = None,
+    calls: int = 1,
+    limit: int | None = None,
+    rate: float | None = None,
+    duration_ms: int | None = None,
+    transport: str = "u1",
+    timeout_s: float = 20.0,
+    extra: list[str] | None = None,
+) -> SippRun:
+    """Run one sipp client; it is killed if it outlives ``timeout_s`` (+ a margin)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    link = workdir / "pcap"
+    if not link.exists():
+        os.symlink(PCAP_DIR, link)
+    err_file = workdir / "errors.log"
+    msg_file = workdir / "messages.log"
+    cmd = ["sipp", f"127.0.0.1:{target_port}", "-i", "127.0.0.1", "-p", str(free_port()),
+           "-mi", "127.0.0.1", "-mp", str(free_port()), "-m", str(calls), "-nostdin",
+           "-t", transport, "-timeout", f"{int(timeout_s)}s", "-timeout_error",
+           "-trace_err", "-error_file", str(err_file), "-trace_msg", "-message_file", str(msg_file)]
+    if builtin:
+        cmd += ["-sn", builtin]
+    if scenario:
+        cmd += ["-sf", str(SCENARIOS / scenario)]
+    if limit:
+        cmd += ["-l", str(limit)]
+    if rate:
+        cmd += ["-r", str(rate)]
+    if duration_ms is not None:
+        cmd += ["-d", str(duration_ms)]
+    cmd += extra or []
+    proc = await asyncio.create_subprocess_exec(
+        *cmd, cwd=workdir, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        stdin=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout_s + 10)
+    except TimeoutError:
+        proc.kill()
+        out, err = await proc.communicate()
+    return SippRun(
+        returncode=proc.returncode if proc.returncode is not None else -1,
+        stdout=out.decode(errors="replace"), stderr=err.decode(errors="replace"),
+        errors=err_file.read_text(errors="replace") if err_file.exists() else "",
+        messages=msg_file.read_text(errors="replace") if msg_file.exists() else "",
+    )

@@ -1,0 +1,97 @@
+"""PII redaction on transcripts, words, DTMF in secure IVR steps; originals only when asked."""
+
+from __future__ import annotations
+
+import pytest
+
+from speech.events import DtmfDigit, FinalTranscript, IvrStep, Word
+from speech.frames import Party
+from summaries.redact import MASKED_DIGIT, Redactor
+from summaries.sample_calls import billing_call
+from summaries.spoken import digit_runs, luhn_ok
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("my card is 4111 1111 1111 1111 thanks", "my card is [CARD] thanks"),
+        ("it is 4111-1111-1111-1111", "it is [CARD]"),
+        ("number 378282246310005 amex", "number [CARD] amex"),
+        ("order 1234 5678 9012 3456 please", "order 1234 5678 9012 3456 please"),  # fails Luhn: stays
+        ("my ssn is 123-45-6789", "my ssn is [SSN]"),
+        ("social security number one two three four five six seven eight nine", "social security number [SSN]"),
+        ("email john.doe+x@example.co.uk now", "email [EMAIL] now"),
+        ("it's john dot doe at example dot com", "it's [EMAIL]"),
+        ("call me at (555) 123-4567", "call me at [PHONE]"),
+        ("my cell is five five five one two three four five six seven", "my cell is [PHONE]"),
+        ("nino AB 12 34 56 C", "nino [NATIONAL_ID]"),
+        ("iban DE89 3704 0044 0532 0130 00", "iban [IBAN]"),
+        ("account 12345678 and order 98765", "account 12345678 and order 98765"),
+        ("oh I see", "oh I see"),
+    ],
+)
+def test_text_patterns(text, expected):
+    assert Redactor().redact_text(text) == expected
+
+
+def test_spoken_card_digits_luhn_or_card_context():
+    r = Redactor()
+    spoken = "four one one one one one one one one one one one one one one one"
+    assert r.redact_text(f"it's {spoken}") == "it's [CARD]"  # Luhn-valid
+    not_luhn = "one two three four five six seven eight nine zero one two three four five six"
+    assert r.redact_text(f"the parcel is {not_luhn}") == f"the parcel is {not_luhn}"
+    # Noisy recognizers break the checksum; with card context the run is still masked.
+    assert r.redact_text(f"my credit card is {not_luhn}") == "my credit card is [CARD]"
+
+
+def test_helpers():
+    assert luhn_ok("4111111111111111") and not luhn_ok("4111111111111112")
+    runs = digit_runs("double five 12 three, four")
+    assert [r.digits for r in runs] == ["551234"]
+
+
+def test_final_transcript_words_are_merged_into_the_tag():
+    text = "card 4111 1111 1111 1111 ok"
+    words = tuple(Word(w, i * 0.5, i * 0.5 + 0.4) for i, w in enumerate(text.split()))
+    ev = FinalTranscript(call_id="c", t=3.0, party=Party.CALLER, text=text, words=words, start=0, end=3)
+    out = Redactor().redact_event(ev)
+    assert out.text == "card [CARD] ok"
+    assert [w.word for w in out.words] == ["card", "[CARD]", "ok"]
+    assert (out.words[1].start, out.words[1].end) == (0.5, 2.4)
+    assert ev.text == text  # the original event is untouched
+
+
+def test_secure_ivr_digits_masked_by_detail_flag_and_by_node_name():
+    def steps(node, detail):
+        return [
+            IvrStep(call_id="s", t=1.0, node=node, action="enter", detail=detail),
+            *[DtmfDigit(call_id="s", t=2.0 + i, digit=d) for i, d in enumerate("1234")],
+            IvrStep(call_id="s", t=7.0, node=node, action="collect", detail={"digits": "1234"}),
+            IvrStep(call_id="s", t=8.0, node="menu", action="enter"),
+            DtmfDigit(call_id="s", t=9.0, digit="2"),
+        ]
+
+    for redactor, evs in (
+        (Redactor(), steps("pin", {"secure": True})),
+        (Redactor(secure_ivr_nodes={"pin"}), steps("pin", {})),
+    ):
+        out = redactor.redact_events(evs)
+        digits = [e.digit for e in out if isinstance(e, DtmfDigit)]
+        assert digits == [MASKED_DIGIT] * 4 + ["2"]  # after the collect, keys are menu choices again
+        assert out[5].detail["digits"] == MASKED_DIGIT * 4
+
+
+def test_non_secure_ivr_input_stays():
+    out = Redactor().redact_events(billing_call())
+    assert "".join(e.digit for e in out if isinstance(e, DtmfDigit)) == "112345678"
+
+
+def test_originals_kept_only_when_asked():
+    evs = [FinalTranscript(call_id="k", t=1.0, text="ssn 123-45-6789"),
+           FinalTranscript(call_id="k", t=2.0, text="nothing here")]
+    plain = Redactor().redact_call(evs)
+    assert plain.originals == {} and plain.redacted_count == 1
+    kept = Redactor(keep_original=True).redact_call(evs)
+    assert kept.events[0].text == "ssn [SSN]"
+    assert kept.originals == {0: evs[0].to_dict()}
+    assert kept.events[1] is evs[1]
