@@ -21,9 +21,10 @@ from callcenter.wiring import build_pipeline
 from ivr.flow import Flow
 from ivr.session import IvrSession
 from speech.asr.base import AsrEngine
-from speech.events import CallStarted, DtmfDigit, Event, SummaryReady
+from speech.events import CallStarted, Event, PlaybackEnded, PlaybackStarted, SummaryReady
 from speech.frames import AudioFrame, Party
 from speech.pipeline import CallPipeline
+from telephony.items import HoldChanged, LegEnded
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +139,7 @@ class CallSession:
         result = await ivr.run()
         if media.routed_to and self.hold_prompt is not None:
             # In the queue: hold music until the caller hangs up (no agents in this process).
-            while not getattr(self.leg, "ended", asyncio.Event()).is_set():
+            while self.leg.ended is None:
                 if not await self.leg.play(self.hold_prompt):
                     break
         return result
@@ -149,12 +150,20 @@ class CallSession:
             item = await self.leg.inbox.get()
             if isinstance(item, AudioFrame):
                 pipeline.push_frame(item)
-            elif isinstance(item, DtmfDigit):
+            elif isinstance(item, Event):  # RFC 4733 / SIP INFO digits
                 pipeline.push_event(item)
-            elif isinstance(item, Event):
-                pipeline.push_event(item)
-            elif type(item).__name__ == "LegEnded":
-                return getattr(item, "reason", "hangup") or "hangup"
+            elif isinstance(item, HoldChanged):
+                # The caller put us on hold: their silence is not dead air.
+                mark = PlaybackStarted if item.held else PlaybackEnded
+                pipeline.push_event(mark(t=item.t, kind="hold", name=f"{item.by}_hold"))
+            elif isinstance(item, LegEnded):
+                return _reason(item)
+
+
+def _reason(ended: LegEnded) -> str:
+    if ended.status in (0, 200, 487) or not ended.reason:
+        return "hangup"
+    return f"{ended.status} {ended.reason}"
 
 
 def _ivr_dict(result: Any) -> dict[str, Any]:

@@ -6,15 +6,14 @@ and handed down; nothing is a module-level singleton.
 
 from __future__ import annotations
 
-from speech.dead_air import DeadAirStage
-from speech.dtmf import DtmfStage
-from speech.talk_over import TalkOverStage
-from speech.tone import ToneStage
-
 from callcenter.settings import Settings
 from speech.asr.base import AsrEngine
 from speech.asr_stage import AsrStage
+from speech.dead_air import DeadAirStage
+from speech.dtmf import DtmfStage
 from speech.pipeline import CallPipeline
+from speech.talk_over import TalkOverStage
+from speech.tone import ToneStage
 from speech.vad import VadStage
 
 

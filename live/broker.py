@@ -128,11 +128,7 @@ class EmbeddedBroker:
 
     async def _start_mosquitto(self) -> None:
         assert self._mosquitto is not None
-        self._tmp = tempfile.TemporaryDirectory(prefix="mosquitto-")
-        conf = Path(self._tmp.name) / "mosquitto.conf"
-        if self.persistence_dir is not None:
-            Path(self.persistence_dir).mkdir(parents=True, exist_ok=True)
-        conf.write_text(self.config_text())
+        conf = self._write_config()  # a few hundred bytes: not worth a thread
         self._proc = await asyncio.create_subprocess_exec(
             self._mosquitto, "-c", str(conf),
             stdin=asyncio.subprocess.DEVNULL,
@@ -148,6 +144,14 @@ class EmbeddedBroker:
                 err = await proc.stderr.read()
             await self.stop()
             raise BrokerError(f"mosquitto did not start on port {self.port}: {err.decode()[-400:]}") from None
+
+    def _write_config(self) -> Path:
+        self._tmp = tempfile.TemporaryDirectory(prefix="mosquitto-")
+        conf = Path(self._tmp.name) / "mosquitto.conf"
+        if self.persistence_dir is not None:
+            Path(self.persistence_dir).mkdir(parents=True, exist_ok=True)
+        conf.write_text(self.config_text())
+        return conf
 
     async def _start_amqtt(self) -> None:
         from amqtt.broker import Broker

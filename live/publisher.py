@@ -161,7 +161,7 @@ class MqttPublisher:
         if self.outbox.pending:
             self._wake.set()
 
-    async def stop(self, drain: bool = True, timeout: float = 5.0) -> None:
+    async def stop(self, drain: bool = True, timeout: float = 5.0) -> None:  # noqa: ASYNC109
         """Stop the sender. ``drain``: first try for ``timeout`` s to send what is pending.
 
         Whatever is still pending stays in the outbox file for the next start. Idempotent.

@@ -131,7 +131,7 @@ class Recorder:
     def on(self, suffix: str) -> list[Received]:
         return [m for m in self.messages if m.topic.endswith(suffix)]
 
-    async def wait_for(self, predicate, timeout: float = 10.0) -> None:
+    async def wait_for(self, predicate, timeout: float = 10.0) -> None:  # noqa: ASYNC109
         async def loop() -> None:
             while not predicate(self.messages):
                 self._new.clear()

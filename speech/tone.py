@@ -34,7 +34,14 @@ from speech.events import (
 )
 from speech.frames import AudioFrame, Party
 from speech.lexicon import LexicalScorer, LexicalSignal, tokenize
-from speech.prosody import NeutralProsody, Prosody, ProsodyBaseline, ProsodyConfig, ProsodyDelta, analyze
+from speech.prosody import (
+    NeutralProsody,
+    Prosody,
+    ProsodyBaseline,
+    ProsodyConfig,
+    ProsodyDelta,
+    analyze,
+)
 from speech.stage import Stage
 
 log = logging.getLogger(__name__)

@@ -142,7 +142,9 @@ async def test_broker_restart_mid_call_loses_nothing(mosquitto, tmp_path):
     for e in events[:half]:
         pub.publish(e)
         await asyncio.sleep(0)
+    await rec.wait_for(lambda ms: len(ms) >= 5)
     await mosquitto.stop()
+    assert 5 <= len(rec.messages) < len(events)
     for e in events[half:]:
         pub.publish(e)  # analysis keeps going while the broker is down
     assert pub.pending > 0

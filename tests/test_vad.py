@@ -23,7 +23,7 @@ from tests.stage_harness import (
 
 TOL = 0.12
 SENTENCES = (
-    "Hello, thank you for calling. How can I help you today?",
+    "Hello and thank you for calling, how can I help you today?",
     "I would like to check the status of my order.",
     "Sure, let me look that up for you.",
 )

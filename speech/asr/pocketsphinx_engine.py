@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pocketsphinx
 
 from speech.asr.base import AsrEngine, AsrError, Hypothesis, RecognizerSession
@@ -39,6 +40,11 @@ FRAME_S = 0.01
 """pocketsphinx frame rate (``frate`` 100): ``seg()`` frame indices are 10 ms steps."""
 PARTIAL_INTERVAL_S = 0.5
 """Audio between two looks at the partial hypothesis (reading it costs a search backtrace)."""
+NOISE_FLOOR_DBFS = -60.0
+"""Level of the Gaussian noise floor mixed into the input (None: off). Exact digital silence
+(padding, silent RTP) drives pocketsphinx's log-energy features and its running cepstral mean
+off the model; measured on espeak-ng menu phrases resampled from 8 kHz, grammar hits went from
+5/12 to 12/12 with this floor. Its own ``dither`` option (1/2 bit) is too weak to help."""
 MIN_PREFIX_COVERAGE = 0.5
 """Share of a menu phrase's words an unfinished grammar path must cover to count as it."""
 _NON_WORDS = frozenset({"<s>", "</s>", "<sil>"})
@@ -96,10 +102,15 @@ class PocketsphinxEngine(AsrEngine):
     sample_rate = SAMPLE_RATE
 
     def __init__(
-        self, model: PocketsphinxModel | None = None, *, partial_interval_s: float = PARTIAL_INTERVAL_S
+        self,
+        model: PocketsphinxModel | None = None,
+        *,
+        partial_interval_s: float = PARTIAL_INTERVAL_S,
+        noise_floor_dbfs: float | None = NOISE_FLOOR_DBFS,
     ) -> None:
         self.model = model or PocketsphinxModel.shipped()
         self.partial_interval_s = partial_interval_s
+        self.noise_sigma = 0.0 if noise_floor_dbfs is None else 32768.0 * 10 ** (noise_floor_dbfs / 20)
         for path in (self.model.hmm, self.model.lm, self.model.dictionary):
             if not path.exists():
                 raise AsrError(f"{path}: pocketsphinx model file not found")
@@ -234,6 +245,7 @@ class PocketsphinxSession(RecognizerSession):
         self._samples = 0
         self._next_partial = 0
         self._last_partial = ""
+        self._rng = np.random.default_rng(0)  # deterministic noise floor per session
 
     def accept(self, pcm: bytes) -> Hypothesis | None:
         if not pcm:
@@ -242,6 +254,8 @@ class PocketsphinxSession(RecognizerSession):
             self._start()
         assert self._leased is not None
         decoder = self._leased.decoder
+        if self._engine.noise_sigma:
+            pcm = self._with_noise_floor(pcm)
         try:
             decoder.process_raw(pcm, False, False)
         except RuntimeError as exc:
@@ -320,6 +334,11 @@ class PocketsphinxSession(RecognizerSession):
         self._samples = 0
         self._next_partial = int(self._engine.partial_interval_s * SAMPLE_RATE)
         self._last_partial = ""
+
+    def _with_noise_floor(self, pcm: bytes) -> bytes:
+        x = np.frombuffer(pcm, dtype="<i2").astype(np.float32)
+        x += self._rng.normal(0.0, self._engine.noise_sigma, x.size).astype(np.float32)
+        return np.clip(np.rint(x), -32768, 32767).astype("<i2").tobytes()
 
     def _text(self, hypstr: str) -> str:
         words = [_VARIANT.sub("", w) for w in hypstr.split() if _is_word(w)]

@@ -1,0 +1,198 @@
+"""``callcenter serve``: the whole service on one machine.
+
+Starts, in order: the MQTT broker (embedded unless one is configured), the endpoint worker
+processes (a pjsua2 process holds at most 4 calls), the SIP front on the dialed address
+(Kamailio's dispatcher; without Kamailio, the documented fallback is a single worker listening on
+the dialed address itself, so 4 concurrent calls), and the agent console. Stops them in reverse on
+SIGINT/SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from dataclasses import dataclass, field
+
+from callcenter.settings import Settings
+from telephony.kamailio import KamailioFront, Worker, _udp_options_ok, kamailio_binary
+
+log = logging.getLogger(__name__)
+
+
+class ServeError(RuntimeError):
+    """The service could not start (port in use, front missing when required...)."""
+
+
+@dataclass
+class Service:
+    """Everything ``serve`` started, for an orderly stop (and for tests)."""
+
+    settings: Settings
+    workers: list[asyncio.subprocess.Process] = field(default_factory=list)
+    worker_ports: list[int] = field(default_factory=list)
+    front: KamailioFront | None = None
+    broker: object | None = None
+    console: object | None = None
+    console_task: asyncio.Task | None = None
+    store: object | None = None
+
+    @property
+    def sip_uri(self) -> str:
+        return f"sip:ivr@{self.settings.sip.host}:{self.settings.sip.port}"
+
+
+def plan_workers(settings: Settings) -> tuple[int, bool]:
+    """(number of workers, whether a Kamailio front is used)."""
+    wanted = settings.sip.workers or max(1, os.cpu_count() or 1)
+    front = settings.sip.front
+    have_kamailio = kamailio_binary() is not None
+    if front == "kamailio" and not have_kamailio:
+        raise ServeError("sip.front = kamailio but kamailio is not installed (apt-get install kamailio)")
+    use_front = front != "none" and have_kamailio and wanted > 1
+    if front == "kamailio":
+        use_front = True
+    if not use_front:
+        if wanted > 1:
+            log.warning("no SIP front (kamailio %s): one worker on the dialed address, 4 calls at most",
+                        "disabled" if front == "none" else "not installed")
+        wanted = 1
+    return wanted, use_front
+
+
+async def start_service(settings: Settings, *, ready_timeout: float = 60.0) -> Service:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    svc = Service(settings)
+    try:
+        mqtt = settings.mqtt
+        if mqtt.enabled and mqtt.host is None:
+            from live.broker import EmbeddedBroker
+
+            svc.broker = EmbeddedBroker("127.0.0.1", mqtt.embedded_port, persistence_dir=settings.data_dir / "mqtt")
+            await svc.broker.start()
+            mqtt = mqtt.model_copy(update={"host": "127.0.0.1", "port": mqtt.embedded_port})
+        worker_settings = settings.model_copy(update={"mqtt": mqtt})
+        count, use_front = plan_workers(settings)
+        ports = [settings.sip.worker_base_port + i for i in range(count)] if use_front else [settings.sip.port]
+        cfg = settings.data_dir / "worker-settings.json"
+        cfg.write_text(worker_settings.model_dump_json())
+        for i, port in enumerate(ports):
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "callcenter.worker", "--settings-json", str(cfg), "--port", str(port),
+                "--index", str(i),
+            )
+            svc.workers.append(proc)
+            svc.worker_ports.append(port)
+        await _wait_workers(svc, ready_timeout)
+        if use_front:
+            svc.front = KamailioFront(
+                settings.sip.host, settings.sip.port, [Worker(settings.sip.host, p) for p in ports],
+                settings.data_dir / "kamailio", transports=settings.sip.transports,
+            )
+            await svc.front.start()
+        if settings.console.enabled:
+            await _start_console(svc, worker_settings)
+    except BaseException:
+        await stop_service(svc)
+        raise
+    return svc
+
+
+async def _wait_workers(svc: Service, wait_s: float) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_s
+    pending = list(zip(svc.workers, svc.worker_ports, strict=True))
+    while pending:
+        for proc, port in list(pending):
+            if proc.returncode is not None:
+                raise ServeError(f"worker on port {port} exited with {proc.returncode} (port in use?)")
+            if await asyncio.to_thread(_udp_options_ok, svc.settings.sip.host, port):
+                pending.remove((proc, port))
+        if loop.time() > deadline:
+            raise ServeError(f"workers on ports {[p for _, p in pending]} did not answer within {wait_s:.0f} s")
+        await asyncio.sleep(0.2)
+
+
+async def _start_console(svc: Service, settings: Settings) -> None:
+    import uvicorn
+    from live.console.app import create_console_app
+
+    from callcenter.history import StoreHistory
+
+    history = StoreHistory(settings.store_url)
+    svc.store = history
+    app = create_console_app(
+        token=settings.console.token, broker_host=settings.mqtt.host or "127.0.0.1",
+        broker_port=settings.mqtt.port, topic_prefix=settings.mqtt.topic_prefix, history=history,
+    )
+    server = uvicorn.Server(uvicorn.Config(app, host=settings.console.host, port=settings.console.port,
+                                           log_level="warning", lifespan="on"))
+    svc.console = server
+    svc.console_task = asyncio.create_task(server.serve())
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 15
+    while not server.started:
+        if svc.console_task.done():
+            raise ServeError(f"console could not start on {settings.console.host}:{settings.console.port}")
+        if loop.time() > deadline:
+            raise ServeError("console did not start within 15 s")
+        await asyncio.sleep(0.05)
+
+
+async def stop_service(svc: Service) -> None:
+    """Reverse order: console, front, workers (SIGTERM: they finish their calls), broker."""
+    if svc.console is not None and svc.console_task is not None:
+        svc.console.should_exit = True  # type: ignore[attr-defined]
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(svc.console_task, 10)
+        svc.console = svc.console_task = None
+    if svc.front is not None:
+        await svc.front.stop()
+        svc.front = None
+    for proc in svc.workers:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in svc.workers:
+        try:
+            await asyncio.wait_for(proc.wait(), 40)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+    svc.workers.clear()
+    if svc.store is not None:
+        with contextlib.suppress(Exception):
+            svc.store.close()  # type: ignore[attr-defined]
+    if svc.broker is not None:
+        await svc.broker.stop()  # type: ignore[attr-defined]
+        svc.broker = None
+
+
+async def serve(settings: Settings) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        svc = await start_service(settings)
+    except ServeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    s = settings
+    print(f"callcenter: answering {svc.sip_uri} ({len(svc.workers)} worker(s), "
+          f"{'kamailio front' if svc.front else 'no front'}); ", end="", file=sys.stderr)
+    if s.console.enabled:
+        print(f"console http://{s.console.host}:{s.console.port}/?token=…; ", end="", file=sys.stderr)
+    if svc.broker is not None:
+        print(f"MQTT 127.0.0.1:{s.mqtt.embedded_port} (embedded)", file=sys.stderr)
+    else:
+        print(f"MQTT {s.mqtt.host}:{s.mqtt.port}", file=sys.stderr)
+    try:
+        await stop.wait()
+    finally:
+        await stop_service(svc)
+    return 0
+
+

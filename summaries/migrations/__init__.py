@@ -1,0 +1,1 @@
+"""Alembic migrations of the CRM schema (run programmatically by ``CrmStore.start``)."""

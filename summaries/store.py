@@ -1,0 +1,379 @@
+"""The CRM store: calls, their transcripts, events, summaries and follow-up tasks, by contact.
+
+SQLAlchemy 2.0 over SQLite (default) or PostgreSQL (by URL). ``start`` brings the schema to the
+latest alembic migration; ``save_call`` writes everything about one call in one transaction and
+is idempotent on the call id (a second save replaces the first). Blocking: call it from a thread
+(``asyncio.to_thread``) or through ``DurableWriter``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event, func, or_, select
+from sqlalchemy.orm import Session, selectinload, sessionmaker
+
+from speech.events import CallStarted, Event, FinalTranscript
+from speech.frames import Party
+from summaries.schema import Call, Contact, EventRow, FollowUpTask, SummaryRow, Utterance
+from summaries.summary import UNKNOWN, CallSummary
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+MAX_PAGE = 500
+
+
+class StoreError(RuntimeError):
+    """The store is not started or the database refused the operation."""
+
+
+@dataclass(frozen=True)
+class CallRow:
+    """One line of a call list."""
+
+    call_id: str
+    caller: str
+    started_at: str | None
+    duration: float
+    reason: str
+    resolution: str
+    tone_end: str
+    end_reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class UtteranceRow:
+    party: str
+    t_start: float
+    t_end: float
+    text: str
+    confidence: float
+    original_text: str | None = None
+
+
+@dataclass(frozen=True)
+class TaskRow:
+    id: int
+    call_id: str
+    contact: str | None
+    owner: str
+    text: str
+    due_hint: str
+    status: str
+    created_at: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class CallDetail:
+    """Everything stored about one call."""
+
+    call: CallRow
+    summary: CallSummary | None
+    producer: str
+    transcript: list[UtteranceRow]
+    events: list[dict[str, Any]]
+    tasks: list[TaskRow] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.call.to_dict(),
+            "producer": self.producer,
+            "summary": self.summary.to_dict() if self.summary else None,
+            "transcript": [dict(u.__dict__) for u in self.transcript],
+            "events": self.events,
+            "tasks": [t.to_dict() for t in self.tasks],
+        }
+
+
+@dataclass(frozen=True)
+class ContactDetail:
+    number: str
+    first_seen: str | None
+    last_seen: str | None
+    calls: list[CallRow]
+    open_tasks: list[TaskRow]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "number": self.number,
+            "first_seen": self.first_seen,
+            "last_seen": self.last_seen,
+            "call_count": len(self.calls),
+            "calls": [c.to_dict() for c in self.calls],
+            "open_tasks": [t.to_dict() for t in self.open_tasks],
+        }
+
+
+class CrmStore:
+    """Calls and summaries in a relational database."""
+
+    def __init__(self, url: str, *, connect_timeout_s: float = 5.0, echo: bool = False) -> None:
+        self.url = url
+        self.connect_timeout_s = connect_timeout_s
+        self.echo = echo
+        self._engine: Engine | None = None
+        self._sessions: sessionmaker[Session] | None = None
+
+    @property
+    def dialect(self) -> str:
+        return self.url.split(":", 1)[0].split("+", 1)[0]
+
+    def start(self) -> None:
+        """Connect and migrate the schema to the latest revision (idempotent)."""
+        if self._engine is not None:
+            return
+        engine = self._make_engine()
+        try:
+            with engine.begin() as conn:
+                cfg = Config()
+                cfg.set_main_option("script_location", str(MIGRATIONS))
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+        except Exception:
+            engine.dispose()
+            raise
+        self._engine = engine
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+
+    def stop(self) -> None:
+        """Close all connections; safe to call twice."""
+        engine, self._engine, self._sessions = self._engine, None, None
+        if engine is not None:
+            engine.dispose()
+
+    @property
+    def started(self) -> bool:
+        return self._engine is not None
+
+    def _make_engine(self) -> Engine:
+        if self.dialect == "sqlite":
+            engine = create_engine(self.url, echo=self.echo, connect_args={"timeout": self.connect_timeout_s})
+
+            @event.listens_for(engine, "connect")
+            def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+                cur = dbapi_conn.cursor()
+                cur.execute("PRAGMA foreign_keys=ON")
+                cur.execute("PRAGMA journal_mode=WAL")
+                cur.close()
+
+            return engine
+        args: dict[str, Any] = {}
+        if self.dialect == "postgresql":
+            args["connect_timeout"] = max(1, int(self.connect_timeout_s))
+        return create_engine(self.url, echo=self.echo, pool_pre_ping=True, connect_args=args)
+
+    def _session(self) -> Session:
+        if self._sessions is None:
+            raise StoreError("store is not started")
+        return self._sessions()
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def save_call(
+        self,
+        events: Iterable[Event],
+        summary: CallSummary | None,
+        *,
+        originals: Mapping[int, dict[str, Any]] | None = None,
+    ) -> str:
+        """Store one call in one transaction; saving the same call id again replaces it.
+
+        ``originals`` (index in ``events`` → unredacted event dict, from ``Redactor.redact_call``
+        with ``keep_original``) go into the separate ``original`` columns.
+        """
+        evs = list(events)
+        originals = originals or {}
+        call_id = (summary.call_id if summary and summary.call_id else "") or next(
+            (e.call_id for e in evs if e.call_id), ""
+        ) or uuid.uuid4().hex
+        started = next((e for e in evs if isinstance(e, CallStarted)), None)
+        caller = (started.caller if started else "") or (summary.caller if summary else "")
+        started_at = _parse_time(started.started_at if started else (summary.started_at if summary else ""))
+        now = _utcnow()
+        with self._session() as s, s.begin():
+            old = s.get(Call, call_id)
+            if old is not None:
+                s.delete(old)
+                s.flush()
+            contact = None
+            if caller:
+                contact = s.scalar(select(Contact).where(Contact.number == caller))
+                if contact is None:
+                    contact = Contact(number=caller, first_seen=started_at or now, last_seen=started_at or now)
+                    s.add(contact)
+                    s.flush()
+                else:
+                    seen = started_at or now
+                    contact.first_seen = min(filter(None, (contact.first_seen, seen)))
+                    contact.last_seen = max(filter(None, (contact.last_seen, seen)))
+            call = Call(
+                id=call_id,
+                contact=contact,
+                caller=caller,
+                callee=(started.callee if started else "") or (summary.callee if summary else ""),
+                source=started.source if started else "",
+                started_at=started_at,
+                duration=summary.duration if summary else 0.0,
+                end_reason=summary.end_reason if summary else "",
+                reason=summary.reason if summary else UNKNOWN,
+                resolution=summary.resolution if summary else UNKNOWN,
+                tone_end=summary.tone_end if summary else UNKNOWN,
+                tone_peak=summary.tone_peak if summary else UNKNOWN,
+                created_at=now,
+            )
+            s.add(call)
+            for i, ev in enumerate(evs):
+                original = originals.get(i)
+                call.events.append(EventRow(seq=i, type=ev.type.value, t=float(ev.t), data=ev.to_dict(), original=original))
+                if isinstance(ev, FinalTranscript) and ev.text.strip():
+                    call.utterances.append(Utterance(
+                        party=(ev.party or Party.CALLER).value,
+                        t_start=float(ev.start), t_end=float(ev.end), text=ev.text,
+                        original_text=original.get("text") if original else None,
+                        confidence=float(ev.confidence),
+                        words=ev.to_dict()["words"],
+                    ))
+            if summary is not None:
+                call.summary = SummaryRow(producer=summary.producer, data=summary.to_dict(), created_at=now)
+                for f in (*summary.follow_ups, *summary.next_steps):
+                    call.tasks.append(FollowUpTask(
+                        contact_id=contact.id if contact else None, owner=f.owner, text=f.text,
+                        due_hint=f.due, status="open", created_at=now,
+                    ))
+        return call_id
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def list_calls(self, limit: int = 50, offset: int = 0) -> list[CallRow]:
+        return self.search(limit=limit, offset=offset)
+
+    def count_calls(self) -> int:
+        with self._session() as s:
+            return int(s.scalar(select(func.count()).select_from(Call)) or 0)
+
+    def search(
+        self,
+        text: str | None = None,
+        caller: str | None = None,
+        date_from: datetime | str | None = None,
+        date_to: datetime | str | None = None,
+        tone: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[CallRow]:
+        """Calls newest first. ``text`` matches transcripts and the reason (case-insensitive);
+        ``tone`` matches the tone at the end or at the peak of the call."""
+        q = select(Call)
+        if text:
+            pattern = f"%{_escape_like(text)}%"
+            in_transcript = select(Utterance.call_id).where(Utterance.text.ilike(pattern, escape="\\"))
+            q = q.where(or_(Call.id.in_(in_transcript), Call.reason.ilike(pattern, escape="\\")))
+        if caller:
+            q = q.where(Call.caller == caller)
+        if date_from is not None:
+            q = q.where(Call.started_at >= _as_naive_utc(date_from))
+        if date_to is not None:
+            q = q.where(Call.started_at <= _as_naive_utc(date_to))
+        if tone:
+            q = q.where(or_(Call.tone_end == tone, Call.tone_peak == tone))
+        q = q.order_by(Call.started_at.desc(), Call.id).limit(max(1, min(limit, MAX_PAGE))).offset(max(0, offset))
+        with self._session() as s:
+            return [_row(c) for c in s.scalars(q)]
+
+    def get_call(self, call_id: str) -> CallDetail | None:
+        with self._session() as s:
+            call = s.scalar(
+                select(Call).where(Call.id == call_id).options(
+                    selectinload(Call.utterances), selectinload(Call.events),
+                    selectinload(Call.summary), selectinload(Call.tasks),
+                )
+            )
+            if call is None:
+                return None
+            number = call.caller or None
+            return CallDetail(
+                call=_row(call),
+                summary=CallSummary.from_dict(call.summary.data) if call.summary else None,
+                producer=call.summary.producer if call.summary else "",
+                transcript=[
+                    UtteranceRow(u.party, u.t_start, u.t_end, u.text, u.confidence, u.original_text)
+                    for u in call.utterances
+                ],
+                events=[e.data for e in call.events],
+                tasks=[_task(t, number) for t in call.tasks],
+            )
+
+    def get_contact(self, number: str) -> ContactDetail | None:
+        with self._session() as s:
+            contact = s.scalar(select(Contact).where(Contact.number == number))
+            if contact is None:
+                return None
+            calls = s.scalars(select(Call).where(Call.contact_id == contact.id).order_by(Call.started_at.desc()))
+            tasks = s.scalars(
+                select(FollowUpTask).where(FollowUpTask.contact_id == contact.id, FollowUpTask.status == "open")
+                .order_by(FollowUpTask.id)
+            )
+            return ContactDetail(
+                number=contact.number,
+                first_seen=_iso(contact.first_seen),
+                last_seen=_iso(contact.last_seen),
+                calls=[_row(c) for c in calls],
+                open_tasks=[_task(t, number) for t in tasks],
+            )
+
+    def list_tasks(self, status: str | None = "open", limit: int = 100, offset: int = 0) -> list[TaskRow]:
+        q = select(FollowUpTask, Contact.number).outerjoin(Contact, FollowUpTask.contact_id == Contact.id)
+        if status:
+            q = q.where(FollowUpTask.status == status)
+        q = q.order_by(FollowUpTask.id).limit(max(1, min(limit, MAX_PAGE))).offset(max(0, offset))
+        with self._session() as s:
+            return [_task(t, number) for t, number in s.execute(q)]
+
+
+def _row(c: Call) -> CallRow:
+    return CallRow(c.id, c.caller, _iso(c.started_at), c.duration, c.reason, c.resolution, c.tone_end, c.end_reason)
+
+
+def _task(t: FollowUpTask, number: str | None) -> TaskRow:
+    return TaskRow(t.id, t.call_id, number, t.owner, t.text, t.due_hint, t.status, _iso(t.created_at) or "")
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def _parse_time(value: str) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return _as_naive_utc(datetime.fromisoformat(value))
+    except ValueError:
+        return None
+
+
+def _as_naive_utc(value: datetime | str) -> datetime:
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return value
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.replace(tzinfo=UTC).isoformat() if value else None
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

@@ -1,0 +1,122 @@
+"""Real SIP calls between two pjsua2 endpoints: this process answers, a subprocess calls."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+import soundfile as sf
+from scipy.signal import correlate, resample_poly
+
+from callcenter.settings import SipSettings
+from speech.events import DtmfDigit
+from speech.frames import AudioFrame, Party
+from telephony import SipEndpoint
+from telephony.items import LegEnded
+from telephony.net import free_port
+from tests.sip.caller import caller_result, start_caller
+
+pytestmark = [pytest.mark.sip]
+
+
+@pytest.fixture
+async def endpoint(tmp_path):
+    ep = SipEndpoint(SipSettings(), port=free_port(), record_dir=tmp_path / "rec", name="ivr")
+    await ep.start()
+    yield ep
+    await ep.stop()
+
+
+async def drain(leg, timeout_s: float = 20.0) -> tuple[list[AudioFrame], list[DtmfDigit], LegEnded]:
+    frames, digits = [], []
+    async with asyncio.timeout(timeout_s):
+        while True:
+            item = await leg.inbox.get()
+            if isinstance(item, LegEnded):
+                return frames, digits, item
+            if isinstance(item, DtmfDigit):
+                digits.append(item)
+            elif isinstance(item, AudioFrame):
+                frames.append(item)
+
+
+def aligned_correlation(reference: np.ndarray, received: np.ndarray, rate: int) -> float:
+    """Pearson correlation after the best lag, both band-limited to telephone 8 kHz."""
+    ref = resample_poly(reference.astype(np.float64), 1, rate // 8000)
+    rec = resample_poly(received.astype(np.float64), 1, rate // 8000)
+    lag = int(np.argmax(correlate(rec, ref, mode="valid", method="fft"))) if len(rec) >= len(ref) else 0
+    seg = rec[lag : lag + len(ref)]
+    n = min(len(seg), len(ref))
+    return float(np.corrcoef(seg[:n], ref[:n])[0, 1])
+
+
+async def test_call_audio_dtmf_and_recording(endpoint, tts, tmp_path):
+    wav = tts("Thank you for calling. Please tell me why you are calling today.", pad_after=0.3)
+    prompt = tts("Welcome to the help desk.", voice="en-us+f3")
+    caller_rec = tmp_path / "caller"
+    proc = await start_caller(
+        endpoint.uri, "--play", str(wav), "--dtmf", "1", "--dtmf", "#", "--dtmf-delay", "0.4",
+        "--record-dir", str(caller_rec),
+    )
+    leg = await asyncio.wait_for(endpoint.accept(), 15)
+    assert endpoint.active_calls == 1
+    assert leg.codec.startswith("PCMU")
+    play = asyncio.create_task(leg.play(prompt))
+    frames, digits, ended = await drain(leg)
+    result = await caller_result(proc)
+
+    assert await play is True
+    assert result["answered"] and result["played"] and result["digits_sent"] == ["1", "#"]
+    assert [d.digit for d in digits] == ["1", "#"]
+    assert all(d.source == "rfc4733" and d.call_id == leg.call_id for d in digits)
+    assert digits[0].t < digits[1].t
+    assert ended.status == 200 and endpoint.active_calls == 0
+    assert {f.party for f in frames} == {Party.CALLER}
+    assert all(f.sample_rate == 16000 and f.num_samples == 320 for f in frames)
+    assert [f.timestamp for f in frames[:3]] == pytest.approx([0.0, 0.02, 0.04])
+    assert leg.frames_received == len(frames) and leg.frames_dropped == 0
+
+    ref, rate = sf.read(wav, dtype="int16")
+    heard = np.concatenate([f.samples() for f in frames])
+    assert aligned_correlation(ref, heard, rate) > 0.8
+
+    # the recording: ch1 = our prompt, ch2 = the caller; the caller's speech is on ch2 only
+    assert leg.recording_path is not None and leg.recording_path.exists()
+    rec, rec_rate = sf.read(leg.recording_path, dtype="int16")
+    assert rec_rate == 16000 and rec.ndim == 2 and rec.shape[1] == 2
+    assert abs(len(rec) - len(frames) * 320) <= 320
+    assert aligned_correlation(ref, rec[:, 1], 16000) > 0.8
+    p_ref, _ = sf.read(prompt, dtype="int16")
+    assert aligned_correlation(p_ref, rec[:, 0], 16000) > 0.95
+    # the caller heard our prompt through PCMU: its own recording holds it on channel 2
+    crec, _ = sf.read(result["recording_path"], dtype="int16")
+    assert aligned_correlation(p_ref, crec[:, 1], 16000) > 0.8
+
+
+async def test_barge_in_stops_playback_and_caller_hangup_mid_prompt(endpoint, tts):
+    long_prompt = tts("This is a long announcement that the caller will not wait for. " * 3)
+    proc = await start_caller(endpoint.uri, "--hangup-after", "1.5")
+    leg = await asyncio.wait_for(endpoint.accept(), 15)
+    first = asyncio.create_task(leg.play(long_prompt))
+    await asyncio.sleep(0.3)
+    leg.stop_playback()
+    assert await asyncio.wait_for(first, 2) is False
+    second = asyncio.create_task(leg.play(long_prompt))
+    _, _, ended = await drain(leg)
+    result = await caller_result(proc)
+    assert result["hangup_by"] == "local"
+    assert await asyncio.wait_for(second, 2) is False  # the caller hung up mid-prompt
+    assert ended.reason and endpoint.active_calls == 0
+    assert await leg.play(long_prompt) is False  # playing into an ended call does nothing
+
+
+async def test_outbound_call_and_hangup_from_our_side(endpoint, tmp_path):
+    """The subprocess answers nothing; we call it: it is a caller only, so we call sipp's uas? No: our own leg."""
+    # A call to a port with no SIP listener fails with a status instead of hanging forever.
+    from telephony.items import CallFailed
+
+    with pytest.raises(CallFailed) as info:
+        await endpoint.place_call(f"sip:nobody@127.0.0.1:{free_port()}", answer_timeout_s=20)
+    assert info.value.status >= 400
+    assert endpoint.active_calls == 0
