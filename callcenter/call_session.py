@@ -19,7 +19,7 @@ from callcenter.aftercall import AfterCall
 from callcenter.settings import Settings
 from callcenter.wiring import build_pipeline
 from ivr.flow import Flow
-from ivr.session import IvrSession
+from ivr.session import IvrSession, TransferFailed
 from speech.asr.base import AsrEngine
 from speech.events import CallStarted, Event, PlaybackEnded, PlaybackStarted, SummaryReady
 from speech.frames import AudioFrame, Party
@@ -60,7 +60,10 @@ class LegMedia:
         self.routed_to = queue
 
     async def transfer(self, uri: str) -> None:
-        await self.leg.transfer(uri)
+        try:
+            await self.leg.transfer(uri)
+        except Exception as exc:  # a refused REFER: the flow's fallback takes over
+            raise TransferFailed(str(exc)) from exc
 
     async def hangup(self) -> None:
         await self.leg.hangup()
@@ -99,7 +102,7 @@ class CallSession:
         media = LegMedia(leg, pipeline)
         ivr: IvrSession | None = None
         if self.flow is not None and self.prompts_dir is not None:
-            ivr = IvrSession(self.flow, media, prompts_dir=self.prompts_dir)
+            ivr = IvrSession(self.flow, media, prompts_dir=self.prompts_dir, call_id=leg.call_id)
             pipeline.add_sink(ivr.on_event)
             pipeline.on_tick(ivr.on_time)
         await pipeline.start(
@@ -167,8 +170,4 @@ def _reason(ended: LegEnded) -> str:
 
 
 def _ivr_dict(result: Any) -> dict[str, Any]:
-    import dataclasses
-
-    if dataclasses.is_dataclass(result):
-        return dataclasses.asdict(result)
-    return {"result": str(result)}
+    return result.to_dict() if hasattr(result, "to_dict") else {"result": str(result)}

@@ -39,8 +39,8 @@ async def run_worker(settings: Settings, *, port: int, index: int = 0, stop: asy
 
     data = settings.data_dir
     data.mkdir(parents=True, exist_ok=True)
-    flow = load_flow(settings.ivr.flow)
-    prompts_dir = flow.prompts_dir or PROMPTS_DIR
+    flow = load_flow(settings.ivr.flow, params={"agent_uri": settings.ivr.agent_uri})
+    prompts_dir = settings.ivr.prompts_dir or flow.prompts_dir or PROMPTS_DIR
     engine = await asyncio.to_thread(load_asr_engine, settings)
     after = AfterCall(settings)
     await after.start()

@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import yaml
@@ -274,9 +275,9 @@ def parse_flow(data: Any, *, source: Path | str = "<flow>", params: Mapping[str,
     flow = Flow(
         name=str(data.get("name") or src.stem),
         start=start,
-        nodes=nodes,
-        prompts=prompts,
-        params=flow_params,
+        nodes=MappingProxyType(nodes),
+        prompts=MappingProxyType(prompts),
+        params=MappingProxyType(flow_params),
         source=src,
         prompts_dir=prompts_dir,
     )

@@ -210,6 +210,8 @@ class IvrSession:
             self._speaking = False
             self._timer_from = max(self._timer_from, self._now)
             self._said.append(_Said(event.text, event.t))
+            if self._playing is not None and self._playing.barge_in and self._playing.speech:
+                self._barge()  # a final without a SpeechStarted first (VAD missed the onset)
         else:
             return
         self._wake.set()

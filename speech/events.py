@@ -290,7 +290,8 @@ class IvrStep(Event):
     urgent: ClassVar[bool] = True
     node: str = ""
     action: str = ""
-    """``enter``, ``choice``, ``timeout``, ``retry``, ``fallback``, ``collect``, ``route``, ``transfer``."""
+    """``enter``, ``choice``, ``no_match``, ``timeout``, ``retry``, ``fallback``, ``collect``,
+    ``route``, ``transfer`` or ``hangup``."""
     detail: dict[str, Any] = field(default_factory=dict)
 
 

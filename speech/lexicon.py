@@ -109,6 +109,8 @@ def _token_matches(token: str, pattern: str, cfg: LexiconConfig) -> bool:
         candidate, target = token, pattern
     if len(target) < cfg.fuzzy_min_len or len(candidate) < cfg.fuzzy_min_len:
         return False
+    if candidate[0] != target[0] or abs(len(candidate) - len(target)) > 2:
+        return False  # cheap pre-filter: misrecognitions keep the onset and roughly the length
     return SequenceMatcher(None, candidate, target).ratio() >= cfg.fuzzy_ratio
 
 

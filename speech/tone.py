@@ -405,7 +405,7 @@ def _signals(p: Prosody | None, d: ProsodyDelta | None, prosody: float | None,
     """The numbers behind a score, finite values only (they go into JSON)."""
     raw: dict[str, float | None] = {"baseline": 1.0 if baseline else 0.0, "prosody": prosody}
     if p is not None:
-        raw.update(pitch_hz=p.pitch_hz, pitch_spread_st=p.pitch_spread_st,
+        raw.update(voiced_s=p.voiced_s, pitch_hz=p.pitch_hz, pitch_spread_st=p.pitch_spread_st,
                    loudness_db=p.loudness_db, syllable_rate=p.syllable_rate)
     if d is not None:
         raw.update(pitch_change=d.pitch_change, loudness_change_db=d.loudness_change_db,

@@ -41,13 +41,14 @@ class FakeMedia(IvrMedia):
         self.default = default
         self.transfer_fails = transfer_fails
         self.calls: list[tuple] = []
+        self.paths: list[Path] = []
         self.events: list[Event] = []
         self.t = 0.0
         self._playing: tuple[asyncio.Future[bool], float] | None = None
 
     async def play(self, prompt: Path, *, name: str) -> bool:
-        assert prompt.is_file(), prompt
         assert prompt.name == f"{name}.wav"
+        self.paths.append(prompt)
         self.calls.append(("play", name))
         fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._playing = (fut, self.t + self.durations.get(name, self.default))
@@ -85,6 +86,7 @@ class FakeMedia(IvrMedia):
 
     # -- views for assertions
     def played(self) -> list[str]:
+        assert all(p.is_file() for p in self.paths)
         return [c[1] for c in self.calls if c[0] == "play"]
 
     def steps(self, action: str | None = None) -> list[IvrStep]:
@@ -356,6 +358,26 @@ async def test_cancel_during_prompt(prompts_dir: Path) -> None:
     call.session.cancel()  # idempotent after run returned
     with pytest.raises(RuntimeError):
         await call.session.run()
+
+
+async def test_final_transcript_alone_barges_in(prompts_dir: Path) -> None:
+    result, media = await run_call(prompts_dir, [(1.0, said("billing"))], durations={"menu_prompt": 8.0})
+    assert result.queue == "billing" and ("stop",) in media.calls
+    assert media.steps("choice")[0].t == pytest.approx(1.0)
+
+
+async def test_run_task_cancelled_cleans_up(prompts_dir: Path) -> None:
+    media = FakeMedia(durations={"menu_prompt": 10.0})
+    session = IvrSession(make_flow(), media, prompts_dir=prompts_dir)
+    task = asyncio.create_task(session.run())
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert media.played() == ["menu_prompt"]
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert media.calls[-1] == ("grammar", None)
+    assert isinstance(media.events[-1], PlaybackEnded)
 
 
 async def test_transfer_failure_falls_back_to_queue(prompts_dir: Path) -> None:

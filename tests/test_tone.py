@@ -25,7 +25,7 @@ from speech.events import (
 )
 from speech.frames import FRAME_MS, PIPELINE_RATE, AudioFrame, Party
 from speech.lexicon import LexicalScorer, find_phrases
-from speech.tone import ToneStage
+from speech.tone import ToneStage, ToneTuning
 
 GAP_S = 1.2
 STEP = PIPELINE_RATE * FRAME_MS // 1000
@@ -205,14 +205,25 @@ def test_late_transcript_revises_the_prosody_only_update(tts):
 
 def test_audio_under_a_playback_is_ignored(tts):
     wav = tts("Yes, I want to talk to somebody about my bill.", **CALM_VOICE)
-    heard, _ = feed(ToneStage(ToneSettings()), [(wav, "")])
+    heard, bounds = feed(ToneStage(ToneSettings()), [(wav, "")])
     assert len(updates(heard)) == 1
-    ignored, bounds = feed(ToneStage(ToneSettings()), [(wav, "")], playback=(0.2, bounds_end(wav) + 2.0))
+    ignored, _ = feed(ToneStage(ToneSettings()), [(wav, "")], playback=(0.2, bounds[0][1] + 1.0))
     assert updates(ignored) == []
 
 
-def bounds_end(wav) -> float:
-    return 0.5 + len(_speech(wav)) / PIPELINE_RATE
+def test_utterance_memory_is_bounded():
+    """A caller who never pauses: only the newest ``max_utterance_s`` of audio is kept."""
+    stage = ToneStage(ToneSettings(), tuning=ToneTuning(max_utterance_s=2.0))
+    t = np.arange(6 * PIPELINE_RATE) / PIPELINE_RATE
+    audio = (3000 * np.sin(2 * np.pi * 140 * t)).astype(np.int16)
+    out = stage.process_event(SpeechStarted(t=0.0, party=Party.CALLER))
+    for i in range(0, len(audio), STEP):
+        out += stage.process_frame(AudioFrame(audio[i : i + STEP].tobytes(), PIPELINE_RATE, i / PIPELINE_RATE))
+    out += stage.process_event(SpeechEnded(t=6.0, start=0.0, duration=6.0, party=Party.CALLER))
+    out += stage.finish(6.5)
+    (update,) = updates(out)
+    assert 1.5 < update.signals["voiced_s"] <= 2.05
+    assert update.signals["pitch_hz"] == pytest.approx(140, rel=0.05)
 
 
 def test_agent_speech_is_not_scored(tts):

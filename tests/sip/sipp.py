@@ -30,8 +30,8 @@ class SippRun:
     """Every message sent and received (``-trace_msg``)."""
 
     def statuses(self) -> list[int]:
-        """Status codes of the SIP responses sipp received or logged as unexpected."""
-        return [int(code) for code in re.findall(r"^SIP/2\.0 (\d{3})", self.messages + "\n" + self.errors, re.M)]
+        """Status codes of the SIP responses in sipp's message log."""
+        return [int(code) for code in re.findall(r"^SIP/2\.0 (\d{3})", self.messages or self.errors, re.M)]
 
 
 async def run_sipp(

@@ -1,0 +1,218 @@
+"""The agent console: a FastAPI app that follows calls on the broker and shows them live.
+
+Its lifespan runs one aiomqtt subscriber (``{prefix}/calls/+/events`` and the retained
+``state`` topics) that feeds :class:`~live.console.state.LiveCalls`; browsers get events by
+server-sent events. Pages are plain HTML with a little vanilla JS (static/), no build step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+
+from live.console import auth
+from live.console.history import CallHistory
+from live.console.state import LiveCalls
+from live.console.timeline import render_timeline
+from live.publisher import NO_DELAY
+from live.topics import Topics
+
+log = logging.getLogger(__name__)
+
+STATIC = Path(__file__).parent / "static"
+SSE_KEEPALIVE_S = 15.0
+"""Comment line sent on idle streams so proxies keep them open."""
+RECONNECT_MAX_S = 5.0
+
+
+def create_console_app(
+    *,
+    token: str,
+    broker_host: str | None,
+    broker_port: int,
+    topic_prefix: str,
+    history: CallHistory | None = None,
+) -> FastAPI:
+    """The console app. ``broker_host=None`` skips the broker (events via ``app.state.live``)."""
+    if not token:
+        raise ValueError("the console needs a non-empty token")
+    topics = Topics(topic_prefix)
+    live = LiveCalls()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        task = None
+        if broker_host is not None:
+            task = asyncio.create_task(_follow_broker(broker_host, broker_port, topics, live))
+        try:
+            yield
+        finally:
+            live.shutdown()
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    app = FastAPI(title="callcenter console", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.live = live
+    app.state.history = history
+
+    @app.middleware("http")
+    async def require_token(request: Request, call_next):
+        denied = auth.check(request, token)
+        if denied is not None:
+            return denied
+        return await call_next(request)
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/")
+    async def index() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    @app.get("/calls/{call_id}")
+    async def call_page(call_id: str) -> FileResponse:
+        return FileResponse(STATIC / "call.html")
+
+    @app.get("/history")
+    async def history_page() -> FileResponse:
+        return FileResponse(STATIC / "history.html")
+
+    @app.get("/api/calls")
+    async def list_calls() -> list[dict[str, Any]]:
+        return live.list()
+
+    @app.get("/api/calls/{call_id}")
+    async def get_call(call_id: str) -> dict[str, Any]:
+        return await _call_record(call_id, live, history)
+
+    @app.get("/api/history")
+    async def search_history(
+        q: str | None = None,
+        caller: str | None = None,
+        date_from: str | None = None,
+        date_to: str | None = None,
+        tone: str | None = None,
+        limit: int = Query(50, ge=1, le=500),
+    ) -> JSONResponse:
+        if history is None:
+            return JSONResponse({"detail": "no call history configured"}, status_code=503)
+        rows = await asyncio.to_thread(
+            history.search, q or None, caller or None, date_from or None, date_to or None,
+            tone or None, limit,
+        )
+        return JSONResponse(rows)
+
+    @app.get("/calls/{call_id}/timeline.svg")
+    async def timeline(call_id: str) -> Response:
+        record = await _call_record(call_id, live, history)
+        svg = render_timeline(record["events"], title=f"call {call_id}")
+        return Response(svg, media_type="image/svg+xml", headers={"Cache-Control": "no-store"})
+
+    @app.get("/api/stream")
+    async def stream_all(request: Request) -> StreamingResponse:
+        """List-changing events of every call, after a ``calls`` snapshot."""
+        stream = live.open_stream(None)
+        first = [("calls", live.list())]
+        return _sse(request, live, stream, first)
+
+    @app.get("/api/calls/{call_id}/stream")
+    async def stream_call(call_id: str, request: Request) -> StreamingResponse:
+        """``reset``, the call's events so far (live, else from history), then live ones."""
+        stream = live.open_stream(call_id)  # before the replay, so nothing falls in between
+        call = live.get(call_id)
+        if call is not None:
+            past = list(call.events)
+        else:
+            record = await _call_record(call_id, live, history, missing_ok=True)
+            past = record["events"]
+        first = [("reset", {"call_id": call_id})] + [("event", e) for e in past]
+        return _sse(request, live, stream, first)
+
+    return app
+
+
+async def _call_record(call_id: str, live: LiveCalls, history: CallHistory | None,
+                       missing_ok: bool = False) -> dict[str, Any]:
+    call = live.get(call_id)
+    if call is not None:
+        return {"call_id": call_id, "live": not call.ended, "info": call.info,
+                "summary": call.summary, "events": list(call.events)}
+    if history is not None:
+        record = await asyncio.to_thread(history.get, call_id)
+        if record is not None:
+            return {"call_id": call_id, "live": False, "info": record.get("info", {}),
+                    "summary": record.get("summary"), "transcript": record.get("transcript", []),
+                    "events": list(record.get("events", []))}
+    if missing_ok:
+        return {"call_id": call_id, "live": False, "info": {}, "summary": None, "events": []}
+    raise HTTPException(404, "unknown call")
+
+
+def _sse(request: Request, live: LiveCalls, stream, first: list[tuple[str, Any]]) -> StreamingResponse:
+    # The stream was opened before ``first`` was read, with no await in between for live calls,
+    # so the queue holds exactly the events after the replay.
+    async def body() -> AsyncIterator[str]:
+        try:
+            for name, data in first:
+                yield _frame(name, data)
+            while True:
+                try:
+                    event = await asyncio.wait_for(stream.queue.get(), SSE_KEEPALIVE_S)
+                except TimeoutError:
+                    if await request.is_disconnected():
+                        return
+                    yield ": keepalive\n\n"
+                    continue
+                if event is None or stream.overflowed and stream.queue.empty():
+                    return
+                yield _frame("event", event)
+        finally:
+            live.close_stream(stream)
+
+    return StreamingResponse(
+        body(), media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
+
+
+def _frame(name: str, data: Any) -> str:
+    return f"event: {name}\ndata: {json.dumps(data, separators=(',', ':'), ensure_ascii=False)}\n\n"
+
+
+async def _follow_broker(host: str, port: int, topics: Topics, live: LiveCalls) -> None:
+    """Subscribe and feed ``live`` forever, reconnecting with backoff."""
+    delay = 0.2
+    events_filter = topics.all_calls("events")
+    state_filter = topics.all_calls("state")
+    while True:
+        try:
+            async with aiomqtt.Client(host, port, socket_options=NO_DELAY, keepalive=15) as client:
+                await client.subscribe(events_filter, qos=1)
+                await client.subscribe(state_filter, qos=1)
+                delay = 0.2
+                log.info("console following MQTT broker %s:%d", host, port)
+                async for msg in client.messages:
+                    try:
+                        event = json.loads(msg.payload)  # type: ignore[arg-type]
+                    except (TypeError, ValueError):
+                        log.warning("ignoring a malformed message on %s", msg.topic)
+                        continue
+                    if msg.topic.matches(events_filter):
+                        live.ingest(event)
+                    elif msg.retain:
+                        live.ingest(event, retained_state=True)
+        except aiomqtt.MqttError as exc:
+            log.warning("console lost MQTT broker %s:%d (%s); retry in %.1f s", host, port, exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RECONNECT_MAX_S)
