@@ -30,6 +30,9 @@ class VadSettings(_Frozen):
     """Unvoiced audio needed before it ends, so a word is not cut."""
     preroll_ms: int = 300
     """Audio before the detected onset that is still sent to ASR."""
+    floor_margin_db: float = 6.0
+    """A chunk is voiced only this far above the party's running noise floor (webrtcvad alone
+    keeps saying "speech" for 60-120 ms after a word)."""
 
 
 class AsrSettings(_Frozen):
@@ -51,6 +54,8 @@ class DeadAirSettings(_Frozen):
 class ToneSettings(_Frozen):
     baseline_utterances: int = 2
     """Caller utterances that set the prosody baseline."""
+    calm_score: float = 0.2
+    """Below this tension an utterance is calm (neutral up to ``tense_score``)."""
     tense_score: float = 0.45
     angry_score: float = 0.7
     rising_trend: float = 0.12
@@ -69,6 +74,10 @@ class DtmfSettings(_Frozen):
     min_gap_ms: int = 40
     twist_db: float = 8.0
     min_level_db: float = -30.0
+    min_tone_fraction: float = 0.8
+    """Share of a window's energy the two tones must carry: rejects speech and music."""
+    min_peak_ratio_db: float = 6.0
+    """How far the strongest tone of a group stands above the runner-up."""
 
 
 class StoreSettings(_Frozen):

@@ -17,6 +17,7 @@ import json
 import logging
 import socket
 import ssl
+import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,6 +99,7 @@ class MqttPublisher:
         self.backoff = backoff
         self.client_id = client_id or f"callcenter-pub-{uuid.uuid4().hex[:12]}"
         self._active: dict[str, dict] = json.loads(self.outbox.get_meta(_ACTIVE_META_KEY) or "{}")
+        self._lock = threading.Lock()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -114,6 +116,11 @@ class MqttPublisher:
         Safe to call from any thread (the wake-up is handed to the loop thread-safely).
         """
         messages = messages_for(event, self.topics)
+        with self._lock:  # the active list and its message must follow outbox order
+            self._append(event, messages)
+        self._notify()
+
+    def _append(self, event: Event, messages: list[Message]) -> None:
         meta = None
         if isinstance(event, CallStarted | CallEnded):
             if isinstance(event, CallStarted):
@@ -129,7 +136,6 @@ class MqttPublisher:
             messages.append(active_calls_message(self._active.values(), self.topics))
             meta = {_ACTIVE_META_KEY: json.dumps(self._active)}
         self.outbox.append(messages, meta=meta)
-        self._notify()
 
     @property
     def pending(self) -> int:

@@ -157,3 +157,23 @@ class Recorder:
                         self._new.set()
             except aiomqtt.MqttError:
                 await asyncio.sleep(0.1)
+
+
+@contextlib.asynccontextmanager
+async def serve(app, port: int):
+    """Run an ASGI app with uvicorn on 127.0.0.1:``port`` inside the current loop."""
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                           lifespan="on"))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+            raise RuntimeError("uvicorn stopped before it started")
+        await asyncio.sleep(0.02)
+    try:
+        yield server
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 10)

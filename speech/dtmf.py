@@ -71,7 +71,9 @@ class DtmfStage(Stage):
 
     def __init__(self, settings: DtmfSettings, tuning: DtmfTuning | None = None) -> None:
         self.settings = settings
-        self.tuning = tuning or DtmfTuning()
+        self.tuning = tuning or DtmfTuning(
+            min_tone_fraction=settings.min_tone_fraction, min_peak_ratio_db=settings.min_peak_ratio_db
+        )
         self._states: dict[Party, _PartyState] = {}
         self._basis_key: tuple[int, int] | None = None
         self._basis = np.empty((0, 8), dtype=np.complex64)
@@ -108,8 +110,8 @@ class DtmfStage(Stage):
     def _classify(self, windows: np.ndarray, rate: int) -> list[str | None]:
         """The key held in each window, or None."""
         basis = self._basis_for(windows.shape[1], rate)
+        # Estimated amplitude (full scale 1.0) of each of the 8 tones, per window.
         amp = np.abs(windows @ basis) * self._gain
-        """Estimated amplitude (full scale 1.0) of each of the 8 tones, per window."""
         power = np.mean(windows.astype(np.float64) ** 2, axis=1)
         rows, cols = amp[:, :4], amp[:, 4:]
         r = np.argmax(rows, axis=1)
@@ -161,8 +163,9 @@ class DtmfStage(Stage):
         press, state.press = state.press, None
         if press is None:
             return []
-        # A window holds the key once the tone fills about half of it, so the tone spans from
-        # the middle of the first such window to the middle of the last one (edge-corrected).
+        # A window holds the key once the tone fills well over half of it: the tone spans from
+        # about the middle of the first such window to the middle of the last one, widened by
+        # ``edge_s`` on each side.
         onset = press.first_end - press.win_s / 2 - self.tuning.edge_s
         end = press.last_end - press.win_s / 2 + self.tuning.edge_s
         duration = max(0.0, end - onset)

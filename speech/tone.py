@@ -110,6 +110,9 @@ class _Open:
     frames: deque[AudioFrame]
     texts: list[str] = field(default_factory=list)
     words: list[Word] = field(default_factory=list)
+    text_end: float = -math.inf
+    """Where the words that arrived before SpeechEnded reach to (call time)."""
+    text_t: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +138,7 @@ class ToneStage(Stage):
         lexicon: LexicalScorer | None = None,
     ) -> None:
         self.settings = settings
-        self.tuning = tuning or ToneTuning()
+        self.tuning = tuning or ToneTuning(calm_score=settings.calm_score)
         self._prosody_config = prosody_config or ProsodyConfig()
         self._lexicon = lexicon or LexicalScorer()
         self._baseline = ProsodyBaseline(settings.baseline_utterances, neutral, self.tuning.min_voiced_s)
@@ -214,6 +217,9 @@ class ToneStage(Stage):
         utt = _Utterance(start=start, end=end, prosody=self._measure(frames, start, end))
         if opened is not None:
             utt.texts, utt.words = opened.texts, opened.words
+            if opened.texts and opened.text_end >= end - self.tuning.match_slack_s:
+                # The transcript already covers the whole utterance: nothing left to wait for.
+                return self._score(utt, max(opened.text_t, t))
         self._pending.append(utt)
         return []
 
@@ -222,10 +228,11 @@ class ToneStage(Stage):
             return None
         rate = frames[0].sample_rate
         pcm = np.concatenate([f.samples() for f in frames if f.sample_rate == rate])
-        # Trim to the VAD's bounds: frames straddle them by up to one frame.
-        first = max(0, round((start - frames[0].timestamp) * rate))
-        last = max(first, round((end - frames[0].timestamp) * rate))
-        return analyze(pcm[first:last], rate, self._prosody_config)
+        # Trim to the VAD's bounds: the first and last frames straddle them. (Frames dropped
+        # under a playback leave gaps, so only the two ends are cut by time.)
+        head = max(0, round((start - frames[0].timestamp) * rate))
+        tail = max(0, round((frames[-1].end - end) * rate))
+        return analyze(pcm[head : max(head, len(pcm) - tail)], rate, self._prosody_config)
 
     def _on_final(self, final: FinalTranscript) -> list[Event]:
         text = final.text.strip()
@@ -239,6 +246,8 @@ class ToneStage(Stage):
             if text:
                 self._open.texts.append(text)
                 self._open.words.extend(final.words)
+                self._open.text_end = max(self._open.text_end, final.end)
+                self._open.text_t = final.t
             return []
         for utt in reversed(self._recent):
             if self._matches(final, utt) and text:

@@ -24,10 +24,6 @@ _GAP_TOLERANCE_S = 1e-4
 WARMUP_S = 0.09
 """webrtcvad calls the first ~80 ms it ever sees speech whatever they hold (measured on white
 noise with 10, 20 and 30 ms chunks) while it sets up its noise model; those are ignored."""
-FLOOR_MARGIN_DB = 6.0
-"""A chunk counts as voiced only if it is this much louder than the party's noise floor.
-webrtcvad keeps saying "speech" for 60-120 ms of silence after a word (its internal hangover);
-those chunks sit at the floor, so without this gate every end would be ~0.1 s late."""
 FLOOR_SMOOTHING = 0.1
 """Weight of each new unvoiced chunk in the noise floor (dB, exponential average)."""
 _SILENT_DB = -100.0
@@ -98,8 +94,7 @@ class VadStage(Stage):
             state.run_start, state.run_ms, state.buf = None, 0, b""
         return events
 
-    @staticmethod
-    def _voiced(vad: webrtcvad.Vad, state: _PartyState, chunk: bytes, rate: int) -> bool:
+    def _voiced(self, vad: webrtcvad.Vad, state: _PartyState, chunk: bytes, rate: int) -> bool:
         level = _level_db(chunk)
         if level <= _SILENT_DB:
             return False
@@ -110,7 +105,7 @@ class VadStage(Stage):
             return False
         if state.fed_s <= WARMUP_S + 1e-9:
             return False
-        return state.floor_db is None or level >= state.floor_db + FLOOR_MARGIN_DB
+        return state.floor_db is None or level >= state.floor_db + self.settings.floor_margin_db
 
     def _step(self, party: Party, state: _PartyState, voiced: bool, t0: float, t1: float) -> list[Event]:
         chunk_ms = round((t1 - t0) * 1000)

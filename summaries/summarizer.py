@@ -402,7 +402,12 @@ def _ivr_inputs(evs: Sequence[Event]) -> list[tuple[str, str, float]]:
 
 
 def _key_phrases(utts: list[_Utt], cue_hits: list[str], rules: SummaryRules) -> tuple[str, ...]:
-    phrases = list(dict.fromkeys(h.lower() for h in cue_hits))
+    phrases: list[str] = []
+    for hit in dict.fromkeys(h.lower().strip() for h in cue_hits):
+        words = set(hit.split())
+        # "is not work" and "not working" are one phrase twice: keep the first.
+        if not any(hit in p or p in hit or len(words & set(p.split())) >= 2 for p in phrases):
+            phrases.append(hit)
     words: Counter[str] = Counter()
     for u in utts:
         for w in re.findall(r"[a-z][a-z']+", u.text.lower()):

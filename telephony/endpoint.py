@@ -276,6 +276,8 @@ class SipEndpoint:
                 self._reply(fut, fn())
             except CallFailed as exc:
                 self._reply(fut, exc=exc)
+            except pj.Error as exc:
+                self._reply(fut, exc=EndpointError(f"{exc.title}: {exc.reason} (status {exc.status})"))
             except Exception as exc:  # noqa: BLE001
                 self._reply(fut, exc=EndpointError(f"{type(exc).__name__}: {exc}"))
 
@@ -398,7 +400,7 @@ class SipEndpoint:
         try:
             call.makeCall(uri, prm)
         except pj.Error as exc:
-            raise CallFailed(getattr(exc, "status", 0) or 0, str(getattr(exc, "reason", exc))) from None
+            raise CallFailed(0, f"{exc.title}: {exc.reason}") from None
         return self._new_leg(key, call, Party.AGENT)
 
     def _on_call_state(self, call: _PjCall) -> None:
@@ -497,7 +499,7 @@ class SipEndpoint:
         elif name == "hold":
             call.setHold(pj.CallOpParam())
         elif name == "unhold":
-            prm = pj.CallOpParam()
+            prm = pj.CallOpParam(True)  # default call setting keeps audioCount=1 (else m=audio 0)
             prm.opt.flag = pj.PJSUA_CALL_UNHOLD
             call.reinvite(prm)
         else:

@@ -58,8 +58,11 @@ def _speech(path) -> np.ndarray:
 
 
 def feed(stage: ToneStage, lines: list[tuple[object, str | None]], *, playback: tuple[float, float] | None = None,
-         agent: bool = False) -> tuple[list[Event], list[tuple[float, float]]]:
-    """Run one caller track through ``stage``; ``lines`` are (wav, final text or None)."""
+         agent: bool = False, final_after_s: float = 0.5) -> tuple[list[Event], list[tuple[float, float]]]:
+    """Run one caller track through ``stage``; ``lines`` are (wav, final text or None).
+
+    ``final_after_s``: when the final arrives after the speech ends (SpeechEnded comes at 0.3 s).
+    """
     track = [np.zeros(int(0.5 * PIPELINE_RATE), np.int16)]
     bounds: list[tuple[float, float]] = []
     pos = len(track[0])
@@ -77,7 +80,8 @@ def feed(stage: ToneStage, lines: list[tuple[object, str | None]], *, playback: 
         script.append((start + 0.1, SpeechStarted(t=start, party=party)))
         script.append((end + 0.3, SpeechEnded(t=end, start=start, duration=end - start, party=party)))
         if text is not None:
-            script.append((end + 0.5, FinalTranscript(t=end + 0.5, party=party, text=text, start=start, end=end)))
+            at = end + final_after_s
+            script.append((at, FinalTranscript(t=at, party=party, text=text, start=start, end=end)))
     if playback is not None:
         script.append((playback[0], PlaybackStarted(t=playback[0], party=Party.AGENT, name="menu")))
         script.append((playback[1], PlaybackEnded(t=playback[1], party=Party.AGENT, name="menu")))
@@ -282,3 +286,42 @@ def test_lexical_tension_orders_polite_plain_and_angry_words():
     angry = scorer.score("This is the third time I call, it is unacceptable, I want to speak to a manager.")
     assert polite.tension < plain.tension < angry.tension
     assert angry.phrases == ("manager", "unacceptable", "third time")
+
+
+def test_transcript_before_speech_ended_is_scored_at_speech_ended(tts):
+    """A final can overtake the VAD's hangover: the update must not wait for the next utterance."""
+    lines = [(tts(t, **CALM_VOICE), t) for t in CALM_LINES[:3]]
+    events, bounds = feed(ToneStage(ToneSettings()), lines, final_after_s=0.1)
+    ups = updates(events)
+    assert len(ups) == 3
+    for update, (start, end) in zip(ups, bounds, strict=True):
+        assert update.start == pytest.approx(start)
+        assert end <= update.t < end + 0.5
+        assert "lexical" in update.signals
+
+
+def test_transcript_cut_in_two_by_the_asr_is_scored_once_with_all_words(tts):
+    wav = tts("I have been waiting on hold for a long time and I want to speak to a manager.", **CALM_VOICE)
+    stage = ToneStage(ToneSettings())
+    _, bounds = feed(ToneStage(ToneSettings()), [(wav, None)])
+    start, end = bounds[0]
+    mid = (start + end) / 2
+    script = [(start + 0.1, SpeechStarted(t=start, party=Party.CALLER)),
+              (mid + 0.1, FinalTranscript(t=mid + 0.1, party=Party.CALLER, text="I have been waiting on hold",
+                                          start=start, end=mid)),
+              (end + 0.3, SpeechEnded(t=end, start=start, duration=end - start, party=Party.CALLER)),
+              (end + 0.5, FinalTranscript(t=end + 0.5, party=Party.CALLER, text="I want to speak to a manager",
+                                          start=mid, end=end))]
+    audio = np.concatenate([np.zeros(int(0.5 * PIPELINE_RATE), np.int16), _speech(wav),
+                            np.zeros(PIPELINE_RATE, np.int16)])
+    audio = np.pad(audio, (0, -len(audio) % STEP))
+    out: list[Event] = []
+    for i in range(0, len(audio), STEP):
+        while script and script[0][0] <= i / PIPELINE_RATE:
+            out += stage.process_event(script.pop(0)[1])
+        out += stage.process_frame(AudioFrame(audio[i : i + STEP].tobytes(), PIPELINE_RATE, i / PIPELINE_RATE))
+    out += stage.finish(len(audio) / PIPELINE_RATE)
+    (update,) = updates(out)
+    assert update.t == pytest.approx(end + 0.5)
+    assert update.signals["escalation"] > 0.5  # "manager" came with the second half
+    assert "prosody" in update.signals

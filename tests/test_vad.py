@@ -145,3 +145,11 @@ def test_parties_are_tracked_apart(tts, tmp_path):
     c_on, c_off = speech_bounds(caller)
     assert_matches(by_party[Party.AGENT], [(0.4 + a_on, 0.4 + a_off)])
     assert_matches(by_party[Party.CALLER], [(c_offset + c_on, c_offset + c_off)])
+
+
+def test_line_noise_alone_is_not_speech():
+    """White noise at a typical line level from the first sample (webrtcvad warm-up included)."""
+    rng = np.random.default_rng(11)
+    noise = np.round(rng.normal(0.0, 300.0, 16000 * 6)).astype(np.int16)
+    events = run_stages([VadStage(VadSettings())], frames_from_tracks({Party.CALLER: noise}))
+    assert events == []

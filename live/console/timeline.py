@@ -45,9 +45,11 @@ def spans_of(events: list[dict[str, Any]]) -> tuple[list[Span], float]:
     open_prompt: float | None = None
     finals: list[Span] = []
     length = 0.0
+    ended_at: float | None = None
     for e in events:
         kind, t = e.get("type"), _num(e.get("t"))
-        length = max(length, t)
+        if ended_at is None:
+            length = max(length, t)  # events after the hang-up (the summary) do not stretch it
         party = e.get("party") or "caller"
         if kind == "speech.started":
             open_speech[party] = t
@@ -68,7 +70,7 @@ def spans_of(events: list[dict[str, Any]]) -> tuple[list[Span], float]:
             spans.append(Span("prompt", open_prompt, t))
             open_prompt = None
         elif kind == "call.ended":
-            length = max(length, _num(e.get("duration"), t))
+            ended_at = length = max(length, _num(e.get("duration"), t))
     for party, start in open_speech.items():
         spans.append(Span(party, start, length))
     if open_dead is not None:

@@ -29,6 +29,16 @@ class SippRun:
     messages: str
     """Every message sent and received (``-trace_msg``)."""
 
+    def calls_with_status(self, status: int) -> set[str]:
+        """Call-IDs of the dialogs that received ``status`` (retransmissions counted once)."""
+        found = set()
+        for block in re.split(r"\n(?=-{5,})", self.messages):
+            if re.search(rf"^SIP/2\.0 {status} ", block, re.M):
+                m = re.search(r"^Call-ID:\s*(\S+)", block, re.M | re.I)
+                if m:
+                    found.add(m.group(1))
+        return found
+
     def statuses(self) -> list[int]:
         """Status codes of the SIP responses in sipp's message log."""
         return [int(code) for code in re.findall(r"^SIP/2\.0 (\d{3})", self.messages or self.errors, re.M)]
@@ -47,15 +57,16 @@ async def run_sipp(
     transport: str = "u1",
     timeout_s: float = 20.0,
     extra: list[str] | None = None,
+    local_port: int | None = None,
 ) -> SippRun:
-    """Run one sipp client; it is killed if it outlives ``timeout_s`` (+ a margin)."""
+    """Run one sipp (client, or server with a uas scenario on ``local_port``); it is killed if it outlives ``timeout_s`` (+ a margin)."""
     workdir.mkdir(parents=True, exist_ok=True)
     link = workdir / "pcap"
     if not link.exists():
         os.symlink(PCAP_DIR, link)
     err_file = workdir / "errors.log"
     msg_file = workdir / "messages.log"
-    cmd = ["sipp", f"127.0.0.1:{target_port}", "-i", "127.0.0.1", "-p", str(free_port()),
+    cmd = ["sipp", f"127.0.0.1:{target_port}", "-i", "127.0.0.1", "-p", str(local_port or free_port()),
            "-mi", "127.0.0.1", "-mp", str(free_port()), "-m", str(calls), "-nostdin",
            "-t", transport, "-timeout", f"{int(timeout_s)}s", "-timeout_error",
            "-trace_err", "-error_file", str(err_file), "-trace_msg", "-message_file", str(msg_file)]

@@ -115,7 +115,10 @@ function initCall() {
       fill.className = "fill " + e.label;
       $("#tone-label").textContent = e.label + " (" + e.score.toFixed(2) + ")";
     },
-    "tone.alert": (e) => alert((e.kind || "alert").replace("_", " ") + " – " + e.label + " " + e.score.toFixed(2), e.reasons),
+    "tone.alert": (e) => {
+      const kind = (e.kind || "alert").replace("_", " ");
+      alert(kind + (e.label && e.label !== e.kind ? " – " + e.label : "") + " (" + e.score.toFixed(2) + ")", e.reasons);
+    },
     "talk_over": (e) => alert("talk-over: " + e.started_by + " over " + e.interrupted + " (" + e.duration.toFixed(1) + " s)", [], "talk_over"),
     "dead_air.started": (e) => {
       dead = { base: e.t - e.start, since: performance.now() };
