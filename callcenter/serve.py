@@ -118,9 +118,9 @@ async def _wait_workers(svc: Service, wait_s: float) -> None:
 
 async def _start_console(svc: Service, settings: Settings) -> None:
     import uvicorn
-    from live.console.app import create_console_app
 
     from callcenter.history import StoreHistory
+    from live.console.app import create_console_app
 
     history = StoreHistory(settings.store_url)
     svc.store = history

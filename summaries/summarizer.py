@@ -404,9 +404,9 @@ def _ivr_inputs(evs: Sequence[Event]) -> list[tuple[str, str, float]]:
 def _key_phrases(utts: list[_Utt], cue_hits: list[str], rules: SummaryRules) -> tuple[str, ...]:
     phrases: list[str] = []
     for hit in dict.fromkeys(h.lower().strip() for h in cue_hits):
-        words = set(hit.split())
+        stems = _stems(hit)
         # "is not work" and "not working" are one phrase twice: keep the first.
-        if not any(hit in p or p in hit or len(words & set(p.split())) >= 2 for p in phrases):
+        if not any(hit in p or p in hit or len(stems & _stems(p)) >= 2 for p in phrases):
             phrases.append(hit)
     words: Counter[str] = Counter()
     for u in utts:
@@ -419,6 +419,10 @@ def _key_phrases(utts: list[_Utt], cue_hits: list[str], rules: SummaryRules) -> 
         if not any(w in p for p in phrases):
             phrases.append(w)
     return tuple(phrases[: rules.max_key_phrases])
+
+
+def _stems(phrase: str) -> set[str]:
+    return {w[:4] for w in phrase.split()}
 
 
 def _dead_air(evs: Sequence[Event], duration: float) -> tuple[float, int]:

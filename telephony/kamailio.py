@@ -232,14 +232,14 @@ class KamailioFront:
         if proc.returncode != 0:
             raise FrontError(f"kamailio rejected {self.config_path}: {out.decode(errors='replace')[-800:]}")
 
-    async def start(self, timeout: float = 10.0) -> None:
+    async def start(self, wait_s: float = 10.0) -> None:
         if self.proc is not None:
             return
         self.write_config()
         await self.check()
         binary = kamailio_binary()
         assert binary is not None
-        log_file = open(self.rundir / "kamailio.log", "ab")  # noqa: SIM115 - handed to the child
+        log_file = open(self.rundir / "kamailio.log", "ab")  # noqa: ASYNC230 - opened once, handed to the child
         try:
             self.proc = await asyncio.create_subprocess_exec(
                 binary, "-f", str(self.config_path), "-DD", "-E", "-m", "64", "-M", "8",
@@ -249,7 +249,7 @@ class KamailioFront:
         finally:
             log_file.close()
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        deadline = loop.time() + wait_s
         while loop.time() < deadline:
             if self.proc.returncode is not None:
                 raise FrontError(f"kamailio exited ({self.proc.returncode}); see {self.rundir / 'kamailio.log'}")
@@ -257,7 +257,7 @@ class KamailioFront:
                 return
             await asyncio.sleep(0.05)
         await self.stop()
-        raise FrontError(f"kamailio did not answer on {self.host}:{self.port} within {timeout} s")
+        raise FrontError(f"kamailio did not answer on {self.host}:{self.port} within {wait_s} s")
 
     async def stop(self) -> None:
         """SIGTERM the process group (main and workers); idempotent."""

@@ -23,7 +23,9 @@ def test_vosk_model_path_env_is_honoured() -> None:
 
 def test_settings_are_frozen() -> None:
     s = load_settings(environ={})
-    with pytest.raises(Exception):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError):
         s.dead_air.threshold_s = 1  # type: ignore[misc]
 
 
