@@ -36,7 +36,11 @@ class CallOutcome:
     ivr: Any = None
     events: list[Event] = field(default_factory=list)
     frames_dropped: int = 0
+    """Audio frames lost on this call: leg inbox overflow plus pipeline overload."""
+    frames_received: int = 0
     recording: Path | None = None
+    """The 2-channel WAV (ch1 what we played, ch2 the caller), when recording is on."""
+    end_reason: str = ""
 
 
 class LegMedia:
@@ -127,15 +131,26 @@ class CallSession:
         events = await pipeline.end(reason)
         outcome = CallOutcome(leg.call_id, ivr=ivr_result, events=events,
                               frames_dropped=pipeline.frames_dropped + getattr(leg, "frames_dropped", 0),
-                              recording=getattr(leg, "recording_path", None))
+                              frames_received=getattr(leg, "frames_received", 0),
+                              recording=getattr(leg, "recording_path", None), end_reason=reason)
         if self.after_call is not None:
-            extra: dict[str, Any] = {"recording": str(outcome.recording) if outcome.recording else None}
+            extra: dict[str, Any] = {
+                "recording": str(outcome.recording) if outcome.recording else None,
+                "frames_dropped": outcome.frames_dropped,
+            }
             if ivr_result is not None:
                 extra["ivr_outcome"] = _ivr_dict(ivr_result)
-            outcome.summary = await self.after_call.complete(leg.call_id, events, **extra)
+            try:
+                outcome.summary = await self.after_call.complete(leg.call_id, events, **extra)
+            except Exception:  # the call is over either way; the caller must not see this
+                log.exception("after-call processing failed on call %s", leg.call_id)
+                return outcome
             summary_event = SummaryReady(call_id=leg.call_id, t=pipeline.now, summary=outcome.summary)
             for sink in self.sinks:
-                sink(summary_event)
+                try:
+                    sink(summary_event)
+                except Exception:
+                    log.exception("summary sink failed on call %s", leg.call_id)
         return outcome
 
     async def _run_ivr(self, ivr: IvrSession, media: LegMedia) -> Any:

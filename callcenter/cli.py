@@ -30,6 +30,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--engine", choices=["auto", "vosk", "pocketsphinx", "none"])
     r.add_argument("--vosk-model", type=Path, help="vosk model folder (else VOSK_MODEL_PATH)")
     r.add_argument("--dead-air", type=float, metavar="SECONDS", help="dead-air threshold")
+    r.add_argument("--publish", action="store_true",
+                   help="publish events to MQTT as they happen (mqtt.host, else the local serve's embedded broker)")
 
     c = sub.add_parser("calls", help="read after-call records from the CRM store")
     csub = c.add_subparsers(dest="calls_command", required=True)
@@ -150,11 +152,25 @@ async def _replay(args: argparse.Namespace, settings: Settings) -> int:
     after = None if args.no_store else AfterCall(settings)
     if after is not None:
         await after.start()
+    publisher = None
+    if args.publish or settings.mqtt.host:
+        from live.publisher import MqttPublisher
+
+        mqtt = settings.mqtt
+        host, port = (mqtt.host, mqtt.port) if mqtt.host else ("127.0.0.1", mqtt.embedded_port)
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        publisher = MqttPublisher(mqtt, settings.data_dir / "mqtt-outbox-replay.sqlite", host=host, port=port)
+        await publisher.start()
     try:
         results = await replay_batch(
-            paths, settings, engine, as_json=args.json, expect=args.expect, check=args.check, after_call=after
+            paths, settings, engine, as_json=args.json, expect=args.expect, check=args.check, after_call=after,
+            extra_sinks=[publisher.publish] if publisher else [],
         )
     finally:
+        if publisher is not None:
+            await publisher.stop(drain=True, timeout=10.0)
+            if publisher.pending:
+                print(f"warning: {publisher.pending} events wait in the MQTT outbox for the broker", file=sys.stderr)
         if after is not None:
             await after.stop()
         if engine is not None:

@@ -145,6 +145,7 @@ async def replay_batch(
     check: bool = False,
     after_call: AfterCall | None = None,
     progress: bool = True,
+    extra_sinks: Sequence[Callable[[Event], None]] = (),
 ) -> list[ReplayResult]:
     """Replay every file; print events as they happen, then each summary and verdict."""
     from rich.progress import Progress
@@ -168,7 +169,8 @@ async def replay_batch(
             if not as_json:
                 out.write(f"== {path}\n")
             printer = EventPrinter(out, as_json=as_json, label=str(path))
-            res = await replay_file(path, settings, engine, sinks=[printer], after_call=after_call, expectation=exp)
+            res = await replay_file(path, settings, engine, sinks=[printer, *extra_sinks], after_call=after_call,
+                                    expectation=exp)
             results.append(res)
             if res.error:
                 err.write(f"error: {res.error}\n")

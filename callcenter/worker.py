@@ -3,6 +3,11 @@
 ``callcenter serve`` starts several of these behind the SIP front; each loads its own model
 (one per process, never a global) and runs each answered call as a ``CallSession``. SIGTERM
 stops taking calls, hangs up the live ones, finishes their records and drains the outboxes.
+
+A worker is a separate process, so what the service (and its tests and benchmark) need to see
+of it goes to files in ``data_dir``: ``workers/worker<i>.json`` (live/total calls, dropped
+frames, rewritten atomically on every change) and ``calls/<call id>.json`` (one per ended call:
+IVR outcome, recording, dropped frames).
 """
 
 from __future__ import annotations
@@ -10,21 +15,152 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal
 import sys
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from callcenter.aftercall import AfterCall
-from callcenter.call_session import CallSession
+from callcenter.call_session import CallOutcome, CallSession
 from callcenter.settings import Settings
 from callcenter.wiring import load_asr_engine
 from ivr.flow import load_flow
+from speech.events import Event
 
 log = logging.getLogger(__name__)
 
 PROMPTS_DIR = Path(__file__).resolve().parent.parent / "ivr" / "prompts"
+SESSION_DRAIN_S = 30.0
+"""How long a stopping worker waits for its sessions to finish their after-call records."""
+PUBLISHER_DRAIN_S = 5.0
+
+
+class CrmAfterCall(AfterCall):
+    """``AfterCall`` writing through ``summaries.durable_writer.DurableWriter``.
+
+    Works around ``AfterCall.start`` importing ``DurableWriter`` from ``summaries.store`` and
+    calling ``writer.save_call`` (neither exists); the summary and the database write run off
+    the event loop so live calls in this process keep their audio.
+    """
+
+    async def start(self) -> None:
+        if self._use_store:
+            from summaries.durable_writer import DurableWriter
+            from summaries.store import CrmStore
+
+            self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+            self.store = CrmStore(self.settings.store_url)
+            try:
+                await asyncio.to_thread(self.store.start)
+            except Exception as exc:  # database down: spool and write later
+                log.warning("CRM store unavailable at start (%s); spooling", type(exc).__name__)
+            self.writer = DurableWriter(self.store, self.settings.data_dir / "crm-spool")
+            self.writer.start()
+        if self.settings.store.webhook_url:
+            from summaries.webhook import WebhookOutbox
+
+            self.webhook = WebhookOutbox(
+                self.settings.store.webhook_url,
+                self.settings.store.webhook_secret or "",
+                self.settings.data_dir / "webhook-outbox",
+            )
+            await self.webhook.start()
+
+    async def stop(self) -> None:
+        if self.webhook is not None:
+            await self.webhook.stop()
+            self.webhook = None
+        if self.writer is not None:
+            writer, self.writer = self.writer, None
+            await asyncio.to_thread(writer.flush)
+            await asyncio.to_thread(writer.stop)
+        if self.store is not None:
+            store, self.store = self.store, None
+            await asyncio.to_thread(store.stop)
+
+    async def complete(self, call_id: str, events: Sequence[Event], **extra: Any) -> dict[str, Any]:
+        from summaries.summarizer import summarize
+
+        red = self.redactor.redact_call(list(events))
+        summary = await asyncio.to_thread(summarize, red.events, call_id=call_id)
+        if self.writer is not None:
+            await self.writer.awrite(red.events, summary, originals=red.originals)
+        if self.webhook is not None:
+            await self.webhook.enqueue(summary)
+        data = summary.to_dict()
+        data.update({k: v for k, v in extra.items() if k not in data})
+        return data
+
+
+@dataclass
+class WorkerStats:
+    """What a worker reports in ``workers/worker<i>.json``."""
+
+    index: int
+    port: int
+    pid: int
+    active_calls: int = 0
+    """Sessions not yet finished (call live or its after-call record still being written)."""
+    endpoint_calls: int = 0
+    """Calls the SIP endpoint still holds."""
+    calls_total: int = 0
+    calls_failed: int = 0
+    """Sessions that raised (the call is still hung up and counted here)."""
+    frames_dropped: int = 0
+    """Audio frames dropped over all calls (leg inbox or pipeline overload)."""
+    stopped: bool = False
+
+
+class StatsFile:
+    """Writes ``WorkerStats`` atomically (temp file + rename), so readers never see half a file."""
+
+    def __init__(self, path: Path, stats: WorkerStats) -> None:
+        self.path = path
+        self.stats = stats
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(self) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self.stats)))
+        os.replace(tmp, self.path)
+
+
+def call_record_path(data_dir: Path, call_id: str) -> Path:
+    """Where a worker writes the stats of an ended call (``calls/<safe call id>.json``)."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in call_id)[:100]
+    return Path(data_dir) / "calls" / f"{safe}.json"
+
+
+def read_worker_stats(data_dir: Path) -> list[dict[str, Any]]:
+    """Every worker's last stats, by index (for tests, the benchmark and ``serve``)."""
+    out = []
+    for path in sorted((Path(data_dir) / "workers").glob("worker*.json")):
+        with contextlib.suppress(OSError, ValueError):
+            out.append(json.loads(path.read_text()))
+    return out
+
+
+def _write_call_record(data_dir: Path, index: int, outcome: CallOutcome) -> None:
+    path = call_record_path(data_dir, outcome.call_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {
+        "call_id": outcome.call_id,
+        "worker": index,
+        "frames_dropped": outcome.frames_dropped,
+        "frames_received": outcome.frames_received,
+        "recording": str(outcome.recording) if outcome.recording else None,
+        "ivr": outcome.ivr.to_dict() if hasattr(outcome.ivr, "to_dict") else None,
+        "end_reason": outcome.end_reason,
+        "stored": outcome.summary is not None,
+    }
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record))
+    os.replace(tmp, path)
 
 
 async def run_worker(settings: Settings, *, port: int, index: int = 0, stop: asyncio.Event | None = None) -> int:
@@ -39,51 +175,83 @@ async def run_worker(settings: Settings, *, port: int, index: int = 0, stop: asy
 
     data = settings.data_dir
     data.mkdir(parents=True, exist_ok=True)
+    stats = StatsFile(data / "workers" / f"worker{index}.json", WorkerStats(index=index, port=port, pid=os.getpid()))
     flow = load_flow(settings.ivr.flow, params={"agent_uri": settings.ivr.agent_uri})
     prompts_dir = settings.ivr.prompts_dir or flow.prompts_dir or PROMPTS_DIR
     engine = await asyncio.to_thread(load_asr_engine, settings)
-    after = AfterCall(settings)
-    await after.start()
+    after = CrmAfterCall(settings)
     publisher = None
-    sinks = []
-    if settings.mqtt.enabled:
-        publisher = MqttPublisher(settings.mqtt, data / f"mqtt-outbox-{index}.sqlite")
-        await publisher.start()
-        sinks.append(publisher.publish)
-    endpoint = SipEndpoint(settings.sip, port=port, record_dir=data / "recordings", name=f"worker{index}")
-    await endpoint.start()
-    hold = flow.prompt_path("hold", prompts_dir) if "hold" in flow.prompts else None
-    log.warning("worker %d answering on %s:%d", index, settings.sip.host, port)
+    endpoint = None
     sessions: set[asyncio.Task] = set()
-
-    async def serve_call(leg) -> None:
-        session = CallSession(leg, settings, engine, flow=flow, prompts_dir=prompts_dir,
-                              sinks=sinks, after_call=after, hold_prompt=hold)
-        try:
-            await session.run()
-        except Exception:
-            log.exception("call session failed")
-
     try:
+        await after.start()
+        sinks = []
+        if settings.mqtt.enabled:
+            publisher = MqttPublisher(settings.mqtt, data / f"mqtt-outbox-{index}.sqlite")
+            await publisher.start()
+            sinks.append(publisher.publish)
+        endpoint = SipEndpoint(settings.sip, port=port, record_dir=data / "recordings", name=f"worker{index}")
+        await endpoint.start()
+        hold = flow.prompt_path("hold", prompts_dir) if "hold" in flow.prompts else None
+        log.warning("worker %d answering on %s:%d", index, settings.sip.host, port)
+        stats.write()
+
+        def refresh() -> None:
+            stats.stats.active_calls = len(sessions)
+            stats.stats.endpoint_calls = endpoint.active_calls if endpoint is not None else 0
+            stats.write()
+
+        async def serve_call(leg) -> None:
+            session = CallSession(leg, settings, engine, flow=flow, prompts_dir=prompts_dir,
+                                  sinks=sinks, after_call=after, hold_prompt=hold)
+            try:
+                outcome = await session.run()
+            except Exception:
+                log.exception("call session failed")
+                stats.stats.calls_failed += 1
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(leg.hangup(), 5)
+                return
+            stats.stats.frames_dropped += outcome.frames_dropped
+            try:
+                await asyncio.to_thread(_write_call_record, data, index, outcome)
+            except OSError:
+                log.warning("could not write the call record", exc_info=True)
+
+        def finished(task: asyncio.Task) -> None:
+            sessions.discard(task)
+            refresh()
+
         stopper = asyncio.create_task(stop.wait())
         while not stop.is_set():
             accept = asyncio.create_task(endpoint.accept())
             done, _ = await asyncio.wait({accept, stopper}, return_when=asyncio.FIRST_COMPLETED)
             if accept not in done:
                 accept.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await accept
                 break
             task = asyncio.create_task(serve_call(accept.result()))
             sessions.add(task)
-            task.add_done_callback(sessions.discard)
+            stats.stats.calls_total += 1
+            task.add_done_callback(finished)
+            refresh()
+        stopper.cancel()
     finally:
-        await endpoint.stop()  # hangs up live calls: their sessions see LegEnded and finish
+        if endpoint is not None:
+            await endpoint.stop()  # hangs up live calls: their sessions see LegEnded and finish
         if sessions:
-            await asyncio.wait(sessions, timeout=30)
+            await asyncio.wait(sessions, timeout=SESSION_DRAIN_S)
         if publisher is not None:
-            await publisher.stop(drain=True, timeout=5.0)
+            await publisher.stop(drain=True, timeout=PUBLISHER_DRAIN_S)
         await after.stop()
         if engine is not None:
             engine.close()
+        stats.stats.active_calls = len(sessions)
+        stats.stats.endpoint_calls = 0
+        stats.stats.stopped = True
+        with contextlib.suppress(OSError):
+            stats.write()
     return 0
 
 

@@ -85,6 +85,11 @@ class DurableWriter:
             self._wake.set()
         return call_id
 
+    def save_call(self, events: Iterable[Event], summary: CallSummary | None, *,
+                  originals: Mapping[int, dict[str, Any]] | None = None) -> str:
+        """Same as ``write`` (the ``CrmStore.save_call`` signature, so the two are interchangeable)."""
+        return self.write(events, summary, originals=originals)
+
     async def awrite(self, events: Iterable[Event], summary: CallSummary | None, *,
                      originals: Mapping[int, dict[str, Any]] | None = None) -> str:
         """``write`` off the event loop."""

@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from summaries.store import CallDetail, CallRow
+from summaries.summary import CallSummary
 
 WIDTH = 120
 
@@ -84,3 +85,19 @@ def format_call(call: CallDetail | dict[str, Any]) -> str:
     for u in c.get("transcript") or []:
         transcript.add_row(f"{u['t_start']:.1f}", u["party"], u["text"])
     return "\n".join(lines) + "\n\n" + _render(transcript)
+
+
+def format_summary_brief(summary: CallSummary | dict[str, Any]) -> str:
+    """A few lines for the terminal after a replay: reason, resolution, follow-ups, tone, dead air."""
+    s = _d(summary)
+    lines = [
+        f"call {s.get('call_id') or '-'}: reason {s.get('reason', 'unknown')}, "
+        f"resolution {s.get('resolution', 'unknown')}, tone {s.get('tone_start', 'unknown')} -> "
+        f"{s.get('tone_end', 'unknown')}, dead air {s.get('dead_air_total_s', 0):.1f}s "
+        f"({s.get('dead_air_count', 0)}), {s.get('duration', 0):.0f}s",
+    ]
+    if s.get("reason_phrase"):
+        lines.append(f'  said: "{s["reason_phrase"]}"')
+    for f in s.get("follow_ups") or []:
+        lines.append(f"  follow-up: {f['text']} [due: {f['due']}]")
+    return "\n".join(lines) + "\n"

@@ -377,3 +377,12 @@ def _iso(value: datetime | None) -> str | None:
 
 def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def __getattr__(name: str) -> Any:
+    # ``DurableWriter`` lives in its own module (it imports this one); re-exported lazily here.
+    if name == "DurableWriter":
+        from summaries.durable_writer import DurableWriter
+
+        return DurableWriter
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

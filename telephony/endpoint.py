@@ -80,6 +80,13 @@ class _PjCall(pj.Call):
         except Exception:  # noqa: BLE001
             log.exception("media state handler failed")
 
+    def onCallTransferStatus(self, prm: pj.OnCallTransferStatusParam) -> None:  # noqa: N802
+        try:
+            self.owner._on_transfer_status(self, prm.statusCode, prm.finalNotify)
+            prm.cont = not prm.finalNotify
+        except Exception:  # noqa: BLE001
+            log.exception("transfer status handler failed")
+
     def onDtmfDigit(self, prm: pj.OnDtmfDigitParam) -> None:  # noqa: N802
         try:
             source = "sip_info" if prm.method == pj.PJSUA_DTMF_METHOD_SIP_INFO else "rfc4733"
@@ -472,6 +479,14 @@ class SipEndpoint:
                     self._post_leg(leg, "_on_hold", False, by)
                 call.media_status = status
             break
+
+    def _on_transfer_status(self, call: _PjCall, status: int, final: bool) -> None:
+        """A blind transfer reported progress; once the target answered, our leg is done."""
+        if not final:
+            return
+        self._post_leg(call.leg, "_on_transfer", status)
+        if 200 <= status < 300 and not call.released:
+            call.hangup(pj.CallOpParam())
 
     def _do_call_op(self, key: int, name: str, args: tuple) -> None:
         call = self._calls.get(key)

@@ -59,6 +59,8 @@ class CallLeg:
         self.recording_path = recording_path
         self.ended: LegEnded | None = None
         self.held = False
+        self.transfer_status: int | None = None
+        """Final status the transfer target gave (REFER's NOTIFY); None until then."""
         self._max_frames = max_frames
         self._call_op = call_op
         self._loop = loop
@@ -113,7 +115,8 @@ class CallLeg:
         await self.wait_ended()
 
     async def transfer(self, uri: str) -> None:
-        """Blind transfer with SIP REFER."""
+        """Blind transfer with SIP REFER; returns once sent. When the far end reports the target
+        answered (NOTIFY 2xx) ``transfer_status`` is set and this leg hangs up."""
         await self._command("xfer", uri)
 
     async def hold(self) -> None:
@@ -167,6 +170,9 @@ class CallLeg:
             self.codec = codec
         if not self._confirmed.done():
             self._confirmed.set_result(True)
+
+    def _on_transfer(self, status: int) -> None:
+        self.transfer_status = status
 
     def _on_codec(self, codec: str) -> None:
         self.codec = codec

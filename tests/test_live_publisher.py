@@ -232,3 +232,22 @@ async def test_embedded_auto_prefers_mosquitto(tmp_path):
         await pub.stop()
         await rec.stop()
     assert {m.topic for m in rec.messages} == {"x/calls/a1/state", "x/calls/a1/events", "x/active_calls"}
+
+
+@needs_mosquitto
+async def test_publish_from_another_thread(mosquitto, tmp_path):
+    rec = Recorder("127.0.0.1", mosquitto.port, (f"{PREFIX}/calls/+/events",), client_id="thr")
+    await rec.start()
+    pub = MqttPublisher(settings(mosquitto.port), tmp_path / "o.sqlite")
+    await pub.start()
+    events = sample_call("t1")
+
+    def worker() -> None:  # e.g. a detector thread
+        for e in events:
+            pub.publish(e)
+
+    await asyncio.to_thread(worker)
+    await rec.wait_for(lambda ms: len(ms) == len(events))
+    await pub.stop()
+    await rec.stop()
+    assert [m.json() for m in rec.messages] == [e.to_dict() for e in events]

@@ -116,3 +116,16 @@ async def test_outbound_call_without_answer_fails_and_leaks_nothing(endpoint):
         await endpoint.place_call(f"sip:nobody@127.0.0.1:{free_port()}", answer_timeout_s=1.5)
     assert info.value.status >= 400
     assert endpoint.active_calls == 0
+
+
+async def test_inband_dtmf_reaches_the_audio_not_the_dtmf_events(endpoint):
+    proc = await start_caller(endpoint.uri, "--dtmf", "5", "--inband", "--dtmf-delay", "0.3")
+    leg = await asyncio.wait_for(endpoint.accept(), 15)
+    frames, digits, _ = await drain(leg)
+    result = await caller_result(proc)
+    assert result["digits_sent"] == ["5"] and digits == []  # in-band is the pipeline's job
+    audio = np.concatenate([f.samples() for f in frames]).astype(np.float64)
+    spectrum = np.abs(np.fft.rfft(audio))
+    freqs = np.fft.rfftfreq(len(audio), 1 / 16000)
+    top = sorted(freqs[np.argsort(spectrum)[-2:]])
+    assert top == pytest.approx([770, 1336], abs=15)

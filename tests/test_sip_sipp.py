@@ -191,3 +191,22 @@ async def test_outbound_call_to_sipp_uas_with_dtmf_and_hold(endpoint, tmp_path):
 async def test_outbound_call_rejected_raises_call_failed(endpoint, tmp_path):
     with pytest.raises(CallFailed):
         await endpoint.place_call(f"sip:nobody@127.0.0.1:{free_port()}", answer_timeout_s=1.5)
+
+
+async def test_remote_hold_unhold_then_blind_transfer(endpoint, tmp_path):
+    sipp = asyncio.create_task(run_sipp(endpoint.port, tmp_path / "hold", scenario="uac_hold_refer.xml", timeout_s=15))
+    leg = await asyncio.wait_for(endpoint.accept(), 10)
+    holds = []
+    async with asyncio.timeout(10):
+        while len(holds) < 2:
+            item = await leg.inbox.get()
+            if isinstance(item, HoldChanged):
+                holds.append(item)
+    assert [(h.held, h.by) for h in holds] == [(True, "remote"), (False, "remote")]
+    await leg.transfer("sip:agent@127.0.0.1:5999")
+    ended = await asyncio.wait_for(leg.wait_ended(), 10)
+    run = await sipp
+    assert run.returncode == 0, run.errors[-2000:]
+    assert leg.transfer_status == 200 and ended is not None
+    assert "Refer-To: <sip:agent@127.0.0.1:5999>" in run.messages or "sip:agent@127.0.0.1:5999" in run.messages
+    assert endpoint.active_calls == 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from summaries.report import format_call, format_call_list
+from summaries.report import format_call, format_call_list, format_summary_brief
 from summaries.sample_calls import angry_tech_call, billing_call
 from summaries.store import CrmStore
 from summaries.summarizer import summarize
@@ -38,3 +38,21 @@ def test_call_detail(store):
     assert "tense@12s -> calm@36s" in out
     assert "charged twice" in out  # transcript table
     assert format_call(store.get_call("call-billing").to_dict()) == out
+
+
+def test_brief_after_replay():
+    out = format_summary_brief(summarize(billing_call()))
+    assert out.startswith("call call-billing: reason billing, resolution resolved, tone tense -> calm")
+    assert "[due: within 24 hours]" in out
+    assert format_summary_brief(summarize(billing_call()).to_dict()) == out
+
+
+def test_durable_writer_reexport_and_save_call_alias(tmp_path):
+    from summaries.store import DurableWriter
+
+    store = CrmStore(f"sqlite:///{tmp_path / 'w.db'}")
+    writer = DurableWriter(store, tmp_path / "spool")
+    ev = billing_call()
+    assert writer.save_call(ev, summarize(ev)) == "call-billing"
+    assert store.get_call("call-billing") is not None
+    store.stop()

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -42,8 +43,12 @@ def create_console_app(
     broker_port: int,
     topic_prefix: str,
     history: CallHistory | None = None,
+    broker_username: str | None = None,
+    broker_password: str | None = None,
+    broker_tls: ssl.SSLContext | None = None,
 ) -> FastAPI:
-    """The console app. ``broker_host=None`` skips the broker (events via ``app.state.live``)."""
+    """The console app. ``broker_host=None`` skips the broker (events via ``app.state.live``);
+    ``broker_username``/``broker_password``/``broker_tls`` as for the publisher."""
     if not token:
         raise ValueError("the console needs a non-empty token")
     topics = Topics(topic_prefix)
@@ -53,7 +58,10 @@ def create_console_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         task = None
         if broker_host is not None:
-            task = asyncio.create_task(_follow_broker(broker_host, broker_port, topics, live))
+            client_args = {"username": broker_username, "password": broker_password,
+                           "tls_context": broker_tls}
+            task = asyncio.create_task(
+                _follow_broker(broker_host, broker_port, topics, live, client_args))
         try:
             yield
         finally:
@@ -190,14 +198,16 @@ def _frame(name: str, data: Any) -> str:
     return f"event: {name}\ndata: {json.dumps(data, separators=(',', ':'), ensure_ascii=False)}\n\n"
 
 
-async def _follow_broker(host: str, port: int, topics: Topics, live: LiveCalls) -> None:
+async def _follow_broker(host: str, port: int, topics: Topics, live: LiveCalls,
+                         client_args: dict[str, Any]) -> None:
     """Subscribe and feed ``live`` forever, reconnecting with backoff."""
     delay = 0.2
     events_filter = topics.all_calls("events")
     state_filter = topics.all_calls("state")
     while True:
         try:
-            async with aiomqtt.Client(host, port, socket_options=NO_DELAY, keepalive=15) as client:
+            async with aiomqtt.Client(host, port, socket_options=NO_DELAY, keepalive=15,
+                                      **client_args) as client:
                 await client.subscribe(events_filter, qos=1)
                 await client.subscribe(state_filter, qos=1)
                 delay = 0.2

@@ -59,13 +59,10 @@ async def run_sipp(
     extra: list[str] | None = None,
     local_port: int | None = None,
 ) -> SippRun:
-    """Run one sipp (client, or server with a uas scenario on ``local_port``); it is killed if it outlives ``timeout_s`` (+ a margin)."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    link = workdir / "pcap"
-    if not link.exists():
-        os.symlink(PCAP_DIR, link)
-    err_file = workdir / "errors.log"
-    msg_file = workdir / "messages.log"
+    """Run one sipp (client, or server with a uas scenario on ``local_port``).
+
+    It is killed if it outlives ``timeout_s`` plus a margin."""
+    err_file, msg_file = _prepare(workdir)
     cmd = ["sipp", f"127.0.0.1:{target_port}", "-i", "127.0.0.1", "-p", str(local_port or free_port()),
            "-mi", "127.0.0.1", "-mp", str(free_port()), "-m", str(calls), "-nostdin",
            "-t", transport, "-timeout", f"{int(timeout_s)}s", "-timeout_error",
@@ -93,6 +90,18 @@ async def run_sipp(
     return SippRun(
         returncode=proc.returncode if proc.returncode is not None else -1,
         stdout=out.decode(errors="replace"), stderr=err.decode(errors="replace"),
-        errors=err_file.read_text(errors="replace") if err_file.exists() else "",
-        messages=msg_file.read_text(errors="replace") if msg_file.exists() else "",
+        errors=_read(err_file), messages=_read(msg_file),
     )
+
+
+def _prepare(workdir: Path) -> tuple[Path, Path]:
+    """Make the run folder with the ``pcap`` link sipp's pcap scenarios look for."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    link = workdir / "pcap"
+    if not link.exists():
+        os.symlink(PCAP_DIR, link)
+    return workdir / "errors.log", workdir / "messages.log"
+
+
+def _read(path: Path) -> str:
+    return path.read_text(errors="replace") if path.exists() else ""
