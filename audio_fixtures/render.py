@@ -152,7 +152,7 @@ CALLS: list[Call] = [
             ("caller", Pause(0.9)),
             ("caller", Say("This is completely unacceptable!", speed=145, pitch=65, amplitude=120)),
             ("caller", Pause(0.7)),
-            ("caller", Say("I want a manager, now!", speed=150, pitch=70, amplitude=150)),
+            ("caller", Say("I want to speak to a manager!", speed=145, pitch=70, amplitude=150)),
             ("caller", Pause(0.5)),
             ("caller", Say("I will cancel everything today!", speed=165, pitch=80, amplitude=170)),
             ("caller", Pause(0.6)),

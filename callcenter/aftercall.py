@@ -1,12 +1,14 @@
-"""What happens when a call ends: redact, summarize, store in the CRM, deliver to webhooks.
+"""What happens when a call ends, composed from settings: redact, summarize, store, deliver.
 
-One ``AfterCall`` per process owns the store writer and the webhook outbox. Redaction happens
-before anything leaves the pipeline (sinks are wrapped with ``redacting``), so neither MQTT, the
-console nor the CRM ever see a card number the settings do not allow.
+``summaries.after_call.AfterCall`` does the work (redactor → summarizer → durable CRM writer →
+webhook outbox); this module builds it from settings and owns the lifecycles. Live sinks are
+wrapped with ``redacting`` so MQTT and the console never see PII the settings do not allow; the
+live redactor is a separate instance, because a redactor follows one ordered event stream.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -23,22 +25,27 @@ class AfterCall:
 
         self.settings = settings
         self._use_store = store
-        self.redactor = Redactor(keep_original=settings.store.keep_original_pii)
+        secure = settings.summary.secure_ivr_nodes
+        self._live_redactor = Redactor(keep_original=False, secure_ivr_nodes=secure)
+        self._redactor = Redactor(keep_original=settings.store.keep_original_pii, secure_ivr_nodes=secure)
         self.store = None
         self.writer = None
         self.webhook = None
+        self._chain = None
 
     async def start(self) -> None:
         if self._use_store:
-            from summaries.store import CrmStore, DurableWriter
+            from summaries.durable_writer import DurableWriter
+            from summaries.store import CrmStore
 
             self.settings.data_dir.mkdir(parents=True, exist_ok=True)
             self.store = CrmStore(self.settings.store_url)
             try:
-                self.store.start()
-            except Exception as exc:  # database down: spool and write later
-                log.warning("CRM store unavailable at start (%s); spooling", type(exc).__name__)
+                await asyncio.to_thread(self.store.start)
+            except Exception as exc:  # database down: calls are spooled and written later
+                log.warning("CRM store unavailable at start (%s); spooling calls", type(exc).__name__)
             self.writer = DurableWriter(self.store, self.settings.data_dir / "crm-spool")
+            self.writer.start()
         if self.settings.store.webhook_url:
             from summaries.webhook import WebhookOutbox
 
@@ -48,37 +55,41 @@ class AfterCall:
                 self.settings.data_dir / "webhook-outbox",
             )
             await self.webhook.start()
+        self._chain = self._build_chain()
+
+    def _build_chain(self) -> Any:
+        from summaries.after_call import AfterCall as Chain
+        from summaries.llm_summarizer import LlmSummarizer
+
+        s = self.settings.summary
+        summarizer = (
+            LlmSummarizer(s.llm_base_url, s.llm_api_key, s.llm_model, s.llm_timeout_s) if s.llm_base_url else None
+        )
+        return Chain(self._redactor, summarizer, self.writer, self.webhook)
 
     async def stop(self) -> None:
         if self.webhook is not None:
             await self.webhook.stop()
         if self.writer is not None:
             self.writer.flush()
+            self.writer.stop()
         if self.store is not None:
             self.store.stop()
 
-    def redact(self, event: Event) -> Event:
-        return self.redactor.redact_event(event)
-
     def redacting(self, sink: Callable[[Event], None]) -> Callable[[Event], None]:
-        """Wrap a sink so it only ever sees redacted events."""
+        """Wrap a live sink so it only ever sees redacted events."""
 
         def wrapped(event: Event) -> None:
-            sink(self.redact(event))
+            sink(self._live_redactor.redact_event(event))
 
         return wrapped
 
     async def complete(self, call_id: str, events: Sequence[Event], **extra: Any) -> dict[str, Any]:
-        """Summarize and store a finished call; returns the summary as a dict."""
-        from summaries.summarizer import summarize
-
-        clean = self.redactor.redact_events(list(events))
-        summary = summarize(clean, call_id=call_id)
-        if self.writer is not None:
-            self.writer.save_call(clean, summary)
-        if self.webhook is not None:
-            await self.webhook.enqueue(summary)
-        data = summary.to_dict()
+        """Summarize, store and deliver a finished call; returns the summary as a dict."""
+        if self._chain is None:
+            self._chain = self._build_chain()
+        result = await self._chain.process([e if e.call_id else e.with_call_id(call_id) for e in events])
+        data = result.summary.to_dict()
         data.update({k: v for k, v in extra.items() if k not in data})
         return data
 

@@ -16,11 +16,18 @@ import os
 import signal
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from callcenter.settings import Settings
+from callcenter.worker import read_worker_stats
 from telephony.kamailio import KamailioFront, Worker, _udp_options_ok, kamailio_binary
 
 log = logging.getLogger(__name__)
+
+
+WORKER_STOP_S = 40.0
+"""SIGTERM to kill: a worker hangs up its calls and writes their records first."""
 
 
 class ServeError(RuntimeError):
@@ -39,10 +46,23 @@ class Service:
     console: object | None = None
     console_task: asyncio.Task | None = None
     store: object | None = None
+    log_dir: Path | None = None
+    """Where worker stderr goes (``worker<i>.log``); None: inherited (the terminal)."""
 
     @property
     def sip_uri(self) -> str:
         return f"sip:ivr@{self.settings.sip.host}:{self.settings.sip.port}"
+
+    def worker_stats(self) -> list[dict[str, Any]]:
+        """Each worker's last report (``active_calls``, ``calls_total``, ``frames_dropped``...)."""
+        return read_worker_stats(self.settings.data_dir)
+
+    def pids(self) -> list[int]:
+        """Process ids of the workers and of Kamailio's main process (for leak checks)."""
+        out = [p.pid for p in self.workers]
+        if self.front is not None and self.front.proc is not None:
+            out.append(self.front.proc.pid)
+        return out
 
 
 def plan_workers(settings: Settings) -> tuple[int, bool]:
@@ -63,10 +83,16 @@ def plan_workers(settings: Settings) -> tuple[int, bool]:
     return wanted, use_front
 
 
-async def start_service(settings: Settings, *, ready_timeout: float = 60.0) -> Service:
+async def start_service(settings: Settings, *, ready_timeout: float = 60.0, log_dir: Path | None = None) -> Service:
+    """Start broker, workers, front and console; on any failure stop what started and raise.
+
+    ``log_dir``: write each worker's stderr to ``log_dir/worker<i>.log`` instead of inheriting it.
+    """
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    svc = Service(settings)
+    svc = Service(settings, log_dir=log_dir)
     try:
+        # Migrate the CRM schema once here, so the workers do not race to do it at start.
+        await asyncio.to_thread(_migrate_store, settings.store_url)
         mqtt = settings.mqtt
         if mqtt.enabled and mqtt.host is None:
             from live.broker import EmbeddedBroker
@@ -79,11 +105,21 @@ async def start_service(settings: Settings, *, ready_timeout: float = 60.0) -> S
         ports = [settings.sip.worker_base_port + i for i in range(count)] if use_front else [settings.sip.port]
         cfg = settings.data_dir / "worker-settings.json"
         cfg.write_text(worker_settings.model_dump_json())
+        stats_dir = settings.data_dir / "workers"
+        for old in stats_dir.glob("worker*.json") if stats_dir.exists() else ():
+            old.unlink()  # a previous run's reports must not pass for this one's
+        if log_dir is not None:
+            log_dir.mkdir(parents=True, exist_ok=True)
         for i, port in enumerate(ports):
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "callcenter.worker", "--settings-json", str(cfg), "--port", str(port),
-                "--index", str(i),
-            )
+            stderr = open(log_dir / f"worker{i}.log", "ab") if log_dir is not None else None  # noqa: SIM115
+            try:
+                proc = await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "callcenter.worker", "--settings-json", str(cfg), "--port", str(port),
+                    "--index", str(i), stdin=asyncio.subprocess.DEVNULL, stderr=stderr,
+                )
+            finally:
+                if stderr is not None:
+                    stderr.close()
             svc.workers.append(proc)
             svc.worker_ports.append(port)
         await _wait_workers(svc, ready_timeout)
@@ -99,6 +135,18 @@ async def start_service(settings: Settings, *, ready_timeout: float = 60.0) -> S
         await stop_service(svc)
         raise
     return svc
+
+
+def _migrate_store(url: str) -> None:
+    from summaries.store import CrmStore
+
+    store = CrmStore(url)
+    try:
+        store.start()
+    except Exception as exc:  # database down: the workers spool calls until it is back
+        log.warning("CRM store unavailable at start (%s); workers will spool calls", type(exc).__name__)
+    finally:
+        store.stop()
 
 
 async def _wait_workers(svc: Service, wait_s: float) -> None:
@@ -122,7 +170,7 @@ async def _start_console(svc: Service, settings: Settings) -> None:
     from callcenter.history import StoreHistory
     from live.console.app import create_console_app
 
-    history = StoreHistory(settings.store_url)
+    history = await asyncio.to_thread(StoreHistory, settings.store_url)
     svc.store = history
     app = create_console_app(
         token=settings.console.token, broker_host=settings.mqtt.host or "127.0.0.1",
@@ -143,7 +191,10 @@ async def _start_console(svc: Service, settings: Settings) -> None:
 
 
 async def stop_service(svc: Service) -> None:
-    """Reverse order: console, front, workers (SIGTERM: they finish their calls), broker."""
+    """Reverse order: console, front, workers (SIGTERM: they finish their calls), broker.
+
+    Idempotent; a worker that does not exit within ``WORKER_STOP_S`` is killed.
+    """
     if svc.console is not None and svc.console_task is not None:
         svc.console.should_exit = True  # type: ignore[attr-defined]
         with contextlib.suppress(Exception):
@@ -157,7 +208,7 @@ async def stop_service(svc: Service) -> None:
             proc.send_signal(signal.SIGTERM)
     for proc in svc.workers:
         try:
-            await asyncio.wait_for(proc.wait(), 40)
+            await asyncio.wait_for(proc.wait(), WORKER_STOP_S)
         except TimeoutError:
             proc.kill()
             await proc.wait()
@@ -165,6 +216,7 @@ async def stop_service(svc: Service) -> None:
     if svc.store is not None:
         with contextlib.suppress(Exception):
             svc.store.close()  # type: ignore[attr-defined]
+        svc.store = None
     if svc.broker is not None:
         await svc.broker.stop()  # type: ignore[attr-defined]
         svc.broker = None

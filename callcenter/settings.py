@@ -88,6 +88,17 @@ class StoreSettings(_Frozen):
     webhook_secret: str | None = None
 
 
+class SummarySettings(_Frozen):
+    llm_base_url: str | None = None
+    """An OpenAI-compatible endpoint (``http://host:port/v1``) for LLM summaries; the offline
+    summarizer is used when unset and as the fallback when the endpoint fails."""
+    llm_api_key: str | None = None
+    llm_model: str = "gpt-4o-mini"
+    llm_timeout_s: float = 30.0
+    secure_ivr_nodes: tuple[str, ...] = ()
+    """IVR nodes whose entered digits are PII (flows can also mark a collect node ``secure``)."""
+
+
 class MqttSettings(_Frozen):
     host: str | None = None
     """Broker host; ``None`` runs an embedded broker on ``port``."""
@@ -147,6 +158,7 @@ class Settings(BaseSettings):
     talk_over: TalkOverSettings = TalkOverSettings()
     dtmf: DtmfSettings = DtmfSettings()
     store: StoreSettings = StoreSettings()
+    summary: SummarySettings = SummarySettings()
     mqtt: MqttSettings = MqttSettings()
     sip: SipSettings = SipSettings()
     ivr: IvrSettings = IvrSettings()

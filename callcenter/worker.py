@@ -20,7 +20,6 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,6 @@ from callcenter.call_session import CallOutcome, CallSession
 from callcenter.settings import Settings
 from callcenter.wiring import load_asr_engine
 from ivr.flow import load_flow
-from speech.events import Event
 
 log = logging.getLogger(__name__)
 
@@ -38,63 +36,6 @@ PROMPTS_DIR = Path(__file__).resolve().parent.parent / "ivr" / "prompts"
 SESSION_DRAIN_S = 30.0
 """How long a stopping worker waits for its sessions to finish their after-call records."""
 PUBLISHER_DRAIN_S = 5.0
-
-
-class CrmAfterCall(AfterCall):
-    """``AfterCall`` writing through ``summaries.durable_writer.DurableWriter``.
-
-    Works around ``AfterCall.start`` importing ``DurableWriter`` from ``summaries.store`` and
-    calling ``writer.save_call`` (neither exists); the summary and the database write run off
-    the event loop so live calls in this process keep their audio.
-    """
-
-    async def start(self) -> None:
-        if self._use_store:
-            from summaries.durable_writer import DurableWriter
-            from summaries.store import CrmStore
-
-            self.settings.data_dir.mkdir(parents=True, exist_ok=True)
-            self.store = CrmStore(self.settings.store_url)
-            try:
-                await asyncio.to_thread(self.store.start)
-            except Exception as exc:  # database down: spool and write later
-                log.warning("CRM store unavailable at start (%s); spooling", type(exc).__name__)
-            self.writer = DurableWriter(self.store, self.settings.data_dir / "crm-spool")
-            self.writer.start()
-        if self.settings.store.webhook_url:
-            from summaries.webhook import WebhookOutbox
-
-            self.webhook = WebhookOutbox(
-                self.settings.store.webhook_url,
-                self.settings.store.webhook_secret or "",
-                self.settings.data_dir / "webhook-outbox",
-            )
-            await self.webhook.start()
-
-    async def stop(self) -> None:
-        if self.webhook is not None:
-            await self.webhook.stop()
-            self.webhook = None
-        if self.writer is not None:
-            writer, self.writer = self.writer, None
-            await asyncio.to_thread(writer.flush)
-            await asyncio.to_thread(writer.stop)
-        if self.store is not None:
-            store, self.store = self.store, None
-            await asyncio.to_thread(store.stop)
-
-    async def complete(self, call_id: str, events: Sequence[Event], **extra: Any) -> dict[str, Any]:
-        from summaries.summarizer import summarize
-
-        red = self.redactor.redact_call(list(events))
-        summary = await asyncio.to_thread(summarize, red.events, call_id=call_id)
-        if self.writer is not None:
-            await self.writer.awrite(red.events, summary, originals=red.originals)
-        if self.webhook is not None:
-            await self.webhook.enqueue(summary)
-        data = summary.to_dict()
-        data.update({k: v for k, v in extra.items() if k not in data})
-        return data
 
 
 @dataclass
@@ -179,7 +120,7 @@ async def run_worker(settings: Settings, *, port: int, index: int = 0, stop: asy
     flow = load_flow(settings.ivr.flow, params={"agent_uri": settings.ivr.agent_uri})
     prompts_dir = settings.ivr.prompts_dir or flow.prompts_dir or PROMPTS_DIR
     engine = await asyncio.to_thread(load_asr_engine, settings)
-    after = CrmAfterCall(settings)
+    after = AfterCall(settings)
     publisher = None
     endpoint = None
     sessions: set[asyncio.Task] = set()

@@ -51,6 +51,10 @@ class AsrStage(Stage):
             self._streams[party] = s
         return s
 
+    @property
+    def finals_pending(self) -> int:
+        return sum(s.finals_pending for s in self._streams.values())
+
     def set_grammar(self, party: Party, phrases: Sequence[str] | None) -> None:
         self._grammar[party] = tuple(phrases) if phrases else None
         if party in self._streams:

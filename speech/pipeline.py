@@ -16,6 +16,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from speech.events import CallEnded, CallStarted, Event
 from speech.frames import AudioFrame, Party
@@ -60,6 +61,7 @@ class CallPipeline:
         self._task: asyncio.Task[None] | None = None
         self._ended = False
         self._asr_index = next((i for i, s in enumerate(self.stages) if s.name == "asr"), None)
+        self._asr_stage: Any = self.stages[self._asr_index] if self._asr_index is not None else None
 
     # -- wiring -----------------------------------------------------------------------------
 
@@ -101,11 +103,16 @@ class CallPipeline:
         return True
 
     async def feed(self, frame: AudioFrame) -> None:
-        """Replay path: wait for room instead of dropping, so replay runs as fast as it can."""
-        while self._pending_frames >= self._max_pending:
-            self._space.clear()
-            await self._space.wait()
+        """Replay path: process the frame before taking the next, and let the recognizer finish an
+        utterance before the call clock moves on. Events then come in the order a live call with
+        an instant recognizer would produce, the same on every run, as fast as the CPU allows
+        (partial decoding still overlaps with the other stages)."""
         self.push_frame(frame)
+        await self._queue.join()
+        asr = self._asr_stage
+        if asr is not None and asr.finals_pending:
+            await asr.drain()
+            await self._queue.join()
 
     def push_event(self, event: Event) -> None:
         """Control path (IVR marks, RFC 4733 DTMF): never dropped; stamped with the call clock."""

@@ -156,7 +156,7 @@ class SipEndpoint:
         self._stopped = True
         if self._running.is_set():
             try:
-                await self._submit(self._shutdown)
+                await self._enqueue(self._shutdown)
             except EndpointError:
                 log.warning("endpoint shutdown reported an error", exc_info=True)
         await self._join()
@@ -215,9 +215,14 @@ class SipEndpoint:
 
     # ---- asyncio → PJSIP thread ------------------------------------------------------------
     async def _submit(self, fn: Callable[[], Any]) -> Any:
-        if not self._running.is_set() and self._thread is not None and self._loop is not None and self._stopped:
+        """Run ``fn`` on the PJSIP thread and return its result (errors as EndpointError)."""
+        if self._stopped:
             raise EndpointError("endpoint is stopped")
-        assert self._loop is not None
+        return await self._enqueue(fn)
+
+    async def _enqueue(self, fn: Callable[[], Any]) -> Any:
+        if self._loop is None or self._thread is None or not self._thread.is_alive():
+            raise EndpointError("endpoint is not running")
         fut: asyncio.Future = self._loop.create_future()
         self._cmds.put((fn, fut))
         return await fut

@@ -51,6 +51,7 @@ def aligned_correlation(reference: np.ndarray, received: np.ndarray, rate: int) 
     return float(np.corrcoef(seg[:n], ref[:n])[0, 1])
 
 
+@pytest.mark.slow
 async def test_call_audio_dtmf_and_recording(endpoint, tts, tmp_path):
     wav = tts("Thank you for calling. Please tell me why you are calling today.", pad_after=0.3)
     prompt = tts("Welcome to the help desk.", voice="en-us+f3")
@@ -129,3 +130,18 @@ async def test_inband_dtmf_reaches_the_audio_not_the_dtmf_events(endpoint):
     freqs = np.fft.rfftfreq(len(audio), 1 / 16000)
     top = sorted(freqs[np.argsort(spectrum)[-2:]])
     assert top == pytest.approx([770, 1336], abs=15)
+
+
+async def test_full_inbox_drops_audio_but_never_control_items(tmp_path):
+    ep = SipEndpoint(SipSettings(), port=free_port(), name="ivr", inbox_frames=10)
+    await ep.start()
+    try:
+        proc = await start_caller(ep.uri, "--dtmf", "7", "--dtmf-delay", "1.0")
+        leg = await asyncio.wait_for(ep.accept(), 15)
+        await asyncio.wait_for(leg.wait_ended(), 15)  # nobody reads the inbox meanwhile
+        await caller_result(proc)
+        frames, digits, ended = await drain(leg)
+    finally:
+        await ep.stop()
+    assert len(frames) == 10 and leg.frames_dropped == leg.frames_received - 10 > 0
+    assert [d.digit for d in digits] == ["7"] and ended.status == 200

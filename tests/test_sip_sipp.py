@@ -82,6 +82,7 @@ async def test_sipp_uac_without_rtp_gets_silence_frames_and_ends_cleanly(endpoin
     assert items[-1].status == 200 and endpoint.active_calls == 0
 
 
+@pytest.mark.slow
 async def test_sipp_pcap_media_and_rfc4733_digit(endpoint, tmp_path):
     sipp = asyncio.create_task(run_sipp(endpoint.port, tmp_path / "pcap", builtin="uac_pcap", timeout_s=25))
     leg = await asyncio.wait_for(endpoint.accept(), 10)
@@ -95,9 +96,14 @@ async def test_sipp_pcap_media_and_rfc4733_digit(endpoint, tmp_path):
     digits = [i for i in items if isinstance(i, DtmfDigit)]
     assert [d.digit for d in digits] == ["1"] and digits[0].source == "rfc4733"
     assert digits[0].t > 1.0
+    # after the digit the caller sends no RTP for ~1 s: the bridge keeps clocking silent frames
+    after = [f for f in frames if f.timestamp > digits[0].t + 0.4]
+    assert len(after) >= 20
+    assert max(np.abs(f.samples()).max() for f in after[-10:]) < 100
     assert endpoint.active_calls == 0
 
 
+@pytest.mark.slow
 async def test_fifth_concurrent_call_gets_486(endpoint, tmp_path):
     sipp = asyncio.create_task(run_sipp(endpoint.port, tmp_path / "five", builtin="uac", calls=5, limit=5,
                                         rate=20, duration_ms=2500, timeout_s=20))
@@ -210,3 +216,18 @@ async def test_remote_hold_unhold_then_blind_transfer(endpoint, tmp_path):
     assert leg.transfer_status == 200 and ended is not None
     assert "Refer-To: <sip:agent@127.0.0.1:5999>" in run.messages or "sip:agent@127.0.0.1:5999" in run.messages
     assert endpoint.active_calls == 0
+
+
+async def test_stop_hangs_up_live_calls(tmp_path):
+    ep = SipEndpoint(SipSettings(), port=free_port(), name="ivr")
+    await ep.start()
+    sipp = asyncio.create_task(run_sipp(ep.port, tmp_path / "long", builtin="uac", duration_ms=10000, timeout_s=15))
+    leg = await asyncio.wait_for(ep.accept(), 10)
+    await asyncio.sleep(0.3)
+    await ep.stop()
+    await ep.stop()  # idempotent
+    assert leg.ended is not None and ep.active_calls == 0
+    run = await sipp
+    assert "BYE sip:" in run.messages  # the caller was hung up on, not left dangling
+    with pytest.raises(RuntimeError, match="ended"):
+        await leg.send_dtmf("1")

@@ -50,6 +50,8 @@ class AsrStream:
         self._fed_until: float = 0.0
         self._closed = False
         self.errors = 0
+        self.finals_pending = 0
+        """Utterances ended but whose final has not been emitted yet (loop side)."""
 
     # -- asyncio side -------------------------------------------------------------------------
 
@@ -90,6 +92,7 @@ class AsrStream:
         """Close the utterance at call time ``t_end``: a FinalTranscript follows."""
         if self._closed or self._utt_start is None:
             return
+        self.finals_pending += 1
         self._submit(self._finish, self._utt_start, self._utt_onset, t_end, self._utt_grammar)
         self._utt_start = None
 
@@ -148,7 +151,15 @@ class AsrStream:
             self.errors += 1
             log.exception("ASR finish failed (%s)", self.engine.name)
             hyp = Hypothesis(text="", final=True)
-        self._post(self._final_event(hyp, utt_start, onset, t_end, grammar))
+        event = self._final_event(hyp, utt_start, onset, t_end, grammar)
+        try:
+            self._loop.call_soon_threadsafe(self._final_done, event)
+        except RuntimeError:  # loop closed during shutdown
+            pass
+
+    def _final_done(self, event: FinalTranscript) -> None:
+        self.finals_pending -= 1
+        self._emit(event)
 
     def _final_event(
         self, hyp: Hypothesis, utt_start: float, onset: float, t_end: float, grammar: tuple[str, ...] | None
