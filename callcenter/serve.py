@@ -104,14 +104,9 @@ async def start_service(settings: Settings, *, ready_timeout: float = 60.0, log_
         count, use_front = plan_workers(settings)
         ports = [settings.sip.worker_base_port + i for i in range(count)] if use_front else [settings.sip.port]
         cfg = settings.data_dir / "worker-settings.json"
-        cfg.write_text(worker_settings.model_dump_json())
-        stats_dir = settings.data_dir / "workers"
-        for old in stats_dir.glob("worker*.json") if stats_dir.exists() else ():
-            old.unlink()  # a previous run's reports must not pass for this one's
-        if log_dir is not None:
-            log_dir.mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(_prepare_run, settings, worker_settings, cfg, log_dir)
         for i, port in enumerate(ports):
-            stderr = open(log_dir / f"worker{i}.log", "ab") if log_dir is not None else None  # noqa: SIM115
+            stderr = _open_log(log_dir / f"worker{i}.log") if log_dir is not None else None
             try:
                 proc = await asyncio.create_subprocess_exec(
                     sys.executable, "-m", "callcenter.worker", "--settings-json", str(cfg), "--port", str(port),
@@ -135,6 +130,19 @@ async def start_service(settings: Settings, *, ready_timeout: float = 60.0, log_
         await stop_service(svc)
         raise
     return svc
+
+
+def _prepare_run(settings: Settings, worker_settings: Settings, cfg: Path, log_dir: Path | None) -> None:
+    cfg.write_text(worker_settings.model_dump_json())
+    stats_dir = settings.data_dir / "workers"
+    for old in stats_dir.glob("worker*.json") if stats_dir.exists() else ():
+        old.unlink()  # a previous run's reports must not pass for this one's
+    if log_dir is not None:
+        log_dir.mkdir(parents=True, exist_ok=True)
+
+
+def _open_log(path: Path) -> Any:
+    return open(path, "ab")  # noqa: SIM115 - handed to the child process, closed after spawn
 
 
 def _migrate_store(url: str) -> None:

@@ -38,6 +38,8 @@ SHUTDOWN_GRACE_S = 2.0
 """How long ``stop`` lets hung-up calls finish their BYE transactions."""
 ANSWER_TIMEOUT_S = 10.0
 """How long ``accept`` waits for the ACK of its 200 OK."""
+DTMF_DURATION_MS = 100
+"""Length of each RFC 4733 digit we send (plus ~60 ms of end packets and gap)."""
 UNKNOWN_DTMF_MS = 0xFFFF_FFFF
 """pjsua's duration for a digit reported before its end."""
 SAMPLE_RATE = PIPELINE_RATE
@@ -513,6 +515,7 @@ class SipEndpoint:
             dprm = pj.CallSendDtmfParam()
             dprm.method = pj.PJSUA_DTMF_METHOD_RFC2833
             dprm.digits = args[0]
+            dprm.duration = DTMF_DURATION_MS
             call.sendDtmf(dprm)
         elif name == "xfer":
             call.xfer(args[0], pj.CallOpParam())

@@ -27,6 +27,8 @@ from telephony.leg import CallLeg
 from telephony.net import free_port
 from telephony.prompts import chunk_pcm, dtmf_tone
 
+DIGIT_SEND_S = 0.2
+"""Time one RFC 4733 digit takes on the wire (100 ms tone, end packets, gap)."""
 TAIL_S = 0.5
 """Silence kept on the line after the script before hanging up, so the last audio arrives."""
 
@@ -138,7 +140,7 @@ async def _script(leg: CallLeg, play: Path | None, dtmf: list[str], dtmf_delay: 
             await leg.play_chunks(chunk_pcm(pcm, leg.sample_rate * FRAME_MS // 1000))
         else:
             await leg.send_dtmf(keys)
-            await asyncio.sleep(0.12 * len(keys))  # let the events go out before what follows
+            await asyncio.sleep(DIGIT_SEND_S * len(keys))  # let the events go out before what follows
         result.digits_sent.append(keys)
 
 

@@ -145,3 +145,11 @@ async def test_full_inbox_drops_audio_but_never_control_items(tmp_path):
         await ep.stop()
     assert len(frames) == 10 and leg.frames_dropped == leg.frames_received - 10 > 0
     assert [d.digit for d in digits] == ["7"] and ended.status == 200
+
+
+async def test_a_key_sequence_arrives_whole_before_hangup(endpoint):
+    proc = await start_caller(endpoint.uri, "--dtmf", "123456#", "--dtmf-delay", "0.2")
+    leg = await asyncio.wait_for(endpoint.accept(), 15)
+    _, digits, _ = await drain(leg)
+    await caller_result(proc)
+    assert "".join(d.digit for d in digits) == "123456#"

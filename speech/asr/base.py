@@ -2,8 +2,8 @@
 
 Engines are blocking C libraries (vosk releases the GIL, pocketsphinx does not), so sessions are
 only ever called from one worker thread each; ``speech.asr.stream.AsrStream`` wraps them for
-asyncio. Word times a session reports are seconds from the start of the audio it was fed; the
-stream shifts them onto the call clock.
+asyncio. Word times a session reports are seconds from the start of the current utterance (the
+first ``accept`` after the last ``finish``); the stream shifts them onto the call clock.
 """
 
 from __future__ import annotations

@@ -276,7 +276,9 @@ class PocketsphinxSession(RecognizerSession):
 
         Confidence: free speech uses the mean lattice posterior of the words (``seg().prob``);
         grammar mode uses the utterance posterior (``get_prob()``), because the FSG search
-        gives every word of the chosen phrase a posterior of 1.
+        gives every word of the chosen phrase a posterior of 1, times the share of the phrase
+        heard (see ``_Grammar.choose``). In grammar mode the text is the menu phrase as given to
+        ``open_session``, or "" when no phrase was recognized.
         """
         leased = self._leased
         if leased is None:
