@@ -171,7 +171,6 @@ def test_dtmf_keys_have_their_two_frequencies(file_name):
         assert abs(low - want_low) <= 10 and abs(high - want_high) <= 10, (key, low, high)
 
 
-@pytest.mark.slow
 @pytest.mark.skipif(not (have("espeak-ng") and have("sox")), reason="needs espeak-ng and sox")
 def test_rerender_dead_air_reproduces_duration_and_gap(tmp_path):
     render = Path(FIXTURES / "render.py")
