@@ -207,9 +207,11 @@ async def find_in_history(page, base: str, q: str, call_id: str) -> None:
 async def wait_stored(history: StoreHistory, call_id: str, timeout_s: float = 20.0) -> dict[str, Any]:
     """The call's CRM record, once the worker's durable writer has it."""
     async with asyncio.timeout(timeout_s):
-        while (record := await asyncio.to_thread(history.get, call_id)) is None:
+        while True:
+            record = await asyncio.to_thread(history.get, call_id)
+            if record is not None:
+                return record
             await asyncio.sleep(0.2)
-    return record
 
 
 def store_url(data_dir: Path) -> str:
