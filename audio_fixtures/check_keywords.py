@@ -3,10 +3,12 @@
 Usage: ``python audio_fixtures/check_keywords.py [NAME ...] [--show]``
 
 Decodes every rendered utterance (bounds from the ``rendered`` block of ``<name>.expect.json``,
-padded like a VAD pre-roll) with pocketsphinx's shipped US-English model, after loading each
-file through ``speech.audio_io.load_recording`` (so the 8 kHz files are resampled to 16 kHz
-as the pipeline does), and prints per call which keyword groups were heard in which version.
-This is how the keyword groups in render.py were chosen; rerun it after changing a wording.
+padded like a VAD pre-roll and hangover) with the pipeline's own pocketsphinx engine
+(``speech.asr.pocketsphinx_engine``: shipped US-English model, streamed in 20 ms frames, one
+session per party so the running cepstral mean carries over utterances as on a live call), after
+loading each file through ``speech.audio_io.load_recording`` (the 8 kHz files are resampled to
+16 kHz as the pipeline does). Prints, per call and version, how often each keyword group was
+heard. This is how the keyword groups in render.py were chosen; rerun it after a wording change.
 """
 
 from __future__ import annotations
@@ -16,10 +18,9 @@ import json
 import sys
 from pathlib import Path
 
-from pocketsphinx import Decoder
-
+from speech.asr.pocketsphinx_engine import PocketsphinxEngine
 from speech.audio_io import load_recording
-from speech.frames import PIPELINE_RATE, Party
+from speech.frames import FRAME_MS, PIPELINE_RATE, Party
 
 HERE = Path(__file__).resolve().parent
 PADS_S = (0.1, 0.3, 0.5)
@@ -27,35 +28,33 @@ PADS_S = (0.1, 0.3, 0.5)
 pipeline's VAD will not cut where the render did and a keyword must not hinge on the cut."""
 
 
-def decode_utterances(decoder: Decoder, path: Path, spans: list[dict], pad: float) -> list[str]:
-    """One hypothesis per rendered utterance of ``path``, ``pad`` seconds each side."""
+def decode_utterances(engine: PocketsphinxEngine, path: Path, spans: list[dict], pad: float) -> list[str]:
+    """One final hypothesis per rendered utterance of ``path``, ``pad`` seconds each side."""
     rec = load_recording(path)
+    sessions = {party: engine.open_session() for party in rec.tracks}
+    step = PIPELINE_RATE * FRAME_MS // 1000
     out = []
-    for span in spans:
-        track = rec.tracks[Party(span["party"])]
-        a = max(0, round((span["start"] - pad) * PIPELINE_RATE))
-        b = round((span["end"] + pad) * PIPELINE_RATE)
-        decoder.start_utt()
-        decoder.process_raw(track[a:b].astype("<i2").tobytes(), full_utt=True)
-        decoder.end_utt()
-        hyp = decoder.hyp()
-        out.append(hyp.hypstr if hyp is not None else "")
+    try:
+        for span in spans:
+            party = Party(span["party"])
+            a = max(0, round((span["start"] - pad) * PIPELINE_RATE))
+            b = round((span["end"] + pad) * PIPELINE_RATE)
+            pcm = rec.tracks[party][a:b].astype("<i2").tobytes()
+            for i in range(0, len(pcm), step * 2):
+                sessions[party].accept(pcm[i : i + step * 2])
+            out.append(sessions[party].finish().text)
+    finally:
+        for session in sessions.values():
+            session.close()
     return out
 
 
-def decode_tracks(decoder: Decoder, path: Path, party: str | None) -> list[str]:
+def decode_tracks(engine: PocketsphinxEngine, path: Path, party: str | None) -> list[str]:
     """One hypothesis per whole party track (no segmentation at all)."""
     rec = load_recording(path)
-    out = []
-    for p, track in rec.tracks.items():
-        if party and p.value != party:
-            continue
-        decoder.start_utt()
-        decoder.process_raw(track.astype("<i2").tobytes(), full_utt=True)
-        decoder.end_utt()
-        hyp = decoder.hyp()
-        out.append(hyp.hypstr if hyp is not None else "")
-    return out
+    spans = [{"party": p.value, "start": 0.0, "end": rec.duration} for p in rec.tracks
+             if not party or p.value == party]
+    return decode_utterances(engine, path, spans, 0.0)
 
 
 def versions(name: str) -> list[Path]:
@@ -69,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--whole", action="store_true", help="also decode whole tracks unsegmented")
     args = ap.parse_args(argv)
     names = args.names or sorted(p.name.removesuffix(".expect.json") for p in HERE.glob("*.expect.json"))
-    decoder = Decoder(samprate=PIPELINE_RATE, loglevel="FATAL")
+    engine = PocketsphinxEngine()
     weak = 0
     for name in names:
         exp = json.loads((HERE / f"{name}.expect.json").read_text())
@@ -80,10 +79,10 @@ def main(argv: list[str] | None = None) -> int:
         groups = exp.get("keywords", [])
         for path in versions(name):
             runs: list[tuple[str, list[str]]] = [
-                (f"pad {pad:.1f}s", decode_utterances(decoder, path, spans, pad)) for pad in PADS_S
+                (f"pad {pad:.1f}s", decode_utterances(engine, path, spans, pad)) for pad in PADS_S
             ]
             if args.whole:
-                runs.append(("whole track", decode_tracks(decoder, path, party)))
+                runs.append(("whole track", decode_tracks(engine, path, party)))
             rates = []
             for g in groups:
                 want = {w.lower() for w in g}
@@ -96,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"    [{label}]")
                     for h in hyps:
                         print(f"      > {h}")
+    engine.close()
     print(f"{weak} keyword group(s) not heard in every decode")
     return 1 if weak else 0
 

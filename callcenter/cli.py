@@ -59,6 +59,10 @@ def _parser() -> argparse.ArgumentParser:
     k.add_argument("--hangup-after", type=float, help="seconds after which to hang up")
     k.add_argument("--local-port", type=int, default=0)
 
+    a = sub.add_parser("api", help="serve the CRM REST API (OpenAPI at /openapi.json)")
+    a.add_argument("--host")
+    a.add_argument("--port", type=int)
+
     i = sub.add_parser("ivr", help="IVR tools")
     isub = i.add_subparsers(dest="ivr_command", required=True)
     ir = isub.add_parser("render-prompts", help="render a flow's prompts to WAV with espeak-ng")
@@ -79,6 +83,11 @@ def _settings(args: argparse.Namespace) -> Settings:
             overrides["asr.vosk_model_path"] = str(args.vosk_model)
         if args.dead_air:
             overrides["dead_air.threshold_s"] = args.dead_air
+    elif cmd == "api":
+        if args.host:
+            overrides["store.api_host"] = args.host
+        if args.port:
+            overrides["store.api_port"] = args.port
     elif cmd == "serve":
         for key, value in (("sip.host", args.host), ("sip.port", args.port), ("sip.workers", args.workers),
                            ("sip.front", args.front), ("console.port", args.console_port),
@@ -111,6 +120,10 @@ def main(argv: list[str] | None = None) -> int:
             from callcenter.serve import serve
 
             return asyncio.run(serve(settings))
+        if args.command == "api":
+            from callcenter.api_server import run_api
+
+            return asyncio.run(run_api(settings))
         if args.command == "call":
             from callcenter.testcall import run_test_call
 

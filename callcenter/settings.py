@@ -86,6 +86,11 @@ class StoreSettings(_Frozen):
     keep_original_pii: bool = False
     webhook_url: str | None = None
     webhook_secret: str | None = None
+    api_host: str = "127.0.0.1"
+    api_port: int = 8081
+    """The CRM REST API (OpenAPI at /openapi.json); ``serve`` and ``callcenter api`` run it."""
+    api_token: str | None = None
+    """Bearer token for the REST API; default: the console token."""
 
 
 class SummarySettings(_Frozen):
