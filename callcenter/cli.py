@@ -13,13 +13,28 @@ from callcenter import __version__
 from callcenter.settings import Settings, SettingsError, load_settings
 
 
+def _common(defaults: bool) -> argparse.ArgumentParser:
+    """Options accepted before and after the subcommand (``callcenter replay --data-dir D``)."""
+    c = argparse.ArgumentParser(add_help=False)
+    d = (lambda v: v) if defaults else (lambda v: argparse.SUPPRESS)
+    c.add_argument("-c", "--config", type=Path, default=d(None), help="TOML settings file")
+    c.add_argument("--data-dir", type=Path, default=d(None),
+                   help="where the SQLite store, recordings and outboxes live")
+    c.add_argument("-v", "--verbose", action="count", default=d(0))
+    return c
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="callcenter", description=__doc__)
+    p = argparse.ArgumentParser(prog="callcenter", description=__doc__, parents=[_common(True)])
     p.add_argument("--version", action="version", version=f"callcenter {__version__}")
-    p.add_argument("-c", "--config", type=Path, help="TOML settings file")
-    p.add_argument("--data-dir", type=Path, help="where the SQLite store, recordings and outboxes live")
-    p.add_argument("-v", "--verbose", action="count", default=0)
     sub = p.add_subparsers(dest="command", required=True)
+    common = _common(False)
+    _add = sub.add_parser
+
+    def add_parser(name: str, **kw: object) -> argparse.ArgumentParser:
+        return _add(name, parents=[common], **kw)  # type: ignore[arg-type]
+
+    sub.add_parser = add_parser  # type: ignore[method-assign]
 
     r = sub.add_parser("replay", help="run recorded calls through the pipeline (QA)")
     r.add_argument("files", nargs="+", help="WAV/FLAC files or folders of them")
@@ -172,7 +187,8 @@ async def _replay(args: argparse.Namespace, settings: Settings) -> int:
         mqtt = settings.mqtt
         host, port = (mqtt.host, mqtt.port) if mqtt.host else ("127.0.0.1", mqtt.embedded_port)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        publisher = MqttPublisher(mqtt, settings.data_dir / "mqtt-outbox-replay.sqlite", host=host, port=port)
+        outbox, outbox_lock = _claim_outbox(settings.data_dir)
+        publisher = MqttPublisher(mqtt, outbox, host=host, port=port)
         await publisher.start()
     try:
         results = await replay_batch(
@@ -183,7 +199,9 @@ async def _replay(args: argparse.Namespace, settings: Settings) -> int:
         if publisher is not None:
             await publisher.stop(drain=True, timeout=10.0)
             if publisher.pending:
-                print(f"warning: {publisher.pending} events wait in the MQTT outbox for the broker", file=sys.stderr)
+                print(f"warning: {publisher.pending} MQTT messages wait in {outbox} for the broker; "
+                      "the next replay --publish sends them", file=sys.stderr)
+            outbox_lock.close()
         if after is not None:
             await after.stop()
         if engine is not None:
@@ -192,6 +210,22 @@ async def _replay(args: argparse.Namespace, settings: Settings) -> int:
     if len(paths) > 1 and not args.json:
         print(f"{len(results) - len(failed)} of {len(results)} recordings OK", file=sys.stderr)
     return exit_code(results)
+
+
+def _claim_outbox(data_dir: Path) -> tuple[Path, Any]:
+    """An MQTT outbox file no other running replay uses (flock), so two concurrent replays never
+    send the same rows; a later replay takes over what a finished one left behind."""
+    import fcntl
+
+    for n in range(64):
+        path = data_dir / ("mqtt-outbox-replay.sqlite" if n == 0 else f"mqtt-outbox-replay-{n}.sqlite")
+        lock = open(path.with_suffix(".lock"), "w")  # noqa: SIM115 - held for the whole replay
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return path, lock
+        except OSError:
+            lock.close()
+    raise CliError(f"more than 64 concurrent replays publish from {data_dir}")
 
 
 def _calls(args: argparse.Namespace, settings: Settings) -> int:

@@ -25,7 +25,8 @@ class StoreHistory:
         out = []
         for row in rows:
             d = row.to_dict()
-            d["summary"] = {"reason": row.reason, "resolution": row.resolution, "tone": row.tone_end}
+            d["summary"] = {"reason": row.reason, "resolution": row.resolution, "outcome": row.resolution,
+                            "tone": row.tone_end}
             d["tone"] = row.tone_end
             out.append(d)
         return out

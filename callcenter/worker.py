@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import contextlib
 import faulthandler
-import gc
 import json
 import logging
 import os
@@ -38,8 +37,6 @@ PROMPTS_DIR = Path(__file__).resolve().parent.parent / "ivr" / "prompts"
 SESSION_DRAIN_S = 30.0
 """How long a stopping worker waits for its sessions to finish their after-call records."""
 PUBLISHER_DRAIN_S = 5.0
-GC_INTERVAL_S = 2.0
-"""How often the cyclic garbage collector runs, on the PJSIP thread (see ``collect_on_pjsip_thread``)."""
 
 
 @dataclass
@@ -90,23 +87,6 @@ def read_worker_stats(data_dir: Path) -> list[dict[str, Any]]:
     return out
 
 
-async def collect_on_pjsip_thread(endpoint: Any, every_s: float = GC_INTERVAL_S) -> None:
-    """Run Python's cyclic GC only on the thread that owns pjsua2 objects.
-
-    Workaround: a released call's media port can stay in a reference cycle; when the automatic
-    collector then frees it from another thread (a ``to_thread`` worker, pjlib does not know
-    it), the C++ port is destroyed off the PJSIP thread while the conference bridge still
-    clocks it, and the worker segfaults (reproduced: 3 calls ending at once in one worker).
-    The worker disables automatic collection and runs it here instead.
-    """
-    while True:
-        await asyncio.sleep(every_s)
-        try:
-            await endpoint._submit(gc.collect)
-        except Exception:  # endpoint stopping: nothing left to collect safely
-            return
-
-
 def _write_call_record(data_dir: Path, index: int, outcome: CallOutcome) -> None:
     path = call_record_path(data_dir, outcome.call_id)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -144,7 +124,6 @@ async def run_worker(settings: Settings, *, port: int, index: int = 0, stop: asy
     after = AfterCall(settings)
     publisher = None
     endpoint = None
-    collector: asyncio.Task | None = None
     sessions: set[asyncio.Task] = set()
     try:
         await after.start()
@@ -155,8 +134,6 @@ async def run_worker(settings: Settings, *, port: int, index: int = 0, stop: asy
             sinks.append(publisher.publish)
         endpoint = SipEndpoint(settings.sip, port=port, record_dir=data / "recordings", name=f"worker{index}")
         await endpoint.start()
-        gc.disable()  # collected on the PJSIP thread only, see collect_on_pjsip_thread
-        collector = asyncio.create_task(collect_on_pjsip_thread(endpoint))
         hold = flow.prompt_path("hold", prompts_dir) if "hold" in flow.prompts else None
         log.warning("worker %d answering on %s:%d", index, settings.sip.host, port)
         stats.write()
@@ -203,8 +180,6 @@ async def run_worker(settings: Settings, *, port: int, index: int = 0, stop: asy
             refresh()
         stopper.cancel()
     finally:
-        if collector is not None:
-            collector.cancel()
         if endpoint is not None:
             await endpoint.stop()  # hangs up live calls: their sessions see LegEnded and finish
         if sessions:

@@ -34,8 +34,10 @@ class AsrStage(Stage):
         self._emit = emit
         self._partials = partials
         self._max_utt = max_utterance_s
+        preroll_frames = max(1, preroll_ms // FRAME_MS)
+        self._preroll_s = preroll_frames * FRAME_MS / 1000
         self._preroll: dict[Party, deque[AudioFrame]] = {
-            p: deque(maxlen=max(1, preroll_ms // FRAME_MS)) for p in parties
+            p: deque(maxlen=preroll_frames) for p in parties
         }
         self._streams: dict[Party, AsrStream] = {}
         self._grammar: dict[Party, tuple[str, ...] | None] = {}
@@ -75,7 +77,7 @@ class AsrStage(Stage):
         party = event.party
         if isinstance(event, SpeechStarted) and party in self._preroll:
             ring = self._preroll[party]
-            pre = [f for f in ring if f.end > event.t - ring.maxlen * FRAME_MS / 1000]
+            pre = [f for f in ring if f.end > event.t - self._preroll_s]
             ring.clear()
             self.stream(party).begin(event.t, pre)
             self.audio_seconds_sent += sum(f.duration for f in pre)

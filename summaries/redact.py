@@ -34,6 +34,8 @@ CARD_MAX_DIGITS = 19
 SSN_DIGITS = 9
 PHONE_MIN_DIGITS = 10
 PHONE_MAX_DIGITS = 12
+CARD_DTMF_MAX_GAP_S = 4.0
+"""Longest pause between two keys of one typed number; a longer pause starts a new number."""
 
 CARD_CONTEXT = re.compile(r"\b(card|credit|debit|visa|mastercard|amex|american express|discover)\b", re.I)
 SSN_CONTEXT = re.compile(r"\b(social|ssn|security number|tax id|national id|id number)\b", re.I)
@@ -188,22 +190,75 @@ class Redactor:
             return dataclasses.replace(step, detail=detail) if detail != step.detail else step
         if step.action in ("route", "transfer"):
             self._secure_node.pop(call, None)
-        return step
+        # A card number collected by a node nobody marked secure is still a card number.
+        detail = {k: _mask_card_value(v) for k, v in step.detail.items()}
+        return dataclasses.replace(step, detail=detail) if detail != step.detail else step
 
     def redact_events(self, events: Iterable[Event]) -> list[Event]:
         return self.redact_call(events).events
 
     def redact_call(self, events: Iterable[Event]) -> RedactedCall:
-        """Redact a whole call; originals of changed events are kept only with ``keep_original``."""
+        """Redact a whole call; originals of changed events are kept only with ``keep_original``.
+
+        Seeing the whole call also catches what one event at a time cannot: a card number typed
+        on the keypad outside any secure IVR node (``dtmf_card_indices``).
+        """
+        evs = list(events)
+        typed_card = dtmf_card_indices(evs)
         out = RedactedCall(events=[])
-        for i, ev in enumerate(events):
+        for i, ev in enumerate(evs):
             red = self.redact_event(ev)
+            if i in typed_card and isinstance(red, DtmfDigit) and red.digit != MASKED_DIGIT:
+                red = dataclasses.replace(red, digit=MASKED_DIGIT)
             out.events.append(red)
             if red is not ev:
                 out.redacted_count += 1
                 if self.keep_original:
                     out.originals[i] = ev.to_dict()
         return out
+
+
+def dtmf_card_indices(events: Sequence[Event]) -> set[int]:
+    """Indices of DTMF digit events that together type a card number.
+
+    A run is the digit keys of one call with no other key (``*``, ``#``, A-D), no IVR node
+    change and no pause over ``CARD_DTMF_MAX_GAP_S`` between them; a Luhn-valid run of
+    ``CARD_MIN_DIGITS``-``CARD_MAX_DIGITS`` digits is a card number.
+    """
+    found: set[int] = set()
+    runs: dict[str, list[tuple[int, str, float]]] = {}
+
+    def close(call: str) -> None:
+        run = runs.pop(call, [])
+        digits = "".join(d for _, d, _ in run)
+        if CARD_MIN_DIGITS <= len(digits) <= CARD_MAX_DIGITS and luhn_ok(digits):
+            found.update(i for i, _, _ in run)
+
+    for i, ev in enumerate(events):
+        call = ev.call_id
+        if isinstance(ev, DtmfDigit):
+            run = runs.get(call)
+            if len(ev.digit) == 1 and ev.digit.isdigit():
+                if run and ev.t - run[-1][2] > CARD_DTMF_MAX_GAP_S:
+                    close(call)
+                runs.setdefault(call, []).append((i, ev.digit, float(ev.t)))
+            else:
+                close(call)
+        elif isinstance(ev, CallEnded) or (isinstance(ev, IvrStep) and ev.action == "enter"):
+            close(call)
+    for call in list(runs):
+        close(call)
+    return found
+
+
+def _mask_card_value(value: Any) -> Any:
+    """A Luhn-valid 13-19 digit string (spaces and dashes allowed) → masked digits."""
+    if not isinstance(value, str | int) or isinstance(value, bool):
+        return value
+    digits = re.sub(r"[ -]", "", str(value))
+    if digits.isdigit() and CARD_MIN_DIGITS <= len(digits) <= CARD_MAX_DIGITS and luhn_ok(digits):
+        return re.sub(r"\d", MASKED_DIGIT, str(value))
+    return value
 
 
 _MASK_KEYS = ("digits", "value", "input", "entered", "text", "number")

@@ -11,7 +11,7 @@ Redact first (``summaries.redact``), then summarize: the summary quotes transcri
 from __future__ import annotations
 
 import re
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -261,7 +261,7 @@ def _utterances(evs: Sequence[Event]) -> list[_Utt]:
 
 
 def _reason(utts: list[_Utt], rules: SummaryRules) -> tuple[str, str, tuple[Evidence, ...], list[str]]:
-    scores: Counter[str] = Counter()
+    scores: defaultdict[str, float] = defaultdict(float)
     best_utt: dict[str, tuple[float, _Utt]] = {}
     hits: dict[str, list[str]] = {}
     caller_seen = 0
@@ -282,7 +282,7 @@ def _reason(utts: list[_Utt], rules: SummaryRules) -> tuple[str, str, tuple[Evid
             hits.setdefault(cat, []).extend(found)
             if cat not in best_utt or s > best_utt[cat][0]:
                 best_utt[cat] = (s, u)
-    ranked = scores.most_common()
+    ranked = sorted(scores.items(), key=lambda kv: kv[1], reverse=True)
     if not ranked or ranked[0][1] < rules.min_reason_score:
         return UNKNOWN, "", (), []
     if len(ranked) > 1 and ranked[0][1] - ranked[1][1] < rules.reason_margin:
@@ -441,7 +441,7 @@ def _dead_air(evs: Sequence[Event], duration: float) -> tuple[float, int]:
 
 
 def _talk_ratio(evs: Sequence[Event], utts: list[_Utt]) -> dict[str, float]:
-    spans: Counter[str] = Counter()
+    spans: defaultdict[str, float] = defaultdict(float)
     ends = [e for e in evs if isinstance(e, SpeechEnded)]
     if ends:
         for e in ends:

@@ -8,7 +8,10 @@ never presented without its source. Whatever cannot be told stays ``"unknown"``.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 UNKNOWN = "unknown"
 
@@ -134,5 +137,5 @@ class CallSummary:
         return cls(**d)
 
 
-def _pick(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+def _pick(cls: type[DataclassInstance], data: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in data.items() if k in cls.__dataclass_fields__}

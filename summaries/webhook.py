@@ -110,8 +110,22 @@ class WebhookOutbox:
         self._client = httpx.AsyncClient(timeout=self.timeout_s, transport=self._transport)
         self._task = asyncio.create_task(self._run(), name="webhook-outbox")
 
-    async def stop(self) -> None:
-        """Stop delivering; undelivered entries stay on disk. Idempotent."""
+    async def stop(self, grace_s: float | None = None) -> None:
+        """Stop delivering; undelivered entries stay on disk. Idempotent.
+
+        Entries already due get up to ``grace_s`` (default: the HTTP timeout) for their attempt,
+        so a summary enqueued just before a short-lived process (``callcenter replay``) exits is
+        sent now rather than by the next run, and a POST in flight is not cut off after the
+        receiver has it (which would send it twice). A failing attempt is not retried here.
+        """
+        task = self._task
+        if task is not None and not task.done():
+            cutoff = time.time()
+            deadline = time.monotonic() + (self.timeout_s if grace_s is None else grace_s)
+            while time.monotonic() < deadline:
+                if not await asyncio.to_thread(self._due_count, cutoff):
+                    break
+                await asyncio.sleep(0.02)
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
@@ -186,6 +200,23 @@ class WebhookOutbox:
         if self._wake is not None:
             self._wake.set()
         return len(rows)
+
+    async def retry_now(self) -> int:
+        """Make every undelivered entry due now (parked ones start counting attempts afresh);
+        returns how many. For an operator's "deliver now" after an outage."""
+        rows = await asyncio.to_thread(
+            self._sql, "UPDATE outbox SET attempts = CASE WHEN status = 'parked' THEN 0 ELSE attempts END, "
+            "status = 'pending', next_at = ? WHERE status != 'delivered' RETURNING key", (time.time(),),
+        )
+        if self._wake is not None:
+            self._wake.set()
+        return len(rows)
+
+    def _due_count(self, cutoff: float) -> int:
+        if self._db is None:
+            return 0
+        return int(self._sql("SELECT COUNT(*) FROM outbox WHERE status = 'pending' AND next_at <= ?",
+                             (cutoff,))[0][0])
 
     async def drain(self, timeout_s: float) -> bool:
         """Wait until nothing is pending (or the timeout); True when all were delivered."""

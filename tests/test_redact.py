@@ -95,3 +95,56 @@ def test_originals_kept_only_when_asked():
     assert kept.events[0].text == "ssn [SSN]"
     assert kept.originals == {0: evs[0].to_dict()}
     assert kept.events[1] is evs[1]
+
+
+CARD = "4539148803436467"  # Luhn-valid
+
+
+def _keys(call: str, digits: str, t0: float, step: float = 0.2) -> list[DtmfDigit]:
+    return [DtmfDigit(call_id=call, t=t0 + i * step, digit=d) for i, d in enumerate(digits)]
+
+
+def test_card_typed_as_dtmf_without_ivr_is_masked_with_originals_only_when_kept():
+    evs = [*_keys("d", "1", 0.5), *_keys("d", CARD + "#", 8.0), *_keys("d", "4512", 20.0)]
+    plain = Redactor().redact_call(evs)
+    assert "".join(e.digit for e in plain.events) == "1" + MASKED_DIGIT * len(CARD) + "#4512"
+    assert plain.originals == {}
+    kept = Redactor(keep_original=True).redact_call(evs)
+    assert "".join(kept.originals[i]["digit"] for i in sorted(kept.originals)) == CARD
+    assert CARD not in "".join(e.digit for e in kept.events)
+
+
+@pytest.mark.parametrize(
+    ("digits", "masked"),
+    [
+        (CARD[:-1] + str((int(CARD[-1]) + 1) % 10), False),  # fails Luhn: an order number stays
+        ("4111111111111111", True),
+        ("378282246310005", True),  # 15-digit Amex
+        ("79927398713", False),  # Luhn-valid but too short for a card
+    ],
+)
+def test_dtmf_card_needs_luhn_and_card_length(digits, masked):
+    out = Redactor().redact_events(_keys("d", digits, 1.0))
+    assert all(e.digit == MASKED_DIGIT for e in out) is masked
+    assert any(e.digit == MASKED_DIGIT for e in out) is masked
+
+
+def test_dtmf_runs_split_at_pauses_other_keys_and_ivr_nodes():
+    half = len(CARD) // 2
+    paused = [*_keys("d", CARD[:half], 1.0), *_keys("d", CARD[half:], 30.0)]
+    starred = _keys("d", CARD[:half] + "*" + CARD[half:], 1.0)
+    other_call = [*_keys("a", CARD[:half], 1.0), *_keys("b", CARD[half:], 3.0)]
+    for evs in (paused, starred, other_call):
+        assert MASKED_DIGIT not in "".join(e.digit for e in Redactor().redact_events(evs))
+    nodes = [IvrStep(call_id="d", t=0.5, node="menu", action="enter"), *_keys("d", "2", 1.0),
+             IvrStep(call_id="d", t=1.5, node="pay", action="enter"), *_keys("d", CARD, 2.0)]
+    out = Redactor().redact_events(nodes)
+    assert "".join(e.digit for e in out if isinstance(e, DtmfDigit)) == "2" + MASKED_DIGIT * len(CARD)
+
+
+def test_card_in_a_non_secure_collect_detail_is_masked():
+    step = IvrStep(call_id="d", t=5.0, node="payment", action="collect", detail={"digits": CARD, "tries": 1})
+    out = Redactor().redact_event(step)
+    assert out.detail == {"digits": MASKED_DIGIT * len(CARD), "tries": 1}
+    order = IvrStep(call_id="d", t=5.0, node="orders", action="collect", detail={"digits": "12345678"})
+    assert Redactor().redact_event(order) is order
