@@ -57,27 +57,28 @@ def decode_tracks(engine: PocketsphinxEngine, path: Path, party: str | None) -> 
     return decode_utterances(engine, path, spans, 0.0)
 
 
-def versions(name: str) -> list[Path]:
-    return [HERE / f"{name}.wav", *sorted(HERE.glob(f"{name}_8k_*.wav"))]
+def versions(folder: Path, name: str) -> list[Path]:
+    return [folder / f"{name}.wav", *sorted(folder.glob(f"{name}_8k_*.wav"))]
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("names", nargs="*")
     ap.add_argument("--show", action="store_true", help="print the hypotheses too")
+    ap.add_argument("--dir", type=Path, default=HERE, help="folder of rendered calls (default: here)")
     ap.add_argument("--whole", action="store_true", help="also decode whole tracks unsegmented")
     args = ap.parse_args(argv)
-    names = args.names or sorted(p.name.removesuffix(".expect.json") for p in HERE.glob("*.expect.json"))
+    names = args.names or sorted(p.name.removesuffix(".expect.json") for p in args.dir.glob("*.expect.json"))
     engine = PocketsphinxEngine()
     weak = 0
     for name in names:
-        exp = json.loads((HERE / f"{name}.expect.json").read_text())
+        exp = json.loads((args.dir / f"{name}.expect.json").read_text())
         spans = exp["rendered"]["speech"]
         party = exp.get("keywords_party")
         if party:
             spans = [s for s in spans if s["party"] == party]
         groups = exp.get("keywords", [])
-        for path in versions(name):
+        for path in versions(args.dir, name):
             runs: list[tuple[str, list[str]]] = [
                 (f"pad {pad:.1f}s", decode_utterances(engine, path, spans, pad)) for pad in PADS_S
             ]

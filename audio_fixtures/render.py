@@ -41,6 +41,9 @@ DTMF_LEVEL_DB = -10.0
 DEAD_AIR_TOLERANCE_S = 0.5
 TALK_OVER_TOLERANCE_S = 0.5
 DURATION_MARGIN_S = 0.5
+DEAD_AIR_MIN_GAP_S = 3.0
+"""Gaps at least this long go into ``dead_air``: under any sensible dead-air threshold, over any
+turn-taking pause in these scripts (the longest is 1.5 s)."""
 SEED = 4512
 
 DTMF_FREQS: dict[str, tuple[int, int]] = {
@@ -137,8 +140,7 @@ CALLS: list[Call] = [
             ("caller", Say("Thank you, I really appreciate your help.", speed=135)),
             ("caller", Pause(0.8)),
         ],
-        keywords=[["problem", "problems"], ["money"], ["account", "accounts"],
-                  ["refund", "refunds", "refunded"], ["appreciate"]],
+        keywords=[["problem", "problems"], ["money"], ["refund", "refunds", "refunded"], ["appreciate"]],
         tone={"final_label_in": ["calm", "neutral"], "max_label": "neutral", "alert": False},
     ),
     Call(
@@ -148,18 +150,20 @@ CALLS: list[Call] = [
             ("caller", Pause(0.5)),
             ("caller", Say("Hello, I am calling again about my internet connection.", speed=130, pitch=45, amplitude=60)),
             ("caller", Pause(1.2)),
-            ("caller", Say("This is the third time I am calling about the same problem.", speed=140, pitch=55, amplitude=90)),
+            ("caller", Say("This is the third time I am calling about the same problem.", speed=135, pitch=52, amplitude=85)),
             ("caller", Pause(0.9)),
-            ("caller", Say("This is completely unacceptable!", speed=145, pitch=65, amplitude=120)),
+            ("caller", Say("This is completely unacceptable!", speed=145, pitch=60, amplitude=110)),
             ("caller", Pause(0.7)),
-            ("caller", Say("I want to speak to a manager!", speed=145, pitch=70, amplitude=150)),
+            ("caller", Say("I want to speak to a manager!", speed=150, pitch=66, amplitude=135)),
             ("caller", Pause(0.5)),
-            ("caller", Say("I will cancel everything today!", speed=165, pitch=80, amplitude=170)),
+            ("caller", Say("I will cancel everything today!", speed=160, pitch=72, amplitude=155)),
+            ("caller", Pause(0.5)),
+            ("caller", Say("This is ridiculous, I am really angry!", speed=165, pitch=78, amplitude=175)),
             ("caller", Pause(0.6)),
         ],
         # "calling", "third", "manager" and "cancel" come out at 16 kHz but not (reliably) through
         # G.711, so they are not expected; see README.md.
-        keywords=[["again"], ["problem", "problems"], ["completely", "unacceptable"]],
+        keywords=[["problem", "problems"], ["completely", "unacceptable"], ["ridiculous"], ["angry"]],
         tone={"final_label_in": ["tense", "angry"], "alert": True},
     ),
     Call(
@@ -170,10 +174,10 @@ CALLS: list[Call] = [
             ("caller", Pause(0.8)),
             ("caller", Say("Let me find the letter, one moment please.", speed=130)),
             ("caller", Pause(7.0)),
-            ("caller", Say("Okay, I am back. Please update my account.", speed=130)),
+            ("caller", Say("Okay, I am back. The problem started today.", speed=130)),
             ("caller", Pause(0.8)),
         ],
-        keywords=[["account", "accounts"], ["moment"]],
+        keywords=[["okay"], ["problem", "problems"]],
         tone={"alert": False},
         g711="alaw",
     ),
@@ -181,7 +185,9 @@ CALLS: list[Call] = [
         name="dtmf_menu",
         script=[
             ("caller", Pause(0.5)),
-            ("caller", Say("Hello, I need help with my account.", speed=130)),
+            ("caller", Say("Hello, can you hear me?", speed=130)),
+            ("caller", Pause(0.6)),
+            ("caller", Say("I have a problem with my internet.", speed=130)),
             ("caller", Pause(0.6)),
             ("caller", Keys("1234#")),
             ("caller", Pause(0.8)),
@@ -189,10 +195,10 @@ CALLS: list[Call] = [
             ("caller", Pause(0.5)),
             ("caller", Keys("4512")),
             ("caller", Pause(0.6)),
-            ("caller", Say("Thank you.", speed=130)),
+            ("caller", Say("Thank you, I really appreciate it.", speed=135)),
             ("caller", Pause(0.6)),
         ],
-        keywords=[["account", "accounts"], ["need"]],
+        keywords=[["problem", "problems"], ["internet"], ["appreciate"]],
         tone={"alert": False},
     ),
     Call(
@@ -213,7 +219,7 @@ CALLS: list[Call] = [
             ("caller", Say("Great, thank you very much.", voice=CALLER_VOICE_F, speed=130)),
             ("caller", Pause(0.7)),
         ],
-        keywords=[["problem", "problems"], ["area"], ["today"], ["already"]],
+        keywords=[["problem", "problems"], ["area"], ["already"]],
         tone={"alert": False},
     ),
 ]
@@ -268,7 +274,7 @@ def render_call(call: Call, workdir: Path) -> Rendered:
     for channel, seg in call.script:
         other = "agent" if channel == "caller" else "caller"
         if isinstance(seg, Pause):
-            # A pause on one channel starts after whatever the other party said last.
+            # A pause on one channel starts after whatever the other party said last (turn-taking).
             cursors[channel] = max(cursors[channel], last_end[other]) + seg.seconds
         elif isinstance(seg, Overlap):
             cursors[channel] = last_end[other] - seg.seconds
@@ -321,8 +327,7 @@ def expectation(call: Call, r: Rendered) -> dict:
         exp["keywords"] = call.keywords
         if call.keywords_party:
             exp["keywords_party"] = call.keywords_party
-    # 3 s is well under any sensible dead-air threshold and well over a turn-taking pause.
-    exp["dead_air"] = dead_air_intervals(r.speech + r.keys, min_gap=3.0)
+    exp["dead_air"] = dead_air_intervals(r.speech + r.keys, min_gap=DEAD_AIR_MIN_GAP_S)
     exp["dead_air_tolerance"] = DEAD_AIR_TOLERANCE_S
     if call.tone:
         exp["tone"] = call.tone

@@ -78,6 +78,9 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--host")
     a.add_argument("--port", type=int)
 
+    d = sub.add_parser("deliver", help="write spooled CRM records and send waiting webhooks now")
+    d.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the webhook receiver")
+
     i = sub.add_parser("ivr", help="IVR tools")
     isub = i.add_subparsers(dest="ivr_command", required=True)
     ir = isub.add_parser("render-prompts", help="render a flow's prompts to WAV with espeak-ng")
@@ -139,6 +142,10 @@ def main(argv: list[str] | None = None) -> int:
             from callcenter.api_server import run_api
 
             return asyncio.run(run_api(settings))
+        if args.command == "deliver":
+            from callcenter.deliver import run_deliver
+
+            return asyncio.run(run_deliver(settings, sys.stdout, timeout_s=args.timeout))
         if args.command == "call":
             from callcenter.testcall import run_test_call
 

@@ -238,9 +238,11 @@ def _check_dead_air(exp: Expectation, got: list[Interval]) -> list[Mismatch]:
         if hit is not None:
             unmatched.remove(hit)
             continue
-        near = ", ".join(_span(g) for g in unmatched) or "no dead air"
-        out.append(Mismatch("dead_air", f"{_span(want)} (±{tol:g} s)", near))
-        unmatched = [g for g in unmatched if not _overlaps(g, want)]
+        # What came instead: the reported intervals overlapping this one (each reported once).
+        near = [g for g in unmatched if _overlaps(g, want)]
+        out.append(Mismatch("dead_air", f"{_span(want)} (±{tol:g} s)",
+                            ", ".join(_span(g) for g in near) or "no dead air"))
+        unmatched = [g for g in unmatched if g not in near]
     for g in unmatched:
         out.append(Mismatch("dead_air", "no dead air here", f"unexpected {_span(g)}"))
     return out

@@ -302,7 +302,7 @@ _KEYS: dict[str, set[str]] = {
 }
 
 
-def _parse_node(src: Path, nid: str, raw: dict, defaults: dict, params: Mapping[str, str]) -> Node:
+def _parse_node(src: Path, nid: str, raw: dict[str, Any], defaults: dict[str, Any], params: Mapping[str, str]) -> Node:
     kind = raw.get("kind")
     if kind not in _KEYS:
         raise FlowError(src, f"unknown kind {kind!r} (expected one of {', '.join(_KEYS)})", nid)
@@ -404,28 +404,28 @@ def _digit_range(src: Path, nid: str, raw: Any) -> tuple[int, int]:
     return lo, hi
 
 
-def _timeout(src: Path, nid: str, raw: dict, defaults: dict) -> float:
+def _timeout(src: Path, nid: str, raw: dict[str, Any], defaults: dict[str, Any]) -> float:
     value = raw.get("timeout_s", defaults.get("timeout_s", DEFAULT_TIMEOUT_S))
     if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
         raise FlowError(src, f"timeout_s must be a positive number of seconds (got {value!r})", nid)
     return float(value)
 
 
-def _retries(src: Path, nid: str, raw: dict, defaults: dict) -> int:
+def _retries(src: Path, nid: str, raw: dict[str, Any], defaults: dict[str, Any]) -> int:
     value = raw.get("retries", defaults.get("retries", DEFAULT_RETRIES))
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise FlowError(src, f"retries must be a whole number >= 0 (got {value!r})", nid)
     return value
 
 
-def _bool(src: Path, nid: str, raw: dict, key: str, default: bool) -> bool:
+def _bool(src: Path, nid: str, raw: dict[str, Any], key: str, default: bool) -> bool:
     value = raw.get(key, default)
     if not isinstance(value, bool):
         raise FlowError(src, f"'{key}' must be true or false (got {value!r})", nid)
     return value
 
 
-def _opt_str(src: Path, nid: str, raw: dict, key: str) -> str | None:
+def _opt_str(src: Path, nid: str, raw: dict[str, Any], key: str) -> str | None:
     value = raw.get(key)
     if value is None:
         return None
@@ -434,7 +434,7 @@ def _opt_str(src: Path, nid: str, raw: dict, key: str) -> str | None:
     return value
 
 
-def _req_str(src: Path, nid: str, raw: dict, key: str) -> str:
+def _req_str(src: Path, nid: str, raw: dict[str, Any], key: str) -> str:
     value = _opt_str(src, nid, raw, key)
     if value is None:
         raise FlowError(src, f"missing '{key}'", nid)
@@ -461,7 +461,7 @@ def _str_map(src: Path, raw: Any, what: str) -> dict[str, str]:
     return out
 
 
-def _check_keys(src: Path, nid: str | None, raw: dict, allowed: set[str], what: str = "") -> None:
+def _check_keys(src: Path, nid: str | None, raw: dict[str, Any], allowed: set[str], what: str = "") -> None:
     unknown = sorted(str(k) for k in raw if k not in allowed)
     if unknown:
         where = f"{what}: " if what else ""

@@ -16,6 +16,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -78,7 +79,7 @@ def render_prompts(
     return results
 
 
-def read_manifest(prompts_dir: Path) -> dict[str, dict]:
+def read_manifest(prompts_dir: Path) -> dict[str, dict[str, Any]]:
     """What each WAV in ``prompts_dir`` was rendered from ({} if no manifest)."""
     path = Path(prompts_dir) / MANIFEST
     if not path.is_file():

@@ -23,6 +23,7 @@ from typing import Any, Protocol, TypeVar
 
 from ivr.flow import (
     DIGIT_KEYS,
+    Choice,
     CollectNode,
     Flow,
     FlowError,
@@ -301,7 +302,9 @@ class IvrSession:
         finally:
             self._leave_speech()
 
-    def _match_menu(self, node: MenuNode, got: _Key | _Said) -> tuple[Any, dict[str, Any]]:
+    def _match_menu(
+        self, node: MenuNode, got: _Key | _Said
+    ) -> tuple[Choice | None, dict[str, Any]]:
         if isinstance(got, _Key):
             for choice in node.choices:
                 if choice.dtmf == got.digit:

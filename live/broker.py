@@ -22,7 +22,10 @@ import logging
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from amqtt.broker import Broker
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +75,7 @@ class EmbeddedBroker:
         self.backend: Literal["mosquitto", "amqtt"] = backend
         self._proc: asyncio.subprocess.Process | None = None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
-        self._amqtt = None
+        self._amqtt: Broker | None = None
 
     @property
     def running(self) -> bool:

@@ -47,7 +47,7 @@ class Outbox:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
-        self._pending = self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+        self._pending: int = self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
         self._dropped = int(self.get_meta("dropped") or 0)
 
     @property

@@ -21,7 +21,7 @@ import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import aiomqtt
 
@@ -98,7 +98,7 @@ class MqttPublisher:
         self.publish_timeout = publish_timeout
         self.backoff = backoff
         self.client_id = client_id or f"callcenter-pub-{uuid.uuid4().hex[:12]}"
-        self._active: dict[str, dict] = json.loads(self.outbox.get_meta(_ACTIVE_META_KEY) or "{}")
+        self._active: dict[str, dict[str, Any]] = json.loads(self.outbox.get_meta(_ACTIVE_META_KEY) or "{}")
         self._lock = threading.Lock()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -143,7 +143,7 @@ class MqttPublisher:
         return self.outbox.pending
 
     @property
-    def active_calls(self) -> list[dict]:
+    def active_calls(self) -> list[dict[str, Any]]:
         return list(self._active.values())
 
     def stats(self) -> PublisherStats:
@@ -269,7 +269,7 @@ class MqttPublisher:
             with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
                 await lost
 
-    async def _publish_one(self, client: aiomqtt.Client, msg: Message, lost: asyncio.Task) -> None:
+    async def _publish_one(self, client: aiomqtt.Client, msg: Message, lost: asyncio.Task[None]) -> None:
         # aiomqtt does not fail a QoS 1 publish when the connection drops (it waits for its
         # timeout), so race it against the disconnect watcher.
         send = asyncio.create_task(

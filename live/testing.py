@@ -10,11 +10,16 @@ import asyncio
 import contextlib
 import json
 import socket
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import aiomqtt
 
 from live.publisher import NO_DELAY
+
+if TYPE_CHECKING:
+    import uvicorn
 from speech.events import (
     CallEnded,
     CallStarted,
@@ -41,7 +46,8 @@ from speech.frames import Party
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
 def sample_call(call_id: str = "call-1", *, caller: str = "+15550100") -> list[Event]:
@@ -95,7 +101,7 @@ class Received:
     qos: int
     retain: bool
 
-    def json(self):
+    def json(self) -> Any:
         return json.loads(self.payload)
 
 
@@ -114,7 +120,7 @@ class Recorder:
     client_id: str = "live-test-recorder"
     messages: list[Received] = field(default_factory=list)
     subscribed: asyncio.Event = field(default_factory=asyncio.Event)
-    _task: asyncio.Task | None = None
+    _task: asyncio.Task[None] | None = None
     _new: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def start(self) -> None:
@@ -131,7 +137,11 @@ class Recorder:
     def on(self, suffix: str) -> list[Received]:
         return [m for m in self.messages if m.topic.endswith(suffix)]
 
-    async def wait_for(self, predicate, timeout: float = 10.0) -> None:  # noqa: ASYNC109
+    async def wait_for(
+        self,
+        predicate: Callable[[list[Received]], bool],
+        timeout: float = 10.0,  # noqa: ASYNC109
+    ) -> None:
         async def loop() -> None:
             while not predicate(self.messages):
                 self._new.clear()
@@ -152,15 +162,16 @@ class Recorder:
                         await client.subscribe(f, qos=1)
                     self.subscribed.set()
                     async for msg in client.messages:
-                        payload = msg.payload if isinstance(msg.payload, bytes) else str(msg.payload).encode()
-                        self.messages.append(Received(str(msg.topic), payload, msg.qos, msg.retain))
+                        self.messages.append(
+                            Received(str(msg.topic), msg.payload, msg.qos, msg.retain)
+                        )
                         self._new.set()
             except aiomqtt.MqttError:
                 await asyncio.sleep(0.1)
 
 
 @contextlib.asynccontextmanager
-async def serve(app, port: int):
+async def serve(app: Callable[..., Any], port: int) -> AsyncIterator[uvicorn.Server]:
     """Run an ASGI app with uvicorn on 127.0.0.1:``port`` inside the current loop."""
     import uvicorn
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from speech.events import Event, EventType
 
@@ -114,7 +115,7 @@ def messages_for(event: Event, topics: Topics) -> list[Message]:
     return out
 
 
-def active_calls_message(calls: Iterable[dict], topics: Topics) -> Message:
+def active_calls_message(calls: Iterable[dict[str, Any]], topics: Topics) -> Message:
     """The retained ``{prefix}/active_calls`` list (QoS 1)."""
     payload = json.dumps(list(calls), separators=(",", ":"), ensure_ascii=False).encode()
     return Message(topics.active_calls, payload, QOS_AT_LEAST_ONCE, True)

@@ -57,7 +57,8 @@ def resample(samples: np.ndarray, from_rate: int, to_rate: int = PIPELINE_RATE) 
     if from_rate == to_rate:
         return x
     g = gcd(from_rate, to_rate)
-    return resample_poly(x, to_rate // g, from_rate // g).astype(np.float32)
+    y: np.ndarray = resample_poly(x, to_rate // g, from_rate // g)
+    return y.astype(np.float32)
 
 
 def to_int16(x: np.ndarray) -> np.ndarray:

@@ -10,6 +10,7 @@ import inspect
 import typing
 
 from speech import events as ev
+from speech.frames import Party
 
 HEADER = f"""# Event schema (version {ev.SCHEMA_VERSION})
 
@@ -90,7 +91,7 @@ def _example() -> str:
     import json
 
     sample = ev.FinalTranscript(
-        call_id="replay-3f2a9c", t=4.62, party=ev.Party.CALLER, text="i have a question about my bill",
+        call_id="replay-3f2a9c", t=4.62, party=Party.CALLER, text="i have a question about my bill",
         words=(ev.Word("question", 2.1, 2.5, 0.91), ev.Word("bill", 3.9, 4.2, 0.88)),
         confidence=0.84, start=1.5, end=4.62, engine="pocketsphinx",
     )

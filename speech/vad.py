@@ -27,7 +27,7 @@ noise with 10, 20 and 30 ms chunks) while it sets up its noise model; those are 
 FLOOR_SMOOTHING = 0.1
 """Weight of each new unvoiced chunk in the noise floor (dB, exponential average)."""
 _SILENT_DB = -100.0
-_FULL_SCALE_DB = 20.0 * np.log10(32768.0)
+_FULL_SCALE_DB = float(20.0 * np.log10(32768.0))
 
 
 @dataclass

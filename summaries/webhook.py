@@ -193,6 +193,7 @@ class WebhookOutbox:
 
     async def retry_failed(self) -> int:
         """Put parked entries back in the queue, due now; returns how many."""
+        self._open()  # also before start(): an operator's command acts on the file
         rows = await asyncio.to_thread(
             self._sql, "UPDATE outbox SET status = 'pending', attempts = 0, next_at = ? "
             "WHERE status = 'parked' RETURNING key", (time.time(),),
@@ -204,6 +205,7 @@ class WebhookOutbox:
     async def retry_now(self) -> int:
         """Make every undelivered entry due now (parked ones start counting attempts afresh);
         returns how many. For an operator's "deliver now" after an outage."""
+        self._open()  # also before start(): an operator's command acts on the file
         rows = await asyncio.to_thread(
             self._sql, "UPDATE outbox SET attempts = CASE WHEN status = 'parked' THEN 0 ELSE attempts END, "
             "status = 'pending', next_at = ? WHERE status != 'delivered' RETURNING key", (time.time(),),

@@ -26,7 +26,7 @@ from callcenter.settings import SipSettings
 from speech.frames import FRAME_MS, PIPELINE_RATE, Party
 from telephony.items import CallFailed, EndpointError
 from telephony.leg import DEFAULT_INBOX_FRAMES, CallLeg
-from telephony.media_port import make_port
+from telephony.media_port import CallPort, MediaBridge, make_port
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,9 @@ UNKNOWN_DTMF_MS = 0xFFFF_FFFF
 """pjsua's duration for a digit reported before its end."""
 SAMPLE_RATE = PIPELINE_RATE
 """Conference-bridge and port rate: calls are resampled from their codec to this."""
+
+_Command = tuple[Callable[[], Any], asyncio.Future[Any]]
+"""A function for the PJSIP thread and the future its result goes to."""
 
 
 class _Account(pj.Account):
@@ -121,7 +124,7 @@ class SipEndpoint:
         self.uri = f"sip:{name}@{settings.host}:{self.port}"
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        self._cmds: queue.SimpleQueue = queue.SimpleQueue()
+        self._cmds: queue.SimpleQueue[_Command] = queue.SimpleQueue()
         self._running = threading.Event()
         self._stopping = False
         self._stopped = False
@@ -134,6 +137,9 @@ class SipEndpoint:
         self._transports: list[int] = []
         self._calls: dict[int, _PjCall] = {}
         self._release: list[Any] = []
+        self._ports: list[CallPort] = []
+        """Every port ever created; kept until the conference clock stops (see CallPort)."""
+        self._free_ports: list[CallPort] = []
 
     # ---- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -142,7 +148,7 @@ class SipEndpoint:
             return
         self._loop = asyncio.get_running_loop()
         self._incoming = asyncio.Queue()
-        started: asyncio.Future = self._loop.create_future()
+        started: asyncio.Future[None] = self._loop.create_future()
         self._thread = threading.Thread(target=self._run, args=(started,), name=f"pjsip-{self.name}", daemon=True)
         self._thread.start()
         try:
@@ -225,14 +231,14 @@ class SipEndpoint:
     async def _enqueue(self, fn: Callable[[], Any]) -> Any:
         if self._loop is None or self._thread is None or not self._thread.is_alive():
             raise EndpointError("endpoint is not running")
-        fut: asyncio.Future = self._loop.create_future()
+        fut: asyncio.Future[Any] = self._loop.create_future()
         self._cmds.put((fn, fut))
         return await fut
 
-    async def _call_op(self, key: int, name: str, args: tuple) -> None:
+    async def _call_op(self, key: int, name: str, args: tuple[object, ...]) -> None:
         await self._submit(lambda: self._do_call_op(key, name, args))
 
-    def _reply(self, fut: asyncio.Future, result: Any = None, exc: BaseException | None = None) -> None:
+    def _reply(self, fut: asyncio.Future[Any], result: Any = None, exc: BaseException | None = None) -> None:
         def settle() -> None:
             if fut.done():
                 return
@@ -255,7 +261,7 @@ class SipEndpoint:
             self._post(getattr(leg, method), *args)
 
     # ---- PJSIP thread ---------------------------------------------------------------------
-    def _run(self, started: asyncio.Future) -> None:
+    def _run(self, started: asyncio.Future[None]) -> None:
         try:
             self._init_lib()
         except Exception as exc:  # noqa: BLE001
@@ -350,6 +356,14 @@ class SipEndpoint:
             self._release_call(call, "endpoint stopped", 0)
         self._calls.clear()
         self._release.clear()
+        if ep is not None and self._ports:
+            # Stop the conference clock before freeing ports, so no callback can run into one.
+            try:
+                ep.audDevManager().setNoDev()
+            except Exception:  # noqa: BLE001
+                log.debug("stopping the conference clock failed", exc_info=True)
+            self._free_ports.clear()
+            self._ports.clear()  # no other reference may outlive this line: libDestroy asserts
         if self._acc is not None:
             try:
                 self._acc.shutdown()
@@ -438,16 +452,29 @@ class SipEndpoint:
         self._release.append(call)  # freed after this callback returns
 
     def _drop_media(self, call: _PjCall) -> None:
-        if call.port is not None and call.audio is not None:
-            for fn in (lambda: call.audio.stopTransmit(call.port), lambda: call.port.stopTransmit(call.audio)):
+        port, audio = call.port, call.audio
+        if port is not None and audio is not None:
+            stops: tuple[Callable[[], object], ...] = (
+                lambda: audio.stopTransmit(port), lambda: port.stopTransmit(audio)
+            )
+            for fn in stops:
                 try:
                     fn()
                 except Exception:  # noqa: BLE001 - media may already be gone
                     pass
         if call.port is not None:
-            self._release.append(call.port)
+            call.port.bridge = None
+            self._free_ports.append(call.port)
         call.port = None
         call.audio = None
+
+    def _acquire_port(self, bridge: MediaBridge) -> CallPort:
+        port = self._free_ports.pop() if self._free_ports else None
+        if port is None:
+            port = make_port(f"{self.name}-port{len(self._ports)}", SAMPLE_RATE, FRAME_MS)
+            self._ports.append(port)
+        port.bridge = bridge
+        return port
 
     def _codec(self, call: _PjCall, info: pj.CallInfo) -> str:
         for m in info.media:
@@ -471,7 +498,7 @@ class SipEndpoint:
             if status in (pj.PJSUA_CALL_MEDIA_ACTIVE, pj.PJSUA_CALL_MEDIA_REMOTE_HOLD, pj.PJSUA_CALL_MEDIA_LOCAL_HOLD):
                 audio = call.getAudioMedia(m.index)
                 if call.port is None:
-                    call.port = make_port(f"{self.name}-call{leg.key}", leg.bridge, SAMPLE_RATE, FRAME_MS)
+                    call.port = self._acquire_port(leg.bridge)
                 audio.startTransmit(call.port)
                 call.port.startTransmit(audio)
                 call.audio = audio
@@ -495,7 +522,7 @@ class SipEndpoint:
         if 200 <= status < 300 and not call.released:
             call.hangup(pj.CallOpParam())
 
-    def _do_call_op(self, key: int, name: str, args: tuple) -> None:
+    def _do_call_op(self, key: int, name: str, args: tuple[object, ...]) -> None:
         call = self._calls.get(key)
         if call is None:
             if name == "hangup":

@@ -25,8 +25,11 @@ log = logging.getLogger(__name__)
 DEFAULT_INBOX_FRAMES = 500
 """Audio frames the inbox holds before dropping (10 s at 20 ms)."""
 
-CallOp = Callable[[int, str, tuple], Awaitable[None]]
+CallOp = Callable[[int, str, tuple[object, ...]], Awaitable[None]]
 """Runs a named operation (``dtmf``, ``hangup``, ``xfer``, ``hold``...) on the PJSIP thread."""
+
+InboxItem = AudioFrame | DtmfDigit | HoldChanged | LegEnded
+"""What ``CallLeg.inbox`` yields, in call-time order; ``LegEnded`` comes last."""
 
 
 class CallLeg:
@@ -53,7 +56,7 @@ class CallLeg:
         self.codec = ""
         self.party = party
         self.sample_rate = sample_rate
-        self.inbox: asyncio.Queue = asyncio.Queue()
+        self.inbox: asyncio.Queue[InboxItem] = asyncio.Queue()
         self.frames_received = 0
         self.frames_dropped = 0
         self.recording_path = recording_path
@@ -65,7 +68,7 @@ class CallLeg:
         self._call_op = call_op
         self._loop = loop
         self._recorder: StereoRecorder | None = None
-        self._confirmed: asyncio.Future = loop.create_future()
+        self._confirmed: asyncio.Future[bool] = loop.create_future()
         self._ended_event = asyncio.Event()
         self.bridge = MediaBridge(loop, self._on_tick, sample_rate * FRAME_MS // 1000 * 2)
 
@@ -87,7 +90,7 @@ class CallLeg:
         """Play 20 ms PCM chunks at the bridge rate (generated audio, mixed tones)."""
         if self.ended is not None or not chunks:
             return self.ended is None
-        done: asyncio.Future = self._loop.create_future()
+        done: asyncio.Future[bool] = self._loop.create_future()
 
         def finish(ok: bool) -> None:
             if not done.done():

@@ -8,6 +8,7 @@ result crosses to the event loop with ``call_soon_threadsafe``.
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import logging
 import threading
@@ -41,7 +42,9 @@ class MediaBridge:
     receives ticks.
     """
 
-    def __init__(self, loop, on_tick: TickHandler, frame_bytes: int) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, on_tick: TickHandler, frame_bytes: int
+    ) -> None:
         self._loop = loop
         self._on_tick = on_tick
         self.frame_bytes = frame_bytes
@@ -100,7 +103,7 @@ class MediaBridge:
         if not self.closed:
             self._post(self._on_tick, pcm, tx)
 
-    def _post(self, fn, *args) -> None:
+    def _post(self, fn: Callable[..., object], *args: object) -> None:
         try:
             self._loop.call_soon_threadsafe(fn, *args)
         except RuntimeError:  # loop closed during shutdown
@@ -108,33 +111,45 @@ class MediaBridge:
 
 
 class CallPort(pj.AudioMediaPort):
-    """A conference-bridge port wired both ways to one call's audio."""
+    """A conference-bridge port wired both ways to whichever call holds it.
 
-    def __init__(self, bridge: MediaBridge) -> None:
+    Ports are pooled per endpoint and live until the conference clock is stopped: freeing a
+    port from Python while the clock thread may call it re-enters an object under deallocation
+    (seen as ``'CallPort' object has no attribute '_bridge'`` and a segfault when several calls
+    ended together under decoding load). Between calls ``bridge`` is None and the port plays
+    and swallows silence.
+    """
+
+    def __init__(self, frame_bytes: int) -> None:
         super().__init__()
-        self._bridge = bridge
-        self._silence_bytes = bytes(bridge.frame_bytes)
+        self.frame_bytes = frame_bytes
+        self.bridge: MediaBridge | None = None
+        self._silence_bytes = bytes(frame_bytes)
         self._silence = pj.ByteVector(self._silence_bytes)
         self._errors = 0
 
     def onFrameRequested(self, frame: pj.MediaFrame) -> None:  # noqa: N802 - pjsua2 API
         try:
-            pcm = self._bridge.next_tx()
+            bridge = self.bridge
+            pcm = bridge.next_tx() if bridge is not None else None
             frame.type = pj.PJMEDIA_FRAME_TYPE_AUDIO
             frame.buf = pj.ByteVector(pcm) if pcm is not None else self._silence
-            frame.size = self._bridge.frame_bytes
+            frame.size = self.frame_bytes
         except Exception:  # noqa: BLE001 - a traceback here would keep the port alive
             self._note_error()
 
     def onFrameReceived(self, frame: pj.MediaFrame) -> None:  # noqa: N802 - pjsua2 API
         try:
+            bridge = self.bridge
+            if bridge is None:
+                return
             if frame.type == pj.PJMEDIA_FRAME_TYPE_AUDIO and frame.size:
                 pcm = vector_bytes(frame.buf, frame.size)
-                if len(pcm) != self._bridge.frame_bytes:
-                    pcm = (pcm + self._silence_bytes)[: self._bridge.frame_bytes]
+                if len(pcm) != self.frame_bytes:
+                    pcm = (pcm + self._silence_bytes)[: self.frame_bytes]
             else:
                 pcm = self._silence_bytes
-            self._bridge.rx(pcm)
+            bridge.rx(pcm)
         except Exception:  # noqa: BLE001
             self._note_error()
 
@@ -144,10 +159,10 @@ class CallPort(pj.AudioMediaPort):
             log.warning("media port callback failed", exc_info=True)
 
 
-def make_port(name: str, bridge: MediaBridge, sample_rate: int, frame_ms: int) -> CallPort:
+def make_port(name: str, sample_rate: int, frame_ms: int) -> CallPort:
     """Create and register a 16-bit mono port (call on the PJSIP thread)."""
     fmt = pj.MediaFormatAudio()
     fmt.init(pj.PJMEDIA_FORMAT_L16, sample_rate, 1, frame_ms * 1000, 16)
-    port = CallPort(bridge)
+    port = CallPort(sample_rate * frame_ms // 1000 * 2)
     port.createPort(name, fmt)
     return port

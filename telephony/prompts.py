@@ -34,7 +34,7 @@ def load_pcm(path: Path, sample_rate: int) -> np.ndarray:
         data, rate = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, FileNotFoundError) as exc:
         raise PromptError(f"{path}: cannot read audio ({exc})") from exc
-    mono = data.mean(axis=1)
+    mono: np.ndarray = data.mean(axis=1)
     if rate != sample_rate:
         g = gcd(rate, sample_rate)
         mono = resample_poly(mono, sample_rate // g, rate // g)

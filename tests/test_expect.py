@@ -215,7 +215,8 @@ def test_dtmf_must_match_exactly_in_order():
 
 
 def test_talk_over_wrong_party_wrong_time_and_extra():
-    only(compare(exp(), replace(good_call(), TalkOver, started_by=Party.AGENT)), "talk_over")
+    (m,) = only(compare(exp(), replace(good_call(), TalkOver, started_by=Party.AGENT)), "talk_over")
+    assert m.expected.startswith("started by caller at 9.00") and m.got == "started by agent at 9.20 s"
     (m,) = only(compare(exp(), replace(good_call(), TalkOver, start=10.0)), "talk_over")
     assert "10.00" in m.got
     extra = good_call() + [TalkOver(t=21.0, started_by=Party.AGENT, start=20.5)]
@@ -305,3 +306,9 @@ def test_expectation_for_sibling_and_g711_copies(tmp_path):
     assert expectation_for(tmp_path / "call_8k_alaw.wav") == special
     assert expectation_for(tmp_path / "other.wav") is None
     assert expectation_for(tmp_path / "other_8k_ulaw.wav") is None
+
+
+def test_dead_air_elsewhere_is_missing_plus_unexpected():
+    events = replace(good_call(), DeadAirEnded, start=16.0, end=23.0)
+    ms = only(compare(exp(), events), "dead_air")
+    assert [m.got for m in ms] == ["no dead air", "unexpected 16.00-23.00 s"]

@@ -187,3 +187,13 @@ def test_rerender_dead_air_reproduces_duration_and_gap(tmp_path):
     assert gap.start == pytest.approx(want.start, abs=0.05) and gap.end == pytest.approx(want.end, abs=0.05)
     start, end = longest_quiet_run(rec.tracks[Party.CALLER])
     assert start == pytest.approx(gap.start, abs=0.1) and end == pytest.approx(gap.end, abs=0.1)
+
+
+@pytest.mark.slow
+def test_keywords_of_dtmf_menu_come_out_of_the_pipeline_engine(capsys):
+    """check_keywords.py with the real pocketsphinx engine: every group heard, 16 kHz and G.711."""
+    spec = importlib.util.spec_from_file_location("audio_fixtures_check", FIXTURES / "check_keywords.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    assert module.main(["dtmf_menu"]) == 0, capsys.readouterr().out

@@ -168,3 +168,26 @@ async def test_enqueue_needs_a_key(tmp_path):
     with pytest.raises(ValueError):
         await box.enqueue({"reason": "billing"})
     await box.stop()
+
+
+async def test_retry_now_skips_the_backoff_and_stop_lets_a_due_delivery_finish(tmp_path):
+    rcv = Receiver(tmp_path)  # down at first
+    box = WebhookOutbox(rcv.url, SECRET, tmp_path / "outbox", backoff_base_s=600, backoff_max_s=600,
+                        timeout_s=2)
+    await box.start()
+    try:
+        await box.enqueue(_summary("late"))
+        await box.stop()  # the due attempt is made (refused) before stop returns
+        (d,) = box.pending()
+        assert d.attempts == 1 and d.next_attempt_at > d.created_at + 500  # next try in 10 min
+        rcv.start()
+        assert await box.retry_now() == 1
+        await box.start()
+        assert await box.drain(10)
+        await box.enqueue(_summary("at-exit"))
+        await box.stop()  # enqueued just before a short-lived process exits: still sent
+        assert {r["key"] for r in rcv.records()} == {"late", "at-exit"}
+        assert await box.retry_now() == 0
+    finally:
+        await box.stop()
+        rcv.stop()

@@ -12,7 +12,7 @@ import contextlib
 import json
 import logging
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from fastapi.staticfiles import StaticFiles
 
 from live.console import auth
 from live.console.history import CallHistory
-from live.console.state import LiveCalls
+from live.console.state import LiveCalls, _Stream
 from live.console.timeline import render_timeline
 from live.publisher import NO_DELAY
 from live.topics import Topics
@@ -76,7 +76,9 @@ def create_console_app(
     app.state.history = history
 
     @app.middleware("http")
-    async def require_token(request: Request, call_next):
+    async def require_token(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
         denied = auth.check(request, token)
         if denied is not None:
             return denied
@@ -167,7 +169,9 @@ async def _call_record(call_id: str, live: LiveCalls, history: CallHistory | Non
     raise HTTPException(404, "unknown call")
 
 
-def _sse(request: Request, live: LiveCalls, stream, first: list[tuple[str, Any]]) -> StreamingResponse:
+def _sse(
+    request: Request, live: LiveCalls, stream: _Stream, first: list[tuple[str, Any]]
+) -> StreamingResponse:
     # The stream was opened before ``first`` was read, with no await in between for live calls,
     # so the queue holds exactly the events after the replay.
     async def body() -> AsyncIterator[str]:
@@ -214,7 +218,7 @@ async def _follow_broker(host: str, port: int, topics: Topics, live: LiveCalls,
                 log.info("console following MQTT broker %s:%d", host, port)
                 async for msg in client.messages:
                     try:
-                        event = json.loads(msg.payload)  # type: ignore[arg-type]
+                        event = json.loads(msg.payload)
                     except (TypeError, ValueError):
                         log.warning("ignoring a malformed message on %s", msg.topic)
                         continue

@@ -40,7 +40,15 @@ class InMemoryHistory:
     def add(self, call: dict[str, Any]) -> None:
         self.calls[call["call_id"]] = call
 
-    def search(self, q, caller, date_from, date_to, tone, limit) -> list[dict[str, Any]]:
+    def search(
+        self,
+        q: str | None,
+        caller: str | None,
+        date_from: str | None,
+        date_to: str | None,
+        tone: str | None,
+        limit: int,
+    ) -> list[dict[str, Any]]:
         out = []
         for call in self.calls.values():
             summary = call.get("summary", {})

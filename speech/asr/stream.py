@@ -41,7 +41,7 @@ class AsrStream:
         self._max_utterance_s = max_utterance_s
         self._loop = loop or asyncio.get_running_loop()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"asr-{party.value}")
-        self._pending: set[asyncio.Future] = set()
+        self._pending: set[asyncio.Future[None]] = set()
         self._grammar: tuple[str, ...] | None = None
         self._sessions: dict[tuple[str, ...] | None, RecognizerSession] = {}
         self._utt_start: float | None = None  # call time of the first sample fed this utterance

@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import vosk
 
@@ -121,7 +122,7 @@ class VoskSession(RecognizerSession):
             self._rec.SetPartialWords(False)  # partial word timings are not used; saves work
         self._samples = 0  # fed since the recognizer was created
         self._utt_start = 0  # sample index where the current utterance began
-        self._segments: list[dict] = []  # results vosk endpointed inside this utterance
+        self._segments: list[dict[str, Any]] = []  # results vosk endpointed inside this utterance
         self._last_partial = ""
 
     def accept(self, pcm: bytes) -> Hypothesis | None:
