@@ -9,12 +9,47 @@ live redactor is a separate instance, because a redactor follows one ordered eve
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from callcenter.settings import Settings
-from speech.events import Event
+from speech.events import CallEnded, DtmfDigit, Event, IvrStep
+from summaries.redact import CARD_DTMF_MAX_GAP_S
+
+LIVE_DTMF_VISIBLE = 6
+"""Digits of one keypad run shown live; later ones show as ``X``. A card typed on the keypad is
+only known to be one (length, Luhn) once the run ends, but agents see digits as they are typed;
+PCI DSS allows the first six digits of a card number to be displayed."""
+
+
+class LiveDtmfMask:
+    """Masks keypad digits past the sixth of a run in live streams (the stored record is
+    redacted exactly, after the call, by ``summaries.redact``)."""
+
+    def __init__(self, visible: int = LIVE_DTMF_VISIBLE, max_gap_s: float = CARD_DTMF_MAX_GAP_S) -> None:
+        self.visible = visible
+        self.max_gap_s = max_gap_s
+        self._runs: dict[str, tuple[int, float]] = {}
+
+    def __call__(self, event: Event) -> Event:
+        cid = event.call_id
+        if isinstance(event, DtmfDigit):
+            count, last = self._runs.get(cid, (0, float("-inf")))
+            if not event.digit.isdigit():
+                self._runs[cid] = (0, event.t)
+                return event
+            count = count + 1 if event.t - last <= self.max_gap_s else 1
+            self._runs[cid] = (count, event.t)
+            if count > self.visible:
+                return dataclasses.replace(event, digit="X")
+        elif isinstance(event, IvrStep) and event.action == "enter":
+            self._runs.pop(cid, None)
+        elif isinstance(event, CallEnded):
+            self._runs.pop(cid, None)
+        return event
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +62,7 @@ class AfterCall:
         self._use_store = store
         secure = settings.summary.secure_ivr_nodes
         self._live_redactor = Redactor(keep_original=False, secure_ivr_nodes=secure)
+        self._live_mask = LiveDtmfMask()
         self._redactor = Redactor(keep_original=settings.store.keep_original_pii, secure_ivr_nodes=secure)
         self.store = None
         self.writer = None
@@ -46,7 +82,7 @@ class AfterCall:
                 log.warning("CRM store unavailable at start (%s); spooling calls", type(exc).__name__)
             self.writer = DurableWriter(self.store, self.settings.data_dir / "crm-spool")
             self.writer.start()
-        if self.settings.store.webhook_url:
+        if self.settings.store.webhook_url and self._use_store:
             from summaries.webhook import WebhookOutbox
 
             self.webhook = WebhookOutbox(
@@ -71,8 +107,11 @@ class AfterCall:
         if self.webhook is not None:
             await self.webhook.stop()
         if self.writer is not None:
-            self.writer.flush()
+            waiting = await asyncio.to_thread(self.writer.flush)
             self.writer.stop()
+            if waiting:
+                print(f"warning: {waiting} call record(s) wait in {self.writer.spool_dir} for the database; "
+                      "run `callcenter deliver` once it is back", file=sys.stderr)
         if self.store is not None:
             self.store.stop()
 
@@ -80,7 +119,7 @@ class AfterCall:
         """Wrap a live sink so it only ever sees redacted events."""
 
         def wrapped(event: Event) -> None:
-            sink(self._live_redactor.redact_event(event))
+            sink(self._live_redactor.redact_event(self._live_mask(event)))
 
         return wrapped
 

@@ -184,9 +184,8 @@ async def _replay(args: argparse.Namespace, settings: Settings) -> int:
         engine = await asyncio.to_thread(load_asr_engine, settings)
     except AsrError as exc:
         raise CliError(str(exc)) from exc
-    after = None if args.no_store else AfterCall(settings)
-    if after is not None:
-        await after.start()
+    after = AfterCall(settings, store=not args.no_store)  # redaction and summary even with --no-store
+    await after.start()
     publisher = None
     if args.publish or settings.mqtt.host:
         from live.publisher import MqttPublisher
@@ -209,8 +208,7 @@ async def _replay(args: argparse.Namespace, settings: Settings) -> int:
                 print(f"warning: {publisher.pending} MQTT messages wait in {outbox} for the broker; "
                       "the next replay --publish sends them", file=sys.stderr)
             outbox_lock.close()
-        if after is not None:
-            await after.stop()
+        await after.stop()
         if engine is not None:
             engine.close()
     failed = [r for r in results if not r.ok]

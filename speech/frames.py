@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any
 
 import numpy as np
 
@@ -43,7 +44,7 @@ class AudioFrame:
     party: Party = Party.CALLER
     channels: int = 1
     sample_width: int = SAMPLE_WIDTH
-    meta: dict = field(default_factory=dict, compare=False, hash=False)
+    meta: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         if self.channels != 1:

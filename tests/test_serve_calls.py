@@ -334,9 +334,6 @@ async def test_six_calls_at_once_through_the_front_are_all_answered(service: Ser
     assert max(per_worker) - min(per_worker) <= 1  # round robin
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "telephony bug: with pocketsphinx decoding 3 streams in a worker (GIL contention), releasing a "
-    "CallPort while the conference bridge still clocks it segfaults the worker at hang-up"))
 async def test_workers_survive_six_calls_ending_together(service: Service) -> None:
     stats = await wait_idle(service, timeout_s=30)
     assert all(p.returncode is None for p in service.workers)
