@@ -49,14 +49,13 @@ def engine_alone(engine, path: Path) -> tuple[float, float]:
     return time.process_time() - cpu0, audio
 
 
-async def pipeline_run(settings, engine, path: Path) -> tuple[float, float, float, list]:
-    """(cpu seconds, wall seconds, audio seconds summed over channels, events)."""
+async def pipeline_run(settings, engine, path: Path) -> tuple[float, float, list]:
+    """(cpu seconds, wall seconds, events) of one replay (no store)."""
     cpu0, wall0 = time.process_time(), time.perf_counter()
     res = await replay_file(path, settings, engine)
     if res.error:
         raise SystemExit(res.error)
-    rec_channels = len({e.party for e in res.events if e.party is not None}) or 1
-    return time.process_time() - cpu0, time.perf_counter() - wall0, res.audio_seconds * max(1, rec_channels), res.events
+    return time.process_time() - cpu0, time.perf_counter() - wall0, res.events
 
 
 async def dead_air_wall_lag(settings, engine, path: Path, threshold: float) -> list[float]:
@@ -87,6 +86,13 @@ async def dead_air_wall_lag(settings, engine, path: Path, threshold: float) -> l
     return lags
 
 
+def speech_share(events: list, channel_seconds: float) -> float:
+    """Share of channel-seconds the VAD called speech (what the ASR is fed, before pre-roll)."""
+    from speech.events import SpeechEnded
+
+    return sum(e.duration for e in events if isinstance(e, SpeechEnded)) / channel_seconds
+
+
 def main() -> None:
     files = [Path(a) for a in sys.argv[1:]] or sorted(
         p for p in FIXTURES.glob("*.wav") if not p.stem.endswith(("_8k_ulaw", "_8k_alaw"))
@@ -96,7 +102,8 @@ def main() -> None:
     rows = []
     for path in files:
         e_cpu, e_audio = engine_alone(engine, path)
-        p_cpu, p_wall, p_audio, events = asyncio.run(pipeline_run(settings, engine, path))
+        p_cpu, p_wall, events = asyncio.run(pipeline_run(settings, engine, path))
+        d_cpu, _, _ = asyncio.run(pipeline_run(settings, None, path))
         rec = load_recording(path)
         lag_call = [
             round(e.t - (e.start + settings.dead_air.threshold_s), 3) for e in events if isinstance(e, DeadAirStarted)
@@ -106,17 +113,20 @@ def main() -> None:
             "audio_s": round(rec.duration, 1),
             "engine_cpu_per_audio_s": round(e_cpu / e_audio, 3),
             "pipeline_cpu_per_audio_s": round(p_cpu / e_audio, 3),
+            "detectors_cpu_per_audio_s": round(d_cpu / e_audio, 3),
+            "speech_share": round(speech_share(events, e_audio), 2),
             "pipeline_vs_engine": round(p_cpu / e_cpu, 2) if e_cpu else None,
             "replay_x_realtime": round(rec.duration / p_wall, 1),
             "dead_air_lag_call_s": lag_call,
         })
     print(f"engine: {engine.name}; pipeline = VAD + DTMF + dead air + talk-over + VAD-gated ASR + tone\n")
-    head = ["file", "audio s", "engine CPU/audio s", "pipeline CPU/audio s", "pipeline/engine", "replay ×RT",
-            "dead-air lag (call s)"]
+    head = ["file", "audio s", "speech share", "engine CPU/audio s", "pipeline CPU/audio s", "of which detectors",
+            "pipeline/engine", "replay ×RT", "dead-air lag (call s)"]
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for r in rows:
-        print(f"| {r['file']} | {r['audio_s']} | {r['engine_cpu_per_audio_s']} | {r['pipeline_cpu_per_audio_s']} | "
+        print(f"| {r['file']} | {r['audio_s']} | {r['speech_share']} | {r['engine_cpu_per_audio_s']} | "
+              f"{r['pipeline_cpu_per_audio_s']} | {r['detectors_cpu_per_audio_s']} | "
               f"{r['pipeline_vs_engine']} | {r['replay_x_realtime']} | {r['dead_air_lag_call_s'] or '-'} |")
     tot_e = statistics.mean(r["engine_cpu_per_audio_s"] for r in rows)
     tot_p = statistics.mean(r["pipeline_cpu_per_audio_s"] for r in rows)
