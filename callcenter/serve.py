@@ -46,6 +46,8 @@ class Service:
     console: object | None = None
     console_task: asyncio.Task | None = None
     store: object | None = None
+    api: Any = None
+    """The CRM REST API server (``callcenter.api_server.RunningServer``)."""
     log_dir: Path | None = None
     """Where worker stderr goes (``worker<i>.log``); None: inherited (the terminal)."""
 
@@ -126,6 +128,13 @@ async def start_service(settings: Settings, *, ready_timeout: float = 60.0, log_
             await svc.front.start()
         if settings.console.enabled:
             await _start_console(svc, worker_settings)
+            if settings.store.api_enabled:
+                from callcenter.api_server import start_api
+
+                try:
+                    svc.api = await start_api(settings)
+                except RuntimeError as exc:
+                    raise ServeError(str(exc)) from exc
     except BaseException:
         await stop_service(svc)
         raise
@@ -203,6 +212,9 @@ async def stop_service(svc: Service) -> None:
 
     Idempotent; a worker that does not exit within ``WORKER_STOP_S`` is killed.
     """
+    if svc.api is not None:
+        await svc.api.stop()
+        svc.api = None
     if svc.console is not None and svc.console_task is not None:
         svc.console.should_exit = True  # type: ignore[attr-defined]
         with contextlib.suppress(Exception):
@@ -245,6 +257,8 @@ async def serve(settings: Settings) -> int:
           f"{'kamailio front' if svc.front else 'no front'}); ", end="", file=sys.stderr)
     if s.console.enabled:
         print(f"console http://{s.console.host}:{s.console.port}/?token=…; ", end="", file=sys.stderr)
+    if svc.api is not None:
+        print(f"CRM API http://{s.store.api_host}:{s.store.api_port}/api/calls; ", end="", file=sys.stderr)
     if svc.broker is not None:
         print(f"MQTT 127.0.0.1:{s.mqtt.embedded_port} (embedded)", file=sys.stderr)
     else:

@@ -86,6 +86,8 @@ class StoreSettings(_Frozen):
     keep_original_pii: bool = False
     webhook_url: str | None = None
     webhook_secret: str | None = None
+    api_enabled: bool = True
+    """``serve`` runs the REST API beside the console (when the console is enabled)."""
     api_host: str = "127.0.0.1"
     api_port: int = 8081
     """The CRM REST API (OpenAPI at /openapi.json); ``serve`` and ``callcenter api`` run it."""

@@ -119,11 +119,16 @@ request_route {{
         exit;
     }}
     if (has_totag()) {{
+        # A retransmission of a request already relayed: tm resends the last reply.
+        if (!is_method("ACK") && t_check_trans()) {{
+            exit;
+        }}
         # In-dialog request sent to the front: relay it to the worker that answered the call.
         if ($sht(dlg=>$ci) != $null) {{
             $du = $sht(dlg=>$ci);
             if (is_method("BYE")) {{
-                $sht(dlg=>$ci) = $null;
+                # Keep the route a while: a slow 200 makes the caller retransmit the BYE.
+                $shtex(dlg=>$ci) = 32;
             }}
             if (is_method("ACK")) {{
                 forward();

@@ -373,7 +373,7 @@ async def test_live_sip_call_shows_in_console_and_on_mqtt(tmp_path):
     settings = load_settings(environ={}, overrides={
         "data_dir": str(tmp_path / "svc"),
         "sip.workers": 1, "sip.front": "none", "sip.port": sport,
-        "console.port": wport, "console.token": TOKEN,
+        "console.port": wport, "console.token": TOKEN, "store.api_port": free_port(),
         "mqtt.host": "127.0.0.1", "mqtt.port": bport,
         "asr.engine": "pocketsphinx",
     })

@@ -346,10 +346,10 @@ async def test_workers_survive_six_calls_ending_together(service: Service) -> No
 async def test_stop_service_leaves_no_process_and_frees_the_ports(tmp_path: Path) -> None:
     import httpx
 
-    console_port = free_port()
+    console_port, api_port = free_port(), free_port()
     settings = service_settings(
         tmp_path, **{"mqtt.enabled": True, "mqtt.embedded_port": free_port(), "console.enabled": True,
-                     "console.port": console_port, "console.token": "t0ken"},
+                     "console.port": console_port, "console.token": "t0ken", "store.api_port": api_port},
     )
     svc = await start_service(settings, log_dir=tmp_path / "logs")
     try:
@@ -366,6 +366,14 @@ async def test_stop_service_leaves_no_process_and_frees_the_ports(tmp_path: Path
         assert r.status_code == 200
         res = await place_call(svc.sip_uri, "--hangup-after", "2")
         assert res["answered"]
+        # the CRM REST API runs beside the console and serves the call's record
+        await wait_record(svc, res["call_id"])
+        async with httpx.AsyncClient(timeout=10) as client:
+            unauthorized = await client.get(f"http://127.0.0.1:{api_port}/api/calls")
+            one = await client.get(f"http://127.0.0.1:{api_port}/api/calls/{res['call_id']}",
+                                   headers={"Authorization": "Bearer t0ken"})
+        assert unauthorized.status_code == 401
+        assert one.status_code == 200 and one.json()["call_id"] == res["call_id"]
     finally:
         await stop_service(svc)
     await stop_service(svc)  # idempotent
