@@ -20,7 +20,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import httpx
@@ -45,7 +44,6 @@ RATE = 16000
 CARD = "4539148803436467"
 SECRET = "e2e-hook-secret"
 TOKEN = "e2e-api-token"
-ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 TONES = ("calm", "neutral", "tense", "angry", "unknown")
 
 
@@ -193,25 +191,6 @@ class ApiProcess:
         if self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(15)
-
-
-@pytest.fixture(scope="module")
-def pg_url():
-    """A throwaway database on the PostgreSQL at 127.0.0.1:5432, dropped afterwards."""
-    admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
-    try:
-        with admin.connect() as conn:
-            conn.execute(text("select 1"))
-    except Exception as exc:  # noqa: BLE001
-        admin.dispose()
-        pytest.skip(f"PostgreSQL not reachable at 127.0.0.1:5432 ({type(exc).__name__})")
-    name = f"crm_e2e_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 @pytest.fixture
