@@ -13,11 +13,17 @@ import dataclasses
 import logging
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from callcenter.settings import Settings
 from speech.events import CallEnded, DtmfDigit, Event, IvrStep
 from summaries.redact import CARD_DTMF_MAX_GAP_S
+
+if TYPE_CHECKING:  # imported lazily at run time: only a call's end needs them
+    from summaries.after_call import AfterCall as Chain
+    from summaries.durable_writer import DurableWriter
+    from summaries.store import CrmStore
+    from summaries.webhook import WebhookOutbox
 
 LIVE_DTMF_VISIBLE = 6
 """Digits of one keypad run shown live; later ones show as ``X``. A card typed on the keypad is
@@ -64,10 +70,10 @@ class AfterCall:
         self._live_redactor = Redactor(keep_original=False, secure_ivr_nodes=secure)
         self._live_mask = LiveDtmfMask()
         self._redactor = Redactor(keep_original=settings.store.keep_original_pii, secure_ivr_nodes=secure)
-        self.store = None
-        self.writer = None
-        self.webhook = None
-        self._chain = None
+        self.store: CrmStore | None = None
+        self.writer: DurableWriter | None = None
+        self.webhook: WebhookOutbox | None = None
+        self._chain: Chain | None = None
 
     async def start(self) -> None:
         if self._use_store:
@@ -75,25 +81,25 @@ class AfterCall:
             from summaries.store import CrmStore
 
             self.settings.data_dir.mkdir(parents=True, exist_ok=True)
-            self.store = CrmStore(self.settings.store_url)
+            store = self.store = CrmStore(self.settings.store_url)
             try:
-                await asyncio.to_thread(self.store.start)
+                await asyncio.to_thread(store.start)
             except Exception as exc:  # database down: calls are spooled and written later
                 log.warning("CRM store unavailable at start (%s); spooling calls", type(exc).__name__)
-            self.writer = DurableWriter(self.store, self.settings.data_dir / "crm-spool")
-            self.writer.start()
+            writer = self.writer = DurableWriter(store, self.settings.data_dir / "crm-spool")
+            writer.start()
         if self.settings.store.webhook_url and self._use_store:
             from summaries.webhook import WebhookOutbox
 
-            self.webhook = WebhookOutbox(
+            webhook = self.webhook = WebhookOutbox(
                 self.settings.store.webhook_url,
                 self.settings.store.webhook_secret or "",
                 self.settings.data_dir / "webhook-outbox",
             )
-            await self.webhook.start()
+            await webhook.start()
         self._chain = self._build_chain()
 
-    def _build_chain(self) -> Any:
+    def _build_chain(self) -> Chain:
         from summaries.after_call import AfterCall as Chain
         from summaries.llm_summarizer import LlmSummarizer
 

@@ -6,15 +6,20 @@ import asyncio
 import contextlib
 import signal
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from callcenter.settings import Settings
+
+if TYPE_CHECKING:
+    from uvicorn._types import ASGIApplication
 
 
 @dataclass
 class RunningServer:
     server: object
-    task: asyncio.Task
+    task: asyncio.Task[None]
     store: object
 
     async def stop(self) -> None:
@@ -25,7 +30,9 @@ class RunningServer:
             self.store.stop()  # type: ignore[attr-defined]
 
 
-async def start_uvicorn(app: object, host: str, port: int, what: str) -> tuple[object, asyncio.Task]:
+async def start_uvicorn(
+    app: ASGIApplication | Callable[..., Any] | str, host: str, port: int, what: str
+) -> tuple[object, asyncio.Task[None]]:
     """Start uvicorn in this loop; return once it listens (or raise with the reason)."""
     import uvicorn
 

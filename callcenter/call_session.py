@@ -52,7 +52,8 @@ class LegMedia:
         self.routed_to: str | None = None
 
     async def play(self, prompt: Path, *, name: str) -> bool:
-        return await self.leg.play(prompt)
+        played: bool = await self.leg.play(prompt)
+        return played
 
     def stop_playback(self) -> None:
         self.leg.stop_playback()

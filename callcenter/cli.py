@@ -7,10 +7,13 @@ import asyncio
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from callcenter import __version__
 from callcenter.settings import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    pass
 
 
 def _common(defaults: bool) -> argparse.ArgumentParser:
@@ -185,18 +188,20 @@ async def _replay(args: argparse.Namespace, settings: Settings) -> int:
     except AsrError as exc:
         raise CliError(str(exc)) from exc
     after = AfterCall(settings, store=not args.no_store)  # redaction and summary even with --no-store
-    await after.start()
     publisher = None
-    if args.publish or settings.mqtt.host:
-        from live.publisher import MqttPublisher
-
-        mqtt = settings.mqtt
-        host, port = (mqtt.host, mqtt.port) if mqtt.host else ("127.0.0.1", mqtt.embedded_port)
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        outbox, outbox_lock = _claim_outbox(settings.data_dir)
-        publisher = MqttPublisher(mqtt, outbox, host=host, port=port)
-        await publisher.start()
+    outbox: Path | None = None
+    outbox_lock: Any = None
     try:
+        await after.start()
+        if args.publish or settings.mqtt.host:
+            from live.publisher import MqttPublisher
+
+            mqtt = settings.mqtt
+            host, port = (mqtt.host, mqtt.port) if mqtt.host else ("127.0.0.1", mqtt.embedded_port)
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+            outbox, outbox_lock = _claim_outbox(settings.data_dir)
+            publisher = MqttPublisher(mqtt, outbox, host=host, port=port)
+            await publisher.start()
         results = await replay_batch(
             paths, settings, engine, as_json=args.json, expect=args.expect, check=args.check, after_call=after,
             extra_sinks=[publisher.publish] if publisher else [],
@@ -207,6 +212,7 @@ async def _replay(args: argparse.Namespace, settings: Settings) -> int:
             if publisher.pending:
                 print(f"warning: {publisher.pending} MQTT messages wait in {outbox} for the broker; "
                       "the next replay --publish sends them", file=sys.stderr)
+        if outbox_lock is not None:
             outbox_lock.close()
         await after.stop()
         if engine is not None:

@@ -16,13 +16,21 @@ class StoreHistory:
         self.store = CrmStore(url)
         self.store.start()
 
-    def search(self, q, caller, date_from, date_to, tone, limit) -> list[dict[str, Any]]:  # noqa: ANN001
+    def search(
+        self,
+        q: str | None,
+        caller: str | None,
+        date_from: str | None,
+        date_to: str | None,
+        tone: str | None,
+        limit: int,
+    ) -> list[dict[str, Any]]:
         try:
             rows = self.store.search(text=q or None, caller=caller or None, date_from=date_from or None,
                                      date_to=date_to or None, tone=tone or None, limit=limit)
         except (StoreError, ValueError):
             return []
-        out = []
+        out: list[dict[str, Any]] = []
         for row in rows:
             d = row.to_dict()
             d["summary"] = {"reason": row.reason, "resolution": row.resolution, "outcome": row.resolution,

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from callcenter.aftercall import AfterCall
 from callcenter.expect import (
@@ -43,7 +43,7 @@ class ReplayResult:
     call_id: str | None = None
     error: str | None = None
     events: list[Event] = field(default_factory=list)
-    summary: dict | None = None
+    summary: dict[str, Any] | None = None
     mismatches: list[Mismatch] = field(default_factory=list)
     checked: bool = False
     audio_seconds: float = 0.0

@@ -44,7 +44,7 @@ class Service:
     front: KamailioFront | None = None
     broker: object | None = None
     console: object | None = None
-    console_task: asyncio.Task | None = None
+    console_task: asyncio.Task[None] | None = None
     store: object | None = None
     api: Any = None
     """The CRM REST API server (``callcenter.api_server.RunningServer``)."""

@@ -23,13 +23,16 @@ import signal
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from callcenter.aftercall import AfterCall
 from callcenter.call_session import CallOutcome, CallSession
 from callcenter.settings import Settings
 from callcenter.wiring import load_asr_engine
 from ivr.flow import load_flow
+
+if TYPE_CHECKING:
+    from telephony.leg import CallLeg
 
 log = logging.getLogger(__name__)
 
@@ -124,11 +127,13 @@ async def run_worker(settings: Settings, *, port: int, index: int = 0, stop: asy
     after = AfterCall(settings)
     publisher = None
     endpoint = None
-    sessions: set[asyncio.Task] = set()
+    sessions: set[asyncio.Task[None]] = set()
     try:
         await after.start()
         sinks = []
         if settings.mqtt.enabled:
+            # MqttConfig declares settable members, the frozen MqttSettings has read-only ones;
+            # the publisher only reads them.
             publisher = MqttPublisher(settings.mqtt, data / f"mqtt-outbox-{index}.sqlite")
             await publisher.start()
             sinks.append(publisher.publish)
@@ -140,10 +145,10 @@ async def run_worker(settings: Settings, *, port: int, index: int = 0, stop: asy
 
         def refresh() -> None:
             stats.stats.active_calls = len(sessions)
-            stats.stats.endpoint_calls = endpoint.active_calls if endpoint is not None else 0
+            stats.stats.endpoint_calls = endpoint.active_calls
             stats.write()
 
-        async def serve_call(leg) -> None:
+        async def serve_call(leg: CallLeg) -> None:
             session = CallSession(leg, settings, engine, flow=flow, prompts_dir=prompts_dir,
                                   sinks=sinks, after_call=after, hold_prompt=hold)
             try:
@@ -160,7 +165,7 @@ async def run_worker(settings: Settings, *, port: int, index: int = 0, stop: asy
             except OSError:
                 log.warning("could not write the call record", exc_info=True)
 
-        def finished(task: asyncio.Task) -> None:
+        def finished(task: asyncio.Task[None]) -> None:
             sessions.discard(task)
             refresh()
 

@@ -36,14 +36,22 @@ class MqttConfig(Protocol):
     """What the publisher reads from ``callcenter.settings.MqttSettings`` (structural, so
     ``live`` does not import ``callcenter``)."""
 
-    host: str | None
-    port: int
-    username: str | None
-    password: str | None
-    tls: bool
-    ca_file: Path | None
-    topic_prefix: str
-    outbox_max: int
+    @property
+    def host(self) -> str | None: ...
+    @property
+    def port(self) -> int: ...
+    @property
+    def username(self) -> str | None: ...
+    @property
+    def password(self) -> str | None: ...
+    @property
+    def tls(self) -> bool: ...
+    @property
+    def ca_file(self) -> Path | None: ...
+    @property
+    def topic_prefix(self) -> str: ...
+    @property
+    def outbox_max(self) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
