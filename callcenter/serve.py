@@ -113,6 +113,9 @@ async def start_service(settings: Settings, *, ready_timeout: float = 60.0, log_
                 proc = await asyncio.create_subprocess_exec(
                     sys.executable, "-m", "callcenter.worker", "--settings-json", str(cfg), "--port", str(port),
                     "--index", str(i), stdin=asyncio.subprocess.DEVNULL, stderr=stderr,
+                    # Own session: a terminal's Ctrl-C reaches serve only, which then stops
+                    # front, workers and broker in order (workers finish their calls first).
+                    start_new_session=True,
                 )
             finally:
                 if stderr is not None:

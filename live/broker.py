@@ -140,6 +140,7 @@ class EmbeddedBroker:
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,  # stopped by us, after the publishers drained, not by Ctrl-C
         )
         try:
             await self._wait_listening()
