@@ -185,8 +185,7 @@ async def _wait_workers(svc: Service, wait_s: float) -> None:
 
 
 async def _start_console(svc: Service, settings: Settings) -> None:
-    import uvicorn
-
+    from callcenter.api_server import start_uvicorn
     from callcenter.history import StoreHistory
     from live.console.app import create_console_app
 
@@ -196,18 +195,10 @@ async def _start_console(svc: Service, settings: Settings) -> None:
         token=settings.console.token, broker_host=settings.mqtt.host or "127.0.0.1",
         broker_port=settings.mqtt.port, topic_prefix=settings.mqtt.topic_prefix, history=history,
     )
-    server = uvicorn.Server(uvicorn.Config(app, host=settings.console.host, port=settings.console.port,
-                                           log_level="warning", lifespan="on"))
-    svc.console = server
-    svc.console_task = asyncio.create_task(server.serve())
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 15
-    while not server.started:
-        if svc.console_task.done():
-            raise ServeError(f"console could not start on {settings.console.host}:{settings.console.port}")
-        if loop.time() > deadline:
-            raise ServeError("console did not start within 15 s")
-        await asyncio.sleep(0.05)
+    try:
+        svc.console, svc.console_task = await start_uvicorn(app, settings.console.host, settings.console.port, "console")
+    except RuntimeError as exc:
+        raise ServeError(str(exc)) from exc
 
 
 async def stop_service(svc: Service) -> None:

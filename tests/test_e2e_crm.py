@@ -15,7 +15,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -34,6 +33,7 @@ from summaries.spoken import luhn_ok
 from summaries.store import CrmStore
 from summaries.summary import REASONS, RESOLUTIONS
 from summaries.webhook import OUTBOX_FILE
+from telephony.net import free_port
 from tests.test_replay_cli import cli
 from tests.test_store_durable import TmpPostgres, _pg_bin
 from tests.test_webhook import Receiver
@@ -86,12 +86,6 @@ def pii_call(tts, tmp_path_factory) -> Path:
 
 
 # -- helpers -------------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def leaks(blob: str) -> bool:
