@@ -1,5 +1,8 @@
 """Settings, built once at start from a TOML file, environment and CLI; frozen afterwards.
 
+Each package defines its own settings types (``speech.settings``, ``telephony.settings``,
+``ivr.settings``, ``live.settings``, ``summaries.settings``); this module only assembles them.
+
 Nothing below this module reads ``os.environ``: components receive the part of ``Settings``
 they need. Environment variables use the ``CALLCENTER_`` prefix and ``__`` for nesting
 (``CALLCENTER_DEAD_AIR__THRESHOLD_S=7``); ``VOSK_MODEL_PATH`` is honoured as vosk users expect.
@@ -10,147 +13,65 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ivr.settings import IvrSettings
+from live.settings import ConsoleSettings, MqttSettings
+from speech.settings import (
+    AsrSettings,
+    DeadAirSettings,
+    DtmfSettings,
+    TalkOverSettings,
+    ToneSettings,
+    VadSettings,
+)
+from summaries.settings import StoreSettings, SummarySettings
+from telephony.settings import SipSettings
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class VadSettings(_Frozen):
-    aggressiveness: int = Field(2, ge=0, le=3)
-    """webrtcvad mode; 2-3 keep silence gaps whole in noise."""
-    frame_ms: Literal[10, 20, 30] = 20
-    start_ms: int = 60
-    """Voiced audio needed before an utterance starts."""
-    hangover_ms: int = 300
-    """Unvoiced audio needed before it ends, so a word is not cut."""
-    preroll_ms: int = 300
-    """Audio before the detected onset that is still sent to ASR."""
-    floor_margin_db: float = 6.0
-    """A chunk is voiced only this far above the party's running noise floor (webrtcvad alone
-    keeps saying "speech" for 60-120 ms after a word)."""
-
-
-class AsrSettings(_Frozen):
-    engine: Literal["auto", "vosk", "pocketsphinx", "none"] = "auto"
-    """``auto``: vosk when a vosk model resolves, else pocketsphinx (ships its English model)."""
-    vosk_model_path: Path | None = None
-    vosk_language: str = "en-us"
-    vosk_download: bool = False
-    """Let vosk download a model for ``vosk_language`` (needs internet)."""
-    partials: bool = True
-    max_utterance_s: float = 20.0
-    """Force a final after this much continuous speech."""
-
-
-class DeadAirSettings(_Frozen):
-    threshold_s: float = Field(5.0, gt=0)
+__all__ = [
+    "AsrSettings",
+    "ConsoleSettings",
+    "DeadAirSettings",
+    "DtmfSettings",
+    "IvrSettings",
+    "MqttSettings",
+    "Settings",
+    "SettingsError",
+    "SipSettings",
+    "StoreSettings",
+    "SummarySettings",
+    "TalkOverSettings",
+    "ToneSettings",
+    "VadSettings",
+    "load_settings",
+]
 
 
-class ToneSettings(_Frozen):
-    baseline_utterances: int = 2
-    """Caller utterances that set the prosody baseline."""
-    calm_score: float = 0.2
-    """Below this tension an utterance is calm (neutral up to ``tense_score``)."""
-    tense_score: float = 0.45
-    angry_score: float = 0.7
-    rising_trend: float = 0.12
-    """Score slope per utterance over the window that raises a rising-tension alert."""
-    trend_window: int = 3
-    prosody_weight: float = 0.45
-    lexical_weight: float = 0.55
 
 
-class TalkOverSettings(_Frozen):
-    min_overlap_s: float = 0.3
 
 
-class DtmfSettings(_Frozen):
-    min_duration_ms: int = 40
-    min_gap_ms: int = 40
-    twist_db: float = 8.0
-    min_level_db: float = -30.0
-    min_tone_fraction: float = 0.8
-    """Share of a window's energy the two tones must carry: rejects speech and music."""
-    min_peak_ratio_db: float = 6.0
-    """How far the strongest tone of a group stands above the runner-up."""
 
 
-class StoreSettings(_Frozen):
-    url: str | None = None
-    """SQLAlchemy URL; default: SQLite in ``data_dir``."""
-    keep_original_pii: bool = False
-    webhook_url: str | None = None
-    webhook_secret: str | None = None
-    api_enabled: bool = True
-    """``serve`` runs the REST API beside the console (when the console is enabled)."""
-    api_host: str = "127.0.0.1"
-    api_port: int = 8081
-    """The CRM REST API (OpenAPI at /openapi.json); ``serve`` and ``callcenter api`` run it."""
-    api_token: str | None = None
-    """Bearer token for the REST API; default: the console token."""
 
 
-class SummarySettings(_Frozen):
-    llm_base_url: str | None = None
-    """An OpenAI-compatible endpoint (``http://host:port/v1``) for LLM summaries; the offline
-    summarizer is used when unset and as the fallback when the endpoint fails."""
-    llm_api_key: str | None = None
-    llm_model: str = "gpt-4o-mini"
-    llm_timeout_s: float = 30.0
-    secure_ivr_nodes: tuple[str, ...] = ()
-    """IVR nodes whose entered digits are PII (flows can also mark a collect node ``secure``)."""
 
 
-class MqttSettings(_Frozen):
-    host: str | None = None
-    """Broker host; ``None`` runs an embedded broker on ``port``."""
-    port: int = 1883
-    embedded_port: int = 18830
-    username: str | None = None
-    password: str | None = None
-    tls: bool = False
-    ca_file: Path | None = None
-    topic_prefix: str = "callcenter"
-    outbox_max: int = 100_000
-    """Events kept on disk while the broker is unreachable."""
-    enabled: bool = True
 
 
-class SipSettings(_Frozen):
-    host: str = "127.0.0.1"
-    port: int = 5060
-    transports: tuple[Literal["udp", "tcp"], ...] = ("udp", "tcp")
-    workers: int | None = None
-    """Endpoint processes (each holds at most 4 calls); default: one per core."""
-    worker_base_port: int = 5070
-    codecs: tuple[str, ...] = ("PCMU/8000", "PCMA/8000", "G722/16000")
-    max_calls: int = Field(4, ge=1, le=4)
-    """Calls per endpoint process; the pjsua2 wheel is built with at most 4."""
-    inbox_frames: int = 500
-    """Audio frames a call's inbox holds before dropping (10 s); control items are never dropped."""
-    front: Literal["auto", "kamailio", "none"] = "auto"
-    record: bool = True
 
 
-class IvrSettings(_Frozen):
-    flow: Path | None = None
-    """IVR flow file; default: the shipped sample contact-center flow."""
-    prompts_dir: Path | None = None
-    """Where the flow's ``<prompt>.wav`` files are; default: the flow's own ``prompts_dir``."""
-    agent_uri: str = "sip:agent@127.0.0.1:5090"
-    """Where "speak to an agent" transfers (SIP REFER) in the sample flow."""
 
 
-class ConsoleSettings(_Frozen):
-    host: str = "127.0.0.1"
-    port: int = 8080
-    token: str = "change-me"
-    enabled: bool = True
+
+
+
+
+
+
 
 
 class Settings(BaseSettings):
@@ -174,6 +95,13 @@ class Settings(BaseSettings):
     sip: SipSettings = SipSettings()
     ivr: IvrSettings = IvrSettings()
     console: ConsoleSettings = ConsoleSettings()
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute_data_dir(cls, value: Path) -> Path:
+        """Resolved once, here: Kamailio, workers and the store change or inherit other working
+        directories, so a relative ``var`` must not mean different places to them."""
+        return Path(value).expanduser().resolve()
 
     @property
     def store_url(self) -> str:

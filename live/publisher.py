@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 
 class MqttConfig(Protocol):
-    """What the publisher reads from ``callcenter.settings.MqttSettings`` (structural, so
+    """What the publisher reads from ``live.settings.MqttSettings`` (structural, so
     ``live`` does not import ``callcenter``)."""
 
     @property

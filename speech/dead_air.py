@@ -8,7 +8,6 @@ Prompts and hold music are not dead air: the caller is being served.
 
 from __future__ import annotations
 
-from callcenter.settings import DeadAirSettings
 from speech.events import (
     CallStarted,
     DeadAirEnded,
@@ -21,6 +20,7 @@ from speech.events import (
     SpeechStarted,
 )
 from speech.frames import AudioFrame, Party
+from speech.settings import DeadAirSettings
 from speech.stage import Stage
 
 _EPS = 1e-6

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from callcenter.settings import DtmfSettings
 from speech.events import DtmfDigit, Event
 from speech.frames import AudioFrame, Party
+from speech.settings import DtmfSettings
 from speech.stage import Stage
 
 ROW_HZ = (697.0, 770.0, 852.0, 941.0)

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from callcenter.settings import TalkOverSettings
 from speech.events import Event, SpeechEnded, SpeechStarted, TalkOver
 from speech.frames import Party
+from speech.settings import TalkOverSettings
 from speech.stage import Stage
 
 

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from callcenter.settings import ToneSettings
 from speech.events import (
     Event,
     FinalTranscript,
@@ -42,6 +41,7 @@ from speech.prosody import (
     ProsodyDelta,
     analyze,
 )
+from speech.settings import ToneSettings
 from speech.stage import Stage
 
 log = logging.getLogger(__name__)

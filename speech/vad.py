@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 import webrtcvad
 
-from callcenter.settings import VadSettings
 from speech.events import Event, SpeechEnded, SpeechStarted
 from speech.frames import SAMPLE_WIDTH, AudioFrame, Party
+from speech.settings import VadSettings
 from speech.stage import Stage
 
 _GAP_TOLERANCE_S = 1e-4

@@ -22,11 +22,11 @@ from typing import Any
 
 import pjsua2 as pj
 
-from callcenter.settings import SipSettings
 from speech.frames import FRAME_MS, PIPELINE_RATE, Party
 from telephony.items import CallFailed, EndpointError
 from telephony.leg import DEFAULT_INBOX_FRAMES, CallLeg
 from telephony.media_port import CallPort, MediaBridge, make_port
+from telephony.settings import SipSettings
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,6 @@ from typing import Any, Literal
 
 import numpy as np
 
-from callcenter.settings import SipSettings
 from speech.events import DtmfDigit
 from speech.frames import FRAME_MS
 from telephony.endpoint import SipEndpoint
@@ -26,6 +25,7 @@ from telephony.items import CallFailed, HoldChanged, LegEnded
 from telephony.leg import CallLeg
 from telephony.net import free_port
 from telephony.prompts import chunk_pcm, dtmf_tone
+from telephony.settings import SipSettings
 
 DIGIT_SEND_S = 0.2
 """Time one RFC 4733 digit takes on the wire (100 ms tone, end packets, gap)."""

@@ -12,10 +12,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from callcenter.settings import AsrSettings
 from speech.asr.base import AsrEngine, AsrError
 from speech.asr.pocketsphinx_engine import PocketsphinxEngine
 from speech.asr.vosk_engine import VoskEngine, check_model_dir
+from speech.settings import AsrSettings
 
 log = logging.getLogger(__name__)
 
