@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -28,16 +27,12 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, text
 
+from speech.ports import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 SECRET = "bench-secret"
 POLL_S = 0.005
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def pct(values: list[float], q: float) -> float:

@@ -6,6 +6,10 @@ times fall between ~0 and ~12 ms.
 
 Runs a SipEndpoint in this process that answers everything, drives it with sipp on 127.0.0.1
 and prints a table. ``python benchmarks/bench_sip.py [--calls 40]``.
+
+``--flood 50 100 200 400``: INVITE floods (sipp ``uac``, 2 s calls, 3 s at each rate) straight at
+one endpoint in its own process (``tests.sip.answerer``): what it answered and refused, whether
+it survived, and when a normal call placed after the flood was answered.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import argparse
 import asyncio
 import contextlib
 import csv
+import json
 import resource
 import sys
 import tempfile
@@ -25,9 +30,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from callcenter.settings import SipSettings  # noqa: E402
 from telephony import LegEnded, SipEndpoint  # noqa: E402
 from telephony.net import free_port  # noqa: E402
+from telephony.settings import SipSettings  # noqa: E402
 from tests.sip.sipp import run_sipp  # noqa: E402
 
 
@@ -114,9 +119,50 @@ async def main(calls: int, media_calls: int) -> None:
         print(f"{name.ljust(width)} | {value}")
 
 
+async def flood(rates: list[int]) -> None:
+    """One fresh endpoint process per rate; a probe call once sipp (and its calls) finished."""
+    print("| flood calls/s | calls | answered | 486 | 503 | other failures | endpoint survived "
+          "| probe answered, s after the flood |")
+    print("|---|---|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as tmp:
+        for rate in rates:
+            port = free_port()
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "tests.sip.answerer", str(port), cwd=ROOT,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            assert proc.stdout is not None
+            await asyncio.wait_for(proc.stdout.readline(), 20)
+            calls = rate * 3
+            run = await run_sipp(port, Path(tmp) / f"flood{rate}", builtin="uac", calls=calls, rate=rate,
+                                 duration_ms=2000, timeout_s=30)
+            end = time.monotonic()
+            alive = proc.returncode is None
+            probe_s: float | None = None
+            while alive and probe_s is None and time.monotonic() - end < 10:
+                probe = await run_sipp(port, Path(tmp) / f"probe{rate}", builtin="uac", duration_ms=100,
+                                       timeout_s=5)
+                if probe.returncode == 0:
+                    probe_s = time.monotonic() - end
+            answered = len(run.calls_with_status(200))
+            busy, unavailable = len(run.calls_with_status(486)), len(run.calls_with_status(503))
+            other = calls - answered - busy - unavailable
+            if proc.returncode is None:
+                proc.terminate()
+            out, _ = await proc.communicate()
+            lines = out.decode().splitlines()
+            refused = json.loads(lines[-1])["refused"] if lines and lines[-1].startswith("{") else "-"
+            probe = f"{probe_s:.2f}" if probe_s is not None else "never"
+            print(f"| {rate} | {calls} | {answered} | {busy} | {unavailable} | {other} | "
+                  f"{'yes' if alive else 'NO'} (refused by us: {refused}) | {probe} |")
+
+
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--calls", type=int, default=40)
     ap.add_argument("--media-calls", type=int, default=4)
+    ap.add_argument("--flood", type=int, nargs="*", help="INVITE flood rates (calls/s) instead")
     a = ap.parse_args()
-    asyncio.run(main(a.calls, a.media_calls))
+    if a.flood:
+        asyncio.run(flood(a.flood))
+    else:
+        asyncio.run(main(a.calls, a.media_calls))

@@ -14,7 +14,6 @@ import argparse
 import asyncio
 import dataclasses
 import json
-import socket
 import statistics
 import subprocess
 import sys
@@ -27,7 +26,8 @@ from pathlib import Path
 from sqlalchemy import create_engine, text
 
 from speech.frames import Party
-from summaries.after_call import AfterCall
+from speech.ports import free_port
+from summaries.after_call import AfterCallChain
 from summaries.durable_writer import DurableWriter
 from summaries.redact import Redactor
 from summaries.sample_calls import billing_call, utterance
@@ -61,18 +61,12 @@ def pct(values: list[float], q: float) -> float:
     return s[min(len(s) - 1, round(q * (len(s) - 1)))]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 async def bench_store(url: str, calls: int, tmp: Path, label: str) -> tuple[str, list[float]]:
     store = CrmStore(url)
     writer = DurableWriter(store, tmp / f"spool-{label}")
     store.start()
     writer.start()
-    chain = AfterCall(Redactor(), writer=writer)
+    chain = AfterCallChain(Redactor(), writer=writer)
     out = []
     for i in range(calls):
         ev = long_call(f"{label}-{i}")
@@ -97,7 +91,7 @@ async def bench_webhook(calls: int, tmp: Path) -> list[float]:
     proc = start_receiver(port, secret, log)
     hook = WebhookOutbox(f"http://127.0.0.1:{port}/hook", secret, tmp / "outbox", backoff_base_s=0.1)
     await hook.start()
-    chain = AfterCall(Redactor(), webhook=hook)
+    chain = AfterCallChain(Redactor(), webhook=hook)
     started: dict[str, float] = {}
     try:
         for i in range(calls):

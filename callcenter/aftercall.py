@@ -1,9 +1,11 @@
 """What happens when a call ends, composed from settings: redact, summarize, store, deliver.
 
-``summaries.after_call.AfterCall`` does the work (redactor → summarizer → durable CRM writer →
-webhook outbox); this module builds it from settings and owns the lifecycles. Live sinks are
-wrapped with ``redacting`` so MQTT and the console never see PII the settings do not allow; the
-live redactor is a separate instance, because a redactor follows one ordered event stream.
+``summaries.after_call.AfterCallChain`` does the work (redactor → summarizer → durable CRM
+writer → webhook outbox); ``AfterCall`` here builds it from settings and owns the lifecycles.
+Live sinks are wrapped with ``redacting`` so MQTT and the console never see PII the settings do
+not allow; the live redactor is a separate instance, because a redactor follows one ordered
+event stream. ``live_sinks`` and ``finish_call`` are the one sequence live calls and replays
+share: redacted sinks during the call, then summary, store and the ``summary`` event to the sinks.
 """
 
 from __future__ import annotations
@@ -16,11 +18,20 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from callcenter.settings import Settings
-from speech.events import CallEnded, DtmfDigit, Event, IvrStep
+from speech.events import (
+    CallEnded,
+    DtmfDigit,
+    Event,
+    IvrAction,
+    IvrStep,
+    PartialTranscript,
+    SummaryReady,
+)
 from summaries.redact import CARD_DTMF_MAX_GAP_S
+from summaries.spoken import mask_long_runs
 
 if TYPE_CHECKING:  # imported lazily at run time: only a call's end needs them
-    from summaries.after_call import AfterCall as Chain
+    from summaries.after_call import AfterCallChain
     from summaries.durable_writer import DurableWriter
     from summaries.store import CrmStore
     from summaries.webhook import WebhookOutbox
@@ -51,7 +62,7 @@ class LiveDtmfMask:
             self._runs[cid] = (count, event.t)
             if count > self.visible:
                 return dataclasses.replace(event, digit="X")
-        elif isinstance(event, IvrStep) and event.action == "enter":
+        elif isinstance(event, IvrStep) and event.action == IvrAction.ENTER:
             self._runs.pop(cid, None)
         elif isinstance(event, CallEnded):
             self._runs.pop(cid, None)
@@ -73,7 +84,7 @@ class AfterCall:
         self.store: CrmStore | None = None
         self.writer: DurableWriter | None = None
         self.webhook: WebhookOutbox | None = None
-        self._chain: Chain | None = None
+        self._chain: AfterCallChain | None = None
 
     async def start(self) -> None:
         if self._use_store:
@@ -99,15 +110,15 @@ class AfterCall:
             await webhook.start()
         self._chain = self._build_chain()
 
-    def _build_chain(self) -> Chain:
-        from summaries.after_call import AfterCall as Chain
+    def _build_chain(self) -> AfterCallChain:
+        from summaries.after_call import AfterCallChain
         from summaries.llm_summarizer import LlmSummarizer
 
         s = self.settings.summary
         summarizer = (
             LlmSummarizer(s.llm_base_url, s.llm_api_key, s.llm_model, s.llm_timeout_s) if s.llm_base_url else None
         )
-        return Chain(self._redactor, summarizer, self.writer, self.webhook)
+        return AfterCallChain(self._redactor, summarizer, self.writer, self.webhook)
 
     async def stop(self) -> None:
         if self.webhook is not None:
@@ -125,7 +136,10 @@ class AfterCall:
         """Wrap a live sink so it only ever sees redacted events."""
 
         def wrapped(event: Event) -> None:
-            sink(self._live_redactor.redact_event(self._live_mask(event)))
+            red = self._live_redactor.redact_event(self._live_mask(event))
+            if isinstance(red, PartialTranscript):  # a card number still too short to know it is one
+                red = dataclasses.replace(red, text=mask_long_runs(red.text, LIVE_DTMF_VISIBLE))
+            sink(red)
 
         return wrapped
 
@@ -137,6 +151,30 @@ class AfterCall:
         data = result.summary.to_dict()
         data.update({k: v for k, v in extra.items() if k not in data})
         return data
+
+
+Sink = Callable[[Event], None]
+
+
+def live_sinks(sinks: Sequence[Sink], after_call: AfterCall | None) -> list[Sink]:
+    """The sinks as a call's pipeline should feed them: through the live redactor, if any."""
+    return [after_call.redacting(sink) if after_call is not None else sink for sink in sinks]
+
+
+async def finish_call(
+    after_call: AfterCall, call_id: str, events: Sequence[Event], sinks: Sequence[Sink], *, t: float, **extra: Any
+) -> dict[str, Any]:
+    """Summarize, store and deliver a finished call, then tell the sinks (``SummaryReady`` at
+    call time ``t``). Raises when the after-call chain fails; a failing sink is logged and skipped.
+    The summary comes from redacted events, so the sinks get it as is."""
+    summary = await after_call.complete(call_id, events, **extra)
+    event = SummaryReady(call_id=call_id, t=t, summary=summary)
+    for sink in sinks:
+        try:
+            sink(event)
+        except Exception:
+            log.exception("summary sink failed on call %s", call_id)
+    return summary
 
 
 def format_summary(summary: dict[str, Any]) -> str:

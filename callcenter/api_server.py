@@ -55,7 +55,9 @@ async def start_api(settings: Settings) -> RunningServer:
     from summaries.store import CrmStore
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    store = CrmStore(settings.store_url)
+    # Posted calls are redacted as live ones are: same secure IVR nodes, same originals policy.
+    store = CrmStore(settings.store_url, secure_ivr_nodes=settings.summary.secure_ivr_nodes,
+                     keep_original_pii=settings.store.keep_original_pii)
     await asyncio.to_thread(store.start)
     app = create_api(store, token=settings.store.api_token or settings.console.token)
     server, task = await start_uvicorn(app, settings.store.api_host, settings.store.api_port, "CRM API")
@@ -73,7 +75,7 @@ async def run_api(settings: Settings) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"CRM API on http://{settings.store.api_host}:{settings.store.api_port}/api/calls "
-          f"(OpenAPI: /openapi.json; bearer token required)", file=sys.stderr)
+          f"(OpenAPI: /openapi.json, /docs?token=...; bearer token required on all)", file=sys.stderr)
     await stop.wait()
     await running.stop()
     return 0

@@ -15,15 +15,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from callcenter.aftercall import AfterCall
+from callcenter.aftercall import AfterCall, finish_call, live_sinks
 from callcenter.settings import Settings
 from callcenter.wiring import build_pipeline
 from ivr.flow import Flow
 from ivr.session import IvrSession, TransferFailed
 from speech.asr.base import AsrEngine
-from speech.events import CallStarted, Event, PlaybackEnded, PlaybackStarted, SummaryReady
+from speech.events import CallStarted, Event, PlaybackEnded, PlaybackStarted
 from speech.frames import AudioFrame, Party
 from speech.pipeline import CallPipeline
+from speech.stage import SetGrammar
 from telephony.items import HoldChanged, LegEnded
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ class LegMedia:
         self.leg.stop_playback()
 
     def set_grammar(self, phrases: Sequence[str] | None) -> None:
-        self.pipeline.set_grammar(Party.CALLER, phrases)
+        self.pipeline.control(SetGrammar(Party.CALLER, tuple(phrases) if phrases else None))
 
     async def route(self, queue: str) -> None:
         self.routed_to = queue
@@ -102,8 +103,8 @@ class CallSession:
     async def run(self) -> CallOutcome:
         leg = self.leg
         pipeline = build_pipeline(leg.call_id, self.settings, self.engine)
-        for sink in self.sinks:
-            pipeline.add_sink(self.after_call.redacting(sink) if self.after_call else sink)
+        for sink in live_sinks(self.sinks, self.after_call):
+            pipeline.add_sink(sink)
         media = LegMedia(leg, pipeline)
         ivr: IvrSession | None = None
         if self.flow is not None and self.prompts_dir is not None:
@@ -142,16 +143,10 @@ class CallSession:
             if ivr_result is not None:
                 extra["ivr_outcome"] = _ivr_dict(ivr_result)
             try:
-                outcome.summary = await self.after_call.complete(leg.call_id, events, **extra)
+                outcome.summary = await finish_call(self.after_call, leg.call_id, events, self.sinks,
+                                                    t=pipeline.now, **extra)
             except Exception:  # the call is over either way; the caller must not see this
                 log.exception("after-call processing failed on call %s", leg.call_id)
-                return outcome
-            summary_event = SummaryReady(call_id=leg.call_id, t=pipeline.now, summary=outcome.summary)
-            for sink in self.sinks:
-                try:
-                    sink(summary_event)
-                except Exception:
-                    log.exception("summary sink failed on call %s", leg.call_id)
         return outcome
 
     async def _run_ivr(self, ivr: IvrSession, media: LegMedia) -> Any:

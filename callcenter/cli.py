@@ -45,7 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--expect", type=Path, help="expectations JSON for a single file")
     r.add_argument("--check", action="store_true", help="check each file against its <name>.expect.json")
     r.add_argument("--no-store", action="store_true", help="do not write after-call records")
-    r.add_argument("--engine", choices=["auto", "vosk", "pocketsphinx", "none"])
+    r.add_argument("--engine", choices=["auto", "whisper", "vosk", "pocketsphinx", "none"])
     r.add_argument("--vosk-model", type=Path, help="vosk model folder (else VOSK_MODEL_PATH)")
     r.add_argument("--dead-air", type=float, metavar="SECONDS", help="dead-air threshold")
     r.add_argument("--publish", action="store_true",
@@ -168,6 +168,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+PUBLISH_FAILED = 3
+"""``replay --publish`` exit code when events did not reach the MQTT broker."""
+
+
 class CliError(RuntimeError):
     """A user-facing failure: printed as one line, exit 2."""
 
@@ -189,6 +193,7 @@ async def _replay(args: argparse.Namespace, settings: Settings) -> int:
         raise CliError(str(exc)) from exc
     after = AfterCall(settings, store=not args.no_store)  # redaction and summary even with --no-store
     publisher = None
+    undelivered = 0
     outbox: Path | None = None
     outbox_lock: Any = None
     try:
@@ -209,9 +214,13 @@ async def _replay(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         if publisher is not None:
             await publisher.stop(drain=True, timeout=10.0)
-            if publisher.pending:
-                print(f"warning: {publisher.pending} MQTT messages wait in {outbox} for the broker; "
-                      "the next replay --publish sends them", file=sys.stderr)
+            undelivered = publisher.pending
+            if undelivered:
+                stats = publisher.stats()
+                what = "nothing reached" if stats.published == 0 else f"{undelivered} messages did not reach"
+                print(f"error: --publish: {what} the MQTT broker at {publisher.host}:{publisher.port}; "
+                      f"{undelivered} messages wait in {outbox}, the next replay --publish sends them",
+                      file=sys.stderr)
         if outbox_lock is not None:
             outbox_lock.close()
         await after.stop()
@@ -220,7 +229,8 @@ async def _replay(args: argparse.Namespace, settings: Settings) -> int:
     failed = [r for r in results if not r.ok]
     if len(paths) > 1 and not args.json:
         print(f"{len(results) - len(failed)} of {len(results)} recordings OK", file=sys.stderr)
-    return exit_code(results)
+    code = exit_code(results)
+    return max(code, PUBLISH_FAILED) if undelivered else code
 
 
 def _claim_outbox(data_dir: Path) -> tuple[Path, Any]:

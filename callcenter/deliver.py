@@ -12,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from callcenter.settings import Settings
+from summaries.durable_writer import BAD_SUFFIX
 
 if TYPE_CHECKING:
     from summaries.webhook import Delivery, WebhookOutbox
@@ -33,10 +35,14 @@ class SinkReport:
     done: int
     waiting: int
     reason: str | None = None
+    set_aside: int = 0
+    """Unreadable spool files moved aside (``*.bad``) for a person to look at."""
 
     def line(self) -> str:
         verb = "written" if self.name == "crm" else "delivered"
         out = f"{self.name}: {self.done} {verb}, {self.waiting} waiting"
+        if self.set_aside:
+            out += f", {self.set_aside} unreadable (set aside as *{BAD_SUFFIX})"
         return out + (f" ({self.reason})" if self.waiting and self.reason else "")
 
 
@@ -56,16 +62,24 @@ async def flush_crm_spool(settings: Settings) -> SinkReport:
     from summaries.store import CrmStore
 
     spool = settings.data_dir / CRM_SPOOL_DIR
-    store = CrmStore(settings.store_url)
+    # Redacted on the way in like a live call: a spool left by an older version may hold PII.
+    store = CrmStore(settings.store_url, secure_ivr_nodes=settings.summary.secure_ivr_nodes,
+                     keep_original_pii=settings.store.keep_original_pii)
     writer = DurableWriter(store, spool)
     before = len(writer.spooled())
     if not before:
         return SinkReport("crm", 0, 0)
+    bad_before = _bad_files(spool)
     try:
         waiting = await asyncio.to_thread(writer.flush)
     finally:
         await asyncio.to_thread(store.stop)
-    return SinkReport("crm", before - waiting, waiting, writer.last_error)
+    set_aside = _bad_files(spool) - bad_before
+    return SinkReport("crm", before - waiting - set_aside, waiting, writer.last_error, set_aside)
+
+
+def _bad_files(spool: Path) -> int:
+    return sum(1 for _ in spool.glob(f"*{BAD_SUFFIX}"))
 
 
 async def deliver_webhook_outbox(settings: Settings, timeout_s: float) -> SinkReport:

@@ -1,64 +1,15 @@
-"""How events look on a terminal: one readable line each, or one JSON object each."""
+"""How events look on a terminal: one readable line each, or one JSON object each.
+
+The line is the event's own ``render()`` (declared with its class in ``speech.events``); this
+module only prints.
+"""
 
 from __future__ import annotations
 
 import json
 from typing import TextIO
 
-from speech.events import (
-    CallEnded,
-    CallStarted,
-    DeadAirEnded,
-    DeadAirStarted,
-    DtmfDigit,
-    Event,
-    FinalTranscript,
-    IvrStep,
-    PartialTranscript,
-    PlaybackEnded,
-    PlaybackStarted,
-    SpeechEnded,
-    SpeechStarted,
-    SummaryReady,
-    TalkOver,
-    ToneAlert,
-    ToneUpdate,
-)
-
-
-def describe(event: Event) -> str | None:
-    """A short human line, or None for events too chatty for a terminal."""
-    who = event.party.value if event.party else "-"
-    match event:
-        case CallStarted():
-            return f"call started ({event.source})"
-        case CallEnded():
-            return f"call ended: {event.reason}, {event.duration:.1f} s"
-        case SpeechStarted() | SpeechEnded() | PartialTranscript():
-            return None
-        case FinalTranscript():
-            return f"{who}: {event.text!r}" if event.text else None
-        case DeadAirStarted():
-            return f"DEAD AIR since {event.start:.2f} s (threshold {event.threshold:.1f} s)"
-        case DeadAirEnded():
-            return f"dead air over: {event.start:.2f}-{event.end:.2f} s ({event.duration:.1f} s)"
-        case ToneUpdate():
-            return f"tone {event.label} ({event.score:.2f}, trend {event.trend:+.2f})"
-        case ToneAlert():
-            return f"TONE ALERT {event.kind}: {event.label} ({event.score:.2f}) — " + "; ".join(event.reasons)
-        case DtmfDigit():
-            return f"DTMF {event.digit} ({event.source})"
-        case TalkOver():
-            return f"talk-over by {event.started_by.value}: {event.start:.2f}-{event.end:.2f} s"
-        case PlaybackStarted():
-            return f"playing {event.kind} {event.name}"
-        case PlaybackEnded():
-            return f"{event.kind} {event.name} {'barged in' if event.barged_in else 'done'}"
-        case IvrStep():
-            return f"IVR {event.node}: {event.action}"
-        case SummaryReady():
-            return None
-    return event.type.value
+from speech.events import Event
 
 
 class EventPrinter:
@@ -76,7 +27,7 @@ class EventPrinter:
                 data["file"] = self.label
             self.out.write(json.dumps(data, ensure_ascii=False) + "\n")
             return
-        line = describe(event)
+        line = event.render()
         if line is not None:
             self.out.write(f"{event.t:8.2f}  {line}\n")
         self.out.flush()

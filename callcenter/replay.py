@@ -18,23 +18,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from callcenter.aftercall import AfterCall
-from callcenter.expect import (
-    Expectation,
-    ExpectationError,
-    Mismatch,
-    compare,
-    expectation_for,
-    load_expectation,
-)
+from callcenter.aftercall import AfterCall, finish_call, live_sinks
 from callcenter.render import EventPrinter
 from callcenter.settings import Settings
 from callcenter.wiring import build_pipeline
+from qa import Expectation, ExpectationError, Mismatch, compare, expectation_for, load_expectation
 from speech.asr.base import AsrEngine
-from speech.audio_io import AudioFileError, load_recording
-from speech.events import CallStarted, Event, SummaryReady
-
-AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif"}
+from speech.audio_io import AUDIO_SUFFIXES, AudioFileError, open_recording
+from speech.events import CallStarted, Event
 
 
 @dataclass
@@ -79,20 +70,20 @@ async def replay_file(
     """Replay one recording through a fresh pipeline; summarize, store and check it."""
     result = ResultTimer(path)
     try:
-        recording = await asyncio.to_thread(load_recording, path)
+        recording = await asyncio.to_thread(open_recording, path)  # streamed: memory stays flat
     except AudioFileError as exc:
         return result.fail(str(exc))
     call_id = f"replay-{uuid.uuid4().hex[:12]}"
     pipeline = build_pipeline(call_id, settings, engine)
-    for sink in sinks:
-        pipeline.add_sink(after_call.redacting(sink) if after_call else sink)
+    for sink in live_sinks(sinks, after_call):
+        pipeline.add_sink(sink)
     started = CallStarted(
         t=0.0,
         source="replay",
         caller=path.stem,
         callee="replay",
         started_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        parties=tuple(p.value for p in recording.tracks),
+        parties=tuple(p.value for p in recording.parties),
     )
     await pipeline.start(started)
     for frame in recording.frames():
@@ -100,11 +91,8 @@ async def replay_file(
     events = await pipeline.end("end_of_recording", duration=recording.duration)
     res = result.done(call_id, events, recording.duration)
     if after_call is not None:
-        summary = await after_call.complete(call_id, events, source_file=str(path))
-        res.summary = summary
-        summary_event = SummaryReady(call_id=call_id, t=recording.duration, summary=summary)
-        for sink in sinks:
-            sink(summary_event)
+        res.summary = await finish_call(after_call, call_id, events, sinks, t=recording.duration,
+                                        source_file=str(path))
     if expectation is not None:
         res.mismatches = compare(expectation, events)
         res.checked = True

@@ -4,7 +4,8 @@ Starts, in order: the MQTT broker (embedded unless one is configured), the endpo
 processes (a pjsua2 process holds at most 4 calls), the SIP front on the dialed address
 (Kamailio's dispatcher; without Kamailio, the documented fallback is a single worker listening on
 the dialed address itself, so 4 concurrent calls), and the agent console. Stops them in reverse on
-SIGINT/SIGTERM.
+SIGINT/SIGTERM. While it runs, ``supervisor.Supervisor`` restarts a worker (or the front) that
+dies, and stores the calls a dead worker held (``end_reason=worker_lost``).
 """
 
 from __future__ import annotations
@@ -20,8 +21,16 @@ from pathlib import Path
 from typing import Any
 
 from callcenter.settings import Settings
+from callcenter.supervisor import Supervisor
 from callcenter.worker import read_worker_stats
-from telephony.kamailio import KamailioFront, Worker, _udp_options_ok, kamailio_binary
+from telephony.kamailio import (
+    FrontError,
+    FrontLimits,
+    KamailioFront,
+    Worker,
+    _udp_options_ok,
+    kamailio_binary,
+)
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +59,8 @@ class Service:
     """The CRM REST API server (``callcenter.api_server.RunningServer``)."""
     log_dir: Path | None = None
     """Where worker stderr goes (``worker<i>.log``); None: inherited (the terminal)."""
+    supervisor: Supervisor | None = None
+    worker_cfg: Path | None = None
 
     @property
     def sip_uri(self) -> str:
@@ -58,6 +69,12 @@ class Service:
     def worker_stats(self) -> list[dict[str, Any]]:
         """Each worker's last report (``active_calls``, ``calls_total``, ``frames_dropped``...)."""
         return read_worker_stats(self.settings.data_dir)
+
+    def health(self) -> dict[str, Any]:
+        """Workers' and front's state (what the console's ``/api/health`` serves)."""
+        if self.supervisor is None:
+            return {"status": "starting", "workers": []}
+        return self.supervisor.health()
 
     def pids(self) -> list[int]:
         """Process ids of the workers and of Kamailio's main process (for leak checks)."""
@@ -105,30 +122,21 @@ async def start_service(settings: Settings, *, ready_timeout: float = 60.0, log_
         worker_settings = settings.model_copy(update={"mqtt": mqtt})
         count, use_front = plan_workers(settings)
         ports = [settings.sip.worker_base_port + i for i in range(count)] if use_front else [settings.sip.port]
-        cfg = settings.data_dir / "worker-settings.json"
+        cfg = svc.worker_cfg = settings.data_dir / "worker-settings.json"
         await asyncio.to_thread(_prepare_run, settings, worker_settings, cfg, log_dir)
-        for i, port in enumerate(ports):
-            stderr = _open_log(log_dir / f"worker{i}.log") if log_dir is not None else None
-            try:
-                proc = await asyncio.create_subprocess_exec(
-                    sys.executable, "-m", "callcenter.worker", "--settings-json", str(cfg), "--port", str(port),
-                    "--index", str(i), stdin=asyncio.subprocess.DEVNULL, stderr=stderr,
-                    # Own session: a terminal's Ctrl-C reaches serve only, which then stops
-                    # front, workers and broker in order (workers finish their calls first).
-                    start_new_session=True,
-                )
-            finally:
-                if stderr is not None:
-                    stderr.close()
-            svc.workers.append(proc)
-            svc.worker_ports.append(port)
+        svc.worker_ports.extend(ports)
+        for i in range(len(ports)):
+            svc.workers.append(await _spawn_worker(svc, i))
         await _wait_workers(svc, ready_timeout)
         if use_front:
             svc.front = KamailioFront(
                 settings.sip.host, settings.sip.port, [Worker(settings.sip.host, p) for p in ports],
                 settings.data_dir / "kamailio", transports=settings.sip.transports,
+                limits=FrontLimits(max_calls_per_worker=settings.sip.max_calls),
             )
             await svc.front.start()
+        svc.supervisor = Supervisor(svc, lambda i: _spawn_worker(svc, i))
+        svc.supervisor.start()
         if settings.console.enabled:
             await _start_console(svc, worker_settings)
             if settings.store.api_enabled:
@@ -142,6 +150,24 @@ async def start_service(settings: Settings, *, ready_timeout: float = 60.0, log_
         await stop_service(svc)
         raise
     return svc
+
+
+async def _spawn_worker(svc: Service, i: int) -> asyncio.subprocess.Process:
+    """Start worker ``i`` on its port (at start, and again when the supervisor restarts it)."""
+    assert svc.worker_cfg is not None
+    stderr = _open_log(svc.log_dir / f"worker{i}.log") if svc.log_dir is not None else None
+    try:
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "callcenter.worker", "--settings-json", str(svc.worker_cfg),
+            "--port", str(svc.worker_ports[i]), "--index", str(i), stdin=asyncio.subprocess.DEVNULL,
+            stderr=stderr,
+            # Own session: a terminal's Ctrl-C reaches serve only, which then stops
+            # front, workers and broker in order (workers finish their calls first).
+            start_new_session=True,
+        )
+    finally:
+        if stderr is not None:
+            stderr.close()
 
 
 def _prepare_run(settings: Settings, worker_settings: Settings, cfg: Path, log_dir: Path | None) -> None:
@@ -187,14 +213,20 @@ async def _wait_workers(svc: Service, wait_s: float) -> None:
 async def _start_console(svc: Service, settings: Settings) -> None:
     from callcenter.api_server import start_uvicorn
     from callcenter.history import StoreHistory
-    from live.console.app import create_console_app
+    from live.console.app import broker_options, create_console_app
 
     history = await asyncio.to_thread(StoreHistory, settings.store_url)
     svc.store = history
     app = create_console_app(
         token=settings.console.token, broker_host=settings.mqtt.host or "127.0.0.1",
         broker_port=settings.mqtt.port, topic_prefix=settings.mqtt.topic_prefix, history=history,
+        **broker_options(settings.mqtt),  # the broker's username, password and TLS
     )
+
+    async def health() -> dict[str, Any]:
+        return svc.health()
+
+    app.add_api_route("/api/health", health, methods=["GET"])  # behind the console's token
     try:
         svc.console, svc.console_task = await start_uvicorn(app, settings.console.host, settings.console.port, "console")
     except RuntimeError as exc:
@@ -202,10 +234,13 @@ async def _start_console(svc: Service, settings: Settings) -> None:
 
 
 async def stop_service(svc: Service) -> None:
-    """Reverse order: console, front, workers (SIGTERM: they finish their calls), broker.
+    """Reverse order: console, front closed to new calls, workers (SIGTERM: they hang up and
+    finish their calls), front, broker.
 
     Idempotent; a worker that does not exit within ``WORKER_STOP_S`` is killed.
     """
+    if svc.supervisor is not None:
+        await svc.supervisor.stop()  # a worker stopping on purpose is not restarted
     if svc.api is not None:
         await svc.api.stop()
         svc.api = None
@@ -214,9 +249,11 @@ async def stop_service(svc: Service) -> None:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(svc.console_task, 10)
         svc.console = svc.console_task = None
-    if svc.front is not None:
-        await svc.front.stop()
-        svc.front = None
+    if svc.front is not None and svc.front.proc is not None:
+        # No new calls (503), but the front stays up while the workers hang up: their BYEs
+        # follow the record-route through it.
+        with contextlib.suppress(FrontError):
+            await svc.front.rpc("dispatcher.set_state", "d", "1", "all")
     for proc in svc.workers:
         if proc.returncode is None:
             proc.send_signal(signal.SIGTERM)
@@ -227,6 +264,9 @@ async def stop_service(svc: Service) -> None:
             proc.kill()
             await proc.wait()
     svc.workers.clear()
+    if svc.front is not None:
+        await svc.front.stop()
+        svc.front = None
     if svc.store is not None:
         with contextlib.suppress(Exception):
             svc.store.close()  # type: ignore[attr-defined]

@@ -6,15 +6,55 @@ and handed down; nothing is a module-level singleton.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 from callcenter.settings import Settings
 from speech.asr.base import AsrEngine
 from speech.asr_stage import AsrStage
 from speech.dead_air import DeadAirStage
 from speech.dtmf import DtmfStage
 from speech.pipeline import CallPipeline
+from speech.stage import Stage
 from speech.talk_over import TalkOverStage
 from speech.tone import ToneStage
 from speech.vad import VadStage
+
+
+@dataclass(frozen=True, slots=True)
+class StageDeps:
+    """What a stage factory may use: the settings and the process's shared services."""
+
+    settings: Settings
+    asr_engine: AsrEngine | None = None
+
+
+StageFactory = Callable[[StageDeps], Stage | None]
+"""Builds one call's instance of a stage, or None when it is switched off."""
+
+
+def _asr(deps: StageDeps) -> Stage | None:
+    if deps.asr_engine is None:
+        return None
+    s = deps.settings
+    return AsrStage(
+        deps.asr_engine,
+        preroll_ms=s.vad.preroll_ms,
+        partials=s.asr.partials,
+        max_utterance_s=s.asr.max_utterance_s,
+        settings=s.asr,
+    )
+
+
+STAGES: tuple[StageFactory, ...] = (
+    lambda d: VadStage(d.settings.vad),  # first: most stages react to speech onsets and ends
+    lambda d: DtmfStage(d.settings.dtmf),
+    lambda d: DeadAirStage(d.settings.dead_air),  # after VAD and DTMF: both are activity
+    lambda d: TalkOverStage(d.settings.talk_over),
+    _asr,  # its transcripts re-enter here, so only the stages below see them
+    lambda d: ToneStage(d.settings.tone),  # last: scores utterances with their finals
+)
+"""The one place the stage order lives. Adding a stage: write it, add its factory here."""
 
 
 def load_asr_engine(settings: Settings) -> AsrEngine | None:
@@ -27,25 +67,7 @@ def load_asr_engine(settings: Settings) -> AsrEngine | None:
 
 
 def build_pipeline(call_id: str, settings: Settings, engine: AsrEngine | None) -> CallPipeline:
-    """One call's stage chain: VAD → DTMF → dead air → talk-over → ASR → tone."""
-    holder: dict[str, CallPipeline] = {}
-    stages = [
-        VadStage(settings.vad),
-        DtmfStage(settings.dtmf),
-        DeadAirStage(settings.dead_air),
-        TalkOverStage(settings.talk_over),
-    ]
-    if engine is not None:
-        stages.append(
-            AsrStage(
-                engine,
-                lambda event: holder["p"].asr_emit(event),
-                preroll_ms=settings.vad.preroll_ms,
-                partials=settings.asr.partials,
-                max_utterance_s=settings.asr.max_utterance_s,
-            )
-        )
-    stages.append(ToneStage(settings.tone))
-    pipeline = CallPipeline(call_id, stages)
-    holder["p"] = pipeline
-    return pipeline
+    """One call's stage chain, in :data:`STAGES` order."""
+    deps = StageDeps(settings, engine)
+    stages = [stage for factory in STAGES if (stage := factory(deps)) is not None]
+    return CallPipeline(call_id, stages)

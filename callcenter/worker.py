@@ -6,8 +6,9 @@ stops taking calls, hangs up the live ones, finishes their records and drains th
 
 A worker is a separate process, so what the service (and its tests and benchmark) need to see
 of it goes to files in ``data_dir``: ``workers/worker<i>.json`` (live/total calls, dropped
-frames, rewritten atomically on every change) and ``calls/<call id>.json`` (one per ended call:
-IVR outcome, recording, dropped frames).
+frames, rewritten atomically on every change), ``calls/<call id>.json`` (one per ended call:
+IVR outcome, recording, dropped frames) and, while a call is live, its events in
+``active/worker<i>/`` (``call_spool``), so ``serve`` can store the call if this process dies.
 """
 
 from __future__ import annotations
@@ -27,11 +28,13 @@ from typing import TYPE_CHECKING, Any
 
 from callcenter.aftercall import AfterCall
 from callcenter.call_session import CallOutcome, CallSession
+from callcenter.call_spool import CallSpool
 from callcenter.settings import Settings
 from callcenter.wiring import load_asr_engine
 from ivr.flow import load_flow
 
 if TYPE_CHECKING:
+    from speech.events import Event
     from telephony.leg import CallLeg
 
 log = logging.getLogger(__name__)
@@ -59,6 +62,8 @@ class WorkerStats:
     frames_dropped: int = 0
     """Audio frames dropped over all calls (leg inbox or pipeline overload)."""
     stopped: bool = False
+    state: str = "serving"
+    """``serving``, ``stopped`` (a clean exit) or, written by ``serve``, ``dead``."""
 
 
 class StatsFile:
@@ -128,15 +133,22 @@ async def run_worker(settings: Settings, *, port: int, index: int = 0, stop: asy
     publisher = None
     endpoint = None
     sessions: set[asyncio.Task[None]] = set()
+    spool = CallSpool(data, index)
     try:
         await after.start()
-        sinks = []
+        feeds = [spool.append]
         if settings.mqtt.enabled:
             # MqttConfig declares settable members, the frozen MqttSettings has read-only ones;
             # the publisher only reads them.
             publisher = MqttPublisher(settings.mqtt, data / f"mqtt-outbox-{index}.sqlite")
             await publisher.start()
-            sinks.append(publisher.publish)
+            feeds.append(publisher.publish)
+
+        def fan_out(event: Event) -> None:
+            for sink in feeds:
+                sink(event)
+
+        sinks = [fan_out]  # one sink: the session redacts it once (the live redactor is stateful)
         endpoint = SipEndpoint(settings.sip, port=port, record_dir=data / "recordings", name=f"worker{index}")
         await endpoint.start()
         hold = flow.prompt_path("hold", prompts_dir) if "hold" in flow.prompts else None
@@ -149,6 +161,17 @@ async def run_worker(settings: Settings, *, port: int, index: int = 0, stop: asy
             stats.write()
 
         async def serve_call(leg: CallLeg) -> None:
+            recording = getattr(leg, "recording_path", None)
+            try:
+                spool.open(leg.call_id, recording=str(recording) if recording else None)
+            except OSError:
+                log.warning("could not open the live call spool", exc_info=True)
+            try:
+                await _serve_session(leg)
+            finally:
+                spool.finish(leg.call_id)
+
+        async def _serve_session(leg: CallLeg) -> None:
             session = CallSession(leg, settings, engine, flow=flow, prompts_dir=prompts_dir,
                                   sinks=sinks, after_call=after, hold_prompt=hold)
             try:
@@ -197,6 +220,8 @@ async def run_worker(settings: Settings, *, port: int, index: int = 0, stop: asy
         stats.stats.active_calls = len(sessions)
         stats.stats.endpoint_calls = 0
         stats.stats.stopped = True
+        stats.stats.state = "stopped"
+        spool.close()
         with contextlib.suppress(OSError):
             stats.write()
     return 0

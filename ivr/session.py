@@ -16,17 +16,19 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Awaitable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Awaitable
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
-from ivr.flow import (
+from ivr.inputs import Key, Playback, Said
+from ivr.matching import match_speech
+from ivr.media import IvrMedia, IvrResult, TransferFailed
+from ivr.model import (
     DIGIT_KEYS,
     Choice,
     CollectNode,
     Flow,
-    FlowError,
     HangupNode,
     MenuNode,
     Node,
@@ -34,11 +36,11 @@ from ivr.flow import (
     QueueNode,
     TransferNode,
 )
-from ivr.matching import match_speech
 from speech.events import (
     DtmfDigit,
     Event,
     FinalTranscript,
+    IvrAction,
     IvrStep,
     PlaybackEnded,
     PlaybackStarted,
@@ -47,91 +49,10 @@ from speech.events import (
 )
 from speech.frames import Party
 
+__all__ = ["IvrMedia", "IvrResult", "IvrSession", "TransferFailed"]
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-
-class IvrMedia(Protocol):
-    """What the IVR needs from a live call; the lead's wiring implements it over pjsua2."""
-
-    async def play(self, prompt: Path, *, name: str) -> bool:
-        """Play a WAV into the call. True: it finished; False: stopped (barge-in or hang-up)."""
-        ...
-
-    def stop_playback(self) -> None:
-        """Stop the current prompt now; ``play`` then returns False. No-op when idle."""
-        ...
-
-    def set_grammar(self, phrases: Sequence[str] | None) -> None:
-        """Caller ASR in grammar mode for these phrases; None: back to free-form."""
-        ...
-
-    async def route(self, queue: str) -> None:
-        """Hand the call to a named queue."""
-        ...
-
-    async def transfer(self, uri: str) -> None:
-        """Blind-transfer (SIP REFER) to ``uri``; raise :class:`TransferFailed` if refused."""
-        ...
-
-    async def hangup(self) -> None:
-        """End the call from the IVR side."""
-        ...
-
-    def emit(self, event: Event) -> None:
-        """Put an IvrStep/PlaybackStarted/PlaybackEnded into the call's event stream."""
-        ...
-
-
-class TransferFailed(RuntimeError):
-    """Raised by ``IvrMedia.transfer`` when the REFER is refused or fails; the flow falls back."""
-
-
-@dataclass
-class IvrResult:
-    """How the caller left the IVR.
-
-    ``outcome``: ``queue``, ``transfer``, ``hangup`` (the flow hung up), ``caller_hangup`` or
-    ``failed`` (a transfer failed with no fallback). ``collected`` holds digits by ``store_as``
-    name with secure entries masked (``*`` per digit), so the result can be stored or published
-    as is; code that must check a secure entry (a PIN) asks :meth:`secure_value`.
-    """
-
-    outcome: str
-    queue: str | None = None
-    transfer_uri: str | None = None
-    path: list[str] = field(default_factory=list)
-    collected: dict[str, str] = field(default_factory=dict)
-    secure_keys: tuple[str, ...] = ()
-
-    def secure_value(self, key: str) -> str | None:
-        """The unmasked digits of a secure entry (kept out of fields, repr and asdict)."""
-        return getattr(self, "_secrets", {}).get(key)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready, secure digits masked."""
-        return {
-            "outcome": self.outcome, "queue": self.queue, "transfer_uri": self.transfer_uri,
-            "path": list(self.path), "collected": dict(self.collected), "secure_keys": list(self.secure_keys),
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class _Key:
-    digit: str
-    t: float
-
-
-@dataclass(frozen=True, slots=True)
-class _Said:
-    text: str
-    t: float
-
-
-@dataclass(frozen=True, slots=True)
-class _Playback:
-    barge_in: bool
-    speech: bool
 
 
 class _CallerHungUp(Exception):
@@ -145,25 +66,14 @@ class IvrSession:
         self._flow = flow
         self._media = media
         self._call_id = call_id
-        base = prompts_dir if prompts_dir is not None else flow.prompts_dir
-        if base is None:
-            raise FlowError(flow.source or flow.name, "no prompts directory for this flow")
-        self._prompts_dir = Path(base)
-        missing = flow.missing_prompt_files(self._prompts_dir)
-        if missing:
-            names = ", ".join(p.name for p in missing[:5])
-            raise FlowError(
-                flow.source or flow.name,
-                f"{len(missing)} prompt WAV(s) missing in {self._prompts_dir}: {names} "
-                "(run `callcenter ivr render-prompts`)",
-            )
+        self._prompts_dir = flow.checked_prompts_dir(prompts_dir)
         self._now = 0.0
-        self._keys: deque[_Key] = deque()
-        self._said: deque[_Said] = deque()
+        self._keys: deque[Key] = deque()
+        self._said: deque[Said] = deque()
         self._listen_speech = False
         self._speaking = False
         self._timer_from = 0.0
-        self._playing: _Playback | None = None
+        self._playing: Playback | None = None
         self._barged = False
         self._grammar_set = False
         self._wake = asyncio.Event()
@@ -195,7 +105,7 @@ class IvrSession:
         if isinstance(event, DtmfDigit):
             if not event.digit:
                 return
-            self._keys.append(_Key(event.digit, event.t))
+            self._keys.append(Key(event.digit, event.t))
             if self._playing is not None and self._playing.barge_in:
                 self._barge()
         elif event.party is not Party.CALLER or not self._listen_speech:
@@ -210,7 +120,7 @@ class IvrSession:
         elif isinstance(event, FinalTranscript):
             self._speaking = False
             self._timer_from = max(self._timer_from, self._now)
-            self._said.append(_Said(event.text, event.t))
+            self._said.append(Said(event.text, event.t))
             if self._playing is not None and self._playing.barge_in and self._playing.speech:
                 self._barge()  # a final without a SpeechStarted first (VAD missed the onset)
         else:
@@ -241,13 +151,13 @@ class IvrSession:
                 node = self._flow.nodes[node_id]
                 self._node_id = node_id
                 self._path.append(node_id)
-                self._step("enter", {"kind": node.kind})
+                self._step(IvrAction.ENTER, {"kind": node.kind})
                 nxt = await self._visit(node)
                 if isinstance(nxt, IvrResult):
                     return nxt
                 node_id = nxt
         except _CallerHungUp:
-            self._step("hangup", {"by": "caller"})
+            self._step(IvrAction.HANGUP, {"by": "caller"})
             return self._result("caller_hangup")
         finally:
             self._leave_speech()
@@ -283,29 +193,29 @@ class IvrSession:
                 got = await self._wait_input(node.timeout_s, speech=speech)
                 if got is None:
                     reason = "timeout"
-                    self._step("timeout", {"attempt": attempt + 1, "timeout_s": node.timeout_s})
+                    self._step(IvrAction.TIMEOUT, {"attempt": attempt + 1, "timeout_s": node.timeout_s})
                     preface = None
                 else:
                     choice, detail = self._match_menu(node, got)
                     if choice is not None:
-                        self._step("choice", detail)
+                        self._step(IvrAction.CHOICE, detail)
                         return choice.goto
                     reason = "no_match"
-                    self._step("no_match", {**detail, "attempt": attempt + 1})
+                    self._step(IvrAction.NO_MATCH, {**detail, "attempt": attempt + 1})
                     preface = node.no_match
                     self._flush_input()
                 attempt += 1
                 if attempt > node.retries:
                     return await self._fallback(node.fallback, reason)
-                self._step("retry", {"attempt": attempt, "of": node.retries})
+                self._step(IvrAction.RETRY, {"attempt": attempt, "of": node.retries})
                 prompt = node.reprompt or node.prompt
         finally:
             self._leave_speech()
 
     def _match_menu(
-        self, node: MenuNode, got: _Key | _Said
+        self, node: MenuNode, got: Key | Said
     ) -> tuple[Choice | None, dict[str, Any]]:
-        if isinstance(got, _Key):
+        if isinstance(got, Key):
             for choice in node.choices:
                 if choice.dtmf == got.digit:
                     return choice, {"by": "dtmf", "choice": choice.name, "goto": choice.goto}
@@ -332,19 +242,19 @@ class IvrSession:
                     self._secure.add(node.store_as)
                 else:
                     detail["digits"] = digits
-                self._step("collect", detail)
+                self._step(IvrAction.COLLECT, detail)
                 return node.goto
             if failure == "timeout":
-                self._step("timeout", {"attempt": attempt + 1, "timeout_s": node.timeout_s, "length": len(digits)})
+                self._step(IvrAction.TIMEOUT, {"attempt": attempt + 1, "timeout_s": node.timeout_s, "length": len(digits)})
                 preface = None
             else:
-                self._step("no_match", {"by": "dtmf", "reason": failure, "length": len(digits), "attempt": attempt + 1})
+                self._step(IvrAction.NO_MATCH, {"by": "dtmf", "reason": failure, "length": len(digits), "attempt": attempt + 1})
                 preface = node.no_match
                 self._flush_input()
             attempt += 1
             if attempt > node.retries:
                 return await self._fallback(node.fallback, failure)
-            self._step("retry", {"attempt": attempt, "of": node.retries})
+            self._step(IvrAction.RETRY, {"attempt": attempt, "of": node.retries})
             prompt = node.reprompt or node.prompt
 
     async def _read_digits(self, node: CollectNode) -> tuple[str, str | None]:
@@ -354,7 +264,7 @@ class IvrSession:
             got = await self._wait_input(node.timeout_s, speech=False)
             if got is None:
                 return digits, (None if len(digits) >= node.min_digits else "timeout")
-            assert isinstance(got, _Key)
+            assert isinstance(got, Key)
             if node.terminator is not None and got.digit == node.terminator:
                 return digits, (None if len(digits) >= node.min_digits else "too_short")
             if got.digit in DIGIT_KEYS:
@@ -365,14 +275,14 @@ class IvrSession:
     async def _queue(self, node: QueueNode) -> IvrResult:
         if node.prompt:
             await self._prompt(node.prompt, barge_in=False)
-        self._step("route", {"queue": node.queue})
+        self._step(IvrAction.ROUTE, {"queue": node.queue})
         await self._media_call(self._media.route(node.queue))
         return self._result("queue", queue=node.queue)
 
     async def _transfer(self, node: TransferNode) -> str | IvrResult:
         if node.prompt:
             await self._prompt(node.prompt, barge_in=False)
-        self._step("transfer", {"uri": node.uri})
+        self._step(IvrAction.TRANSFER, {"uri": node.uri})
         try:
             await self._media_call(self._media.transfer(node.uri))
         except TransferFailed:
@@ -383,7 +293,7 @@ class IvrSession:
         return self._result("transfer", transfer_uri=node.uri)
 
     async def _fallback(self, target: str | None, reason: str | None) -> str | IvrResult:
-        self._step("fallback", {"reason": reason, "goto": target})
+        self._step(IvrAction.FALLBACK, {"reason": reason, "goto": target})
         if target:
             return target
         return await self._hangup(None)
@@ -391,7 +301,7 @@ class IvrSession:
     async def _hangup(self, prompt: str | None) -> IvrResult:
         if prompt:
             await self._prompt(prompt, barge_in=False)
-        self._step("hangup", {"by": "ivr"})
+        self._step(IvrAction.HANGUP, {"by": "ivr"})
         await self._media_call(self._media.hangup())
         return self._result("hangup")
 
@@ -404,7 +314,7 @@ class IvrSession:
         self._check_hangup()
         if barge_in and self._has_input(speech):
             return False  # type-ahead: the caller already answered
-        self._playing = _Playback(barge_in=barge_in, speech=speech)
+        self._playing = Playback(barge_in=barge_in, speech=speech)
         self._barged = False
         self._emit(PlaybackStarted(kind=kind, name=name, party=Party.AGENT))
         try:
@@ -413,7 +323,7 @@ class IvrSession:
             self._playing = None
             self._emit(PlaybackEnded(kind=kind, name=name, barged_in=self._barged, party=Party.AGENT))
 
-    async def _wait_input(self, timeout_s: float, *, speech: bool) -> _Key | _Said | None:
+    async def _wait_input(self, timeout_s: float, *, speech: bool) -> Key | Said | None:
         """Next key (or phrase, when ``speech``); None after ``timeout_s`` of call time."""
         self._timer_from = self._now
         while True:
@@ -468,18 +378,12 @@ class IvrSession:
         if self._cancelled:
             raise _CallerHungUp
 
-    def _step(self, action: str, detail: dict[str, Any]) -> None:
-        log.debug("ivr node=%s action=%s", self._node_id, action)
+    def _step(self, action: IvrAction, detail: dict[str, Any]) -> None:
+        log.debug("ivr node=%s action=%s", self._node_id, action.value)
         self._emit(IvrStep(node=self._node_id, action=action, detail=detail))
 
     def _emit(self, event: Event) -> None:
         self._media.emit(replace(event, call_id=self._call_id, t=self._now))
 
     def _result(self, outcome: str, **kw: Any) -> IvrResult:
-        masked = {k: ("*" * len(v) if k in self._secure else v) for k, v in self._collected.items()}
-        result = IvrResult(
-            outcome=outcome, path=list(self._path), collected=masked,
-            secure_keys=tuple(sorted(self._secure)), **kw,
-        )
-        result._secrets = {k: self._collected[k] for k in self._secure}  # type: ignore[attr-defined]
-        return result
+        return IvrResult.masked(outcome, self._path, self._collected, self._secure, **kw)

@@ -212,16 +212,13 @@ class MqttPublisher:
 
     def _client(self) -> aiomqtt.Client:
         s = self.settings
-        tls = None
-        if s.tls:
-            tls = ssl.create_default_context(cafile=str(s.ca_file) if s.ca_file else None)
         return aiomqtt.Client(
             self.host,
             self.port,
             identifier=self.client_id,
             username=s.username,
             password=s.password,
-            tls_context=tls,
+            tls_context=tls_context(s),
             keepalive=15,
             timeout=self.publish_timeout,
             socket_options=NO_DELAY,
@@ -292,6 +289,15 @@ class MqttPublisher:
             await send
         lost.result()
         raise aiomqtt.MqttError("disconnected while awaiting PUBACK")
+
+
+def tls_context(settings: MqttConfig) -> ssl.SSLContext | None:
+    """The client TLS context for ``settings`` (None without ``tls``): verifies the broker's
+    certificate and host name against ``ca_file``, else the system's CAs. Every MQTT client of
+    the service (publishers, the console) connects with this one."""
+    if not settings.tls:
+        return None
+    return ssl.create_default_context(cafile=str(settings.ca_file) if settings.ca_file else None)
 
 
 async def _wait_disconnect(client: aiomqtt.Client) -> None:

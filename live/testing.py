@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -28,6 +27,7 @@ from speech.events import (
     DtmfDigit,
     Event,
     FinalTranscript,
+    IvrAction,
     IvrStep,
     PartialTranscript,
     PlaybackEnded,
@@ -41,13 +41,7 @@ from speech.events import (
     Word,
 )
 from speech.frames import Party
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+from speech.ports import free_port as free_port  # re-exported: tests and benchmarks use it
 
 
 def sample_call(call_id: str = "call-1", *, caller: str = "+15550100") -> list[Event]:
@@ -58,9 +52,9 @@ def sample_call(call_id: str = "call-1", *, caller: str = "+15550100") -> list[E
                     started_at="2025-01-01T10:00:00Z", parties=("caller", "agent")),
         PlaybackStarted(call_id=call_id, t=0.1, kind="prompt", name="welcome"),
         PlaybackEnded(call_id=call_id, t=2.0, kind="prompt", name="welcome"),
-        IvrStep(call_id=call_id, t=2.0, node="main", action="enter"),
+        IvrStep(call_id=call_id, t=2.0, node="main", action=IvrAction.ENTER),
         DtmfDigit(call_id=call_id, t=3.0, digit="2", source="rfc4733", duration=0.1),
-        IvrStep(call_id=call_id, t=3.1, node="main", action="choice", detail={"choice": "billing"}),
+        IvrStep(call_id=call_id, t=3.1, node="main", action=IvrAction.CHOICE, detail={"choice": "billing"}),
         SpeechStarted(call_id=call_id, t=4.0, party=c),
         PartialTranscript(call_id=call_id, t=4.8, party=c, text="my bill", start=4.0),
         PartialTranscript(call_id=call_id, t=5.6, party=c, text="my bill is wrong", start=4.0),

@@ -2,7 +2,9 @@
 
 One event fans out to its category topic (``state``, ``transcript``, ``tone``, ``alerts``,
 ``dtmf``, ``ivr``, ``summary``) and to ``events``, the lossless in-order stream of everything.
-docs/mqtt.md documents the layout; docs/events.md the payloads.
+Each event class declares its category and urgency (``meta``); events without a category
+(speech.started/ended) go to ``events`` only. docs/mqtt.md documents the layout; docs/events.md
+the payloads.
 """
 
 from __future__ import annotations
@@ -12,30 +14,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from speech.events import Event, EventType
+from speech.event_base import Category
+from speech.events import Event
 
 QOS_AT_MOST_ONCE = 0
 QOS_AT_LEAST_ONCE = 1
 
-CATEGORY_OF: dict[EventType, str] = {
-    EventType.CALL_STARTED: "state",
-    EventType.CALL_ENDED: "state",
-    EventType.TRANSCRIPT_PARTIAL: "transcript",
-    EventType.TRANSCRIPT_FINAL: "transcript",
-    EventType.TONE_UPDATE: "tone",
-    EventType.TONE_ALERT: "alerts",
-    EventType.DEAD_AIR_STARTED: "alerts",
-    EventType.DEAD_AIR_ENDED: "alerts",
-    EventType.TALK_OVER: "alerts",
-    EventType.DTMF: "dtmf",
-    EventType.IVR_STEP: "ivr",
-    EventType.PLAYBACK_STARTED: "ivr",
-    EventType.PLAYBACK_ENDED: "ivr",
-    EventType.SUMMARY: "summary",
-}
-"""Category topic of each event type; types not listed (speech.started/ended) go to ``events`` only."""
-
-RETAINED_CATEGORIES = frozenset({"state"})
+RETAINED_CATEGORIES = frozenset({Category.STATE})
 """Categories whose last message the broker keeps for late subscribers."""
 
 
@@ -82,10 +67,9 @@ class Topics:
 
 
 def qos_for(event: Event) -> int:
-    """QoS 1 for urgent events and finals (they must arrive); 0 for partials and tone updates."""
-    if event.urgent or event.type is EventType.TRANSCRIPT_FINAL:
-        return QOS_AT_LEAST_ONCE
-    return QOS_AT_MOST_ONCE
+    """QoS 1 for urgent events (control, alerts, keys, finals: they must arrive); 0 for the rest
+    (partials, tone updates), which the next one supersedes."""
+    return QOS_AT_LEAST_ONCE if event.meta.urgent else QOS_AT_MOST_ONCE
 
 
 def encode(event: Event) -> bytes:
@@ -101,11 +85,11 @@ def messages_for(event: Event, topics: Topics) -> list[Message]:
     """
     payload = encode(event)
     out: list[Message] = []
-    category = CATEGORY_OF.get(event.type)
+    category = event.meta.category
     if category is not None:
         out.append(
             Message(
-                topics.call(event.call_id, category),
+                topics.call(event.call_id, category.value),
                 payload,
                 qos_for(event),
                 category in RETAINED_CATEGORIES,

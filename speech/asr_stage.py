@@ -2,19 +2,21 @@
 
 Only speech reaches the engine (the VAD opens and closes utterances, with pre-roll so the first
 phoneme is not lost), which is what makes the pipeline cheaper than running the engine over the
-whole call. Results arrive asynchronously and are re-injected after this stage by the pipeline.
+whole call. Results arrive asynchronously on worker threads and re-enter the chain right after
+this stage through the emit the pipeline bound it to (``self.ctx.emit``).
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from speech.asr.base import AsrEngine
-from speech.asr.stream import AsrStream
+from speech.asr.stream import UtteranceStream, open_stream
 from speech.events import Event, PlaybackEnded, PlaybackStarted, SpeechEnded, SpeechStarted
 from speech.frames import FRAME_MS, AudioFrame, Party
-from speech.stage import Stage
+from speech.settings import AsrSettings
+from speech.stage import Control, SetGrammar, Stage
 
 
 class AsrStage(Stage):
@@ -23,39 +25,42 @@ class AsrStage(Stage):
     def __init__(
         self,
         engine: AsrEngine,
-        emit: Callable[[Event], None],
         *,
         preroll_ms: int = 300,
         partials: bool = True,
         max_utterance_s: float = 20.0,
         parties: Sequence[Party] = (Party.CALLER, Party.AGENT),
+        settings: AsrSettings | None = None,
     ) -> None:
+        """``settings`` carries partial cadence and guards; without it, defaults plus the two
+        keyword arguments (which ``settings``, when given, overrides)."""
         self.engine = engine
-        self._emit = emit
-        self._partials = partials
-        self._max_utt = max_utterance_s
+        self.settings = settings or AsrSettings(partials=partials, max_utterance_s=max_utterance_s)
         preroll_frames = max(1, preroll_ms // FRAME_MS)
         self._preroll_s = preroll_frames * FRAME_MS / 1000
         self._preroll: dict[Party, deque[AudioFrame]] = {
             p: deque(maxlen=preroll_frames) for p in parties
         }
-        self._streams: dict[Party, AsrStream] = {}
+        self._streams: dict[Party, UtteranceStream] = {}
         self._grammar: dict[Party, tuple[str, ...] | None] = {}
         self.audio_seconds_sent = 0.0
 
-    def stream(self, party: Party) -> AsrStream:
+    def stream(self, party: Party) -> UtteranceStream:
         s = self._streams.get(party)
         if s is None:
-            s = AsrStream(
-                self.engine, party, self._emit, partials=self._partials, max_utterance_s=self._max_utt
-            )
+            s = open_stream(self.engine, party, self.ctx.emit, self.settings)
             s.set_grammar(self._grammar.get(party))
             self._streams[party] = s
         return s
 
     @property
-    def finals_pending(self) -> int:
+    def pending(self) -> int:
+        """Finals owed for utterances already ended (replay waits for them)."""
         return sum(s.finals_pending for s in self._streams.values())
+
+    def process_control(self, control: Control) -> None:
+        if isinstance(control, SetGrammar):
+            self.set_grammar(control.party, control.phrases)
 
     def set_grammar(self, party: Party, phrases: Sequence[str] | None) -> None:
         self._grammar[party] = tuple(phrases) if phrases else None

@@ -5,23 +5,30 @@ serializes to a flat JSON object ``{"schema": 1, "type": "...", "call_id": ..., 
 documented in docs/events.md. ``t`` is seconds on the call's clock (virtual in replay), so replayed
 and live calls produce the same stream.
 
-Urgent events (``URGENT``) are control and alerts: sinks deliver them at QoS 1 and queues never
-drop them. Audio may be dropped under load; events never.
+An event class describes itself (pipecat's frames, livekit's event enums): its ``meta``
+(``speech.event_base.EventMeta``) names its MQTT category topic, whether it is urgent and which
+fields may hold personal data of what kind; ``render()`` is its line on a terminal. Sinks read
+these, so adding an event is this one class (and its generated doc). ``register`` refuses a class
+whose text-like fields are declared neither personal nor safe.
+
+Urgent events are control and alerts: sinks deliver them at QoS 1 and queues never drop them.
+Audio may be dropped under load; events never.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any, ClassVar
 
+from speech.event_base import SCHEMA_VERSION as SCHEMA_VERSION
+from speech.event_base import Category, EventMeta, EventTypeBase, Pii, register, registered
+from speech.event_base import Event as Event
+from speech.event_base import Word as Word
 from speech.frames import Party
 
-SCHEMA_VERSION = 1
 
-
-class EventType(str, Enum):
+class EventType(EventTypeBase):
     """Names of events as they appear in JSON (``type``) and MQTT topics."""
 
     CALL_STARTED = "call.started"
@@ -58,163 +65,126 @@ class EventType(str, Enum):
     """The after-call summary, once the call has ended."""
 
 
-@dataclass(frozen=True, slots=True)
-class Word:
-    """One recognized word; ``start``/``end`` in call seconds, ``conf`` in [0, 1]."""
-
-    word: str
-    start: float
-    end: float
-    conf: float = 1.0
-
-
-@dataclass(frozen=True, kw_only=True)
-class Event:
-    """Base of all events. ``t`` is when it happened on the call clock, in seconds."""
-
-    type: ClassVar[EventType]
-    urgent: ClassVar[bool] = False
-    call_id: str = ""
-    t: float = 0.0
-    party: Party | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict with ``schema`` and ``type`` first."""
-        out: dict[str, Any] = {"schema": SCHEMA_VERSION, "type": self.type.value}
-        for f in dataclasses.fields(self):
-            out[f.name] = _jsonable(getattr(self, f.name))
-        return out
-
-    def with_call_id(self, call_id: str) -> Event:
-        return dataclasses.replace(self, call_id=call_id)
-
-    @staticmethod
-    def from_dict(data: dict[str, Any]) -> Event:
-        """Rebuild an event from ``to_dict`` output; unknown keys are ignored (forward compat)."""
-        try:
-            cls = _REGISTRY[EventType(data["type"])]
-        except (KeyError, ValueError) as exc:
-            raise ValueError(f"unknown event type: {data.get('type')!r}") from exc
-        kwargs: dict[str, Any] = {}
-        for f in dataclasses.fields(cls):
-            if f.name not in data:
-                continue
-            value = data[f.name]
-            if f.name == "party" and value is not None:
-                value = Party(value)
-            elif f.name in ("started_by", "interrupted") and value is not None:
-                value = Party(value)
-            elif f.name == "words":
-                value = tuple(Word(**w) for w in value)
-            elif isinstance(value, list):
-                value = tuple(value)
-            kwargs[f.name] = value
-        return cls(**kwargs)
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Enum):
-        return value.value
-    if isinstance(value, Word):
-        return {"word": value.word, "start": value.start, "end": value.end, "conf": value.conf}
-    if isinstance(value, tuple | list):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, float):
-        return round(value, 4)
-    return value
-
-
-_REGISTRY: dict[EventType, type[Event]] = {}
-
-
-def _register(cls: type[Event]) -> type[Event]:
-    _REGISTRY[cls.type] = cls
-    return cls
-
-
-@_register
+@register
 @dataclass(frozen=True, kw_only=True)
 class CallStarted(Event):
     type: ClassVar[EventType] = EventType.CALL_STARTED
-    urgent: ClassVar[bool] = True
+    meta: ClassVar[EventMeta] = EventMeta(
+        category=Category.STATE, urgent=True,
+        pii={"caller": Pii.ADDRESS, "callee": Pii.ADDRESS}, safe=("source", "started_at", "parties"))
     source: str = "replay"
     """``sip`` or ``replay``."""
     caller: str = ""
+    """Who called: the SIP URI (the file name in replay)."""
     callee: str = ""
+    """The address called."""
     started_at: str = ""
     """Wall-clock ISO 8601 time the call began (UTC)."""
     parties: tuple[str, ...] = ("caller",)
 
+    def render(self) -> str:
+        return f"call started ({self.source})"
 
-@_register
+
+@register
 @dataclass(frozen=True, kw_only=True)
 class CallEnded(Event):
     type: ClassVar[EventType] = EventType.CALL_ENDED
-    urgent: ClassVar[bool] = True
+    meta: ClassVar[EventMeta] = EventMeta(category=Category.STATE, urgent=True, safe=("reason",))
     reason: str = "hangup"
+    """``hangup``, ``end_of_recording`` or a SIP status and reason."""
     duration: float = 0.0
 
+    def render(self) -> str:
+        return f"call ended: {self.reason}, {self.duration:.1f} s"
 
-@_register
+
+@register
 @dataclass(frozen=True, kw_only=True)
 class SpeechStarted(Event):
     type: ClassVar[EventType] = EventType.SPEECH_STARTED
+    meta: ClassVar[EventMeta] = EventMeta()
+
+    def render(self) -> None:
+        return None
 
 
-@_register
+@register
 @dataclass(frozen=True, kw_only=True)
 class SpeechEnded(Event):
     type: ClassVar[EventType] = EventType.SPEECH_ENDED
+    meta: ClassVar[EventMeta] = EventMeta()
     start: float = 0.0
     duration: float = 0.0
 
+    def render(self) -> None:
+        return None
 
-@_register
+
+@register
 @dataclass(frozen=True, kw_only=True)
 class PartialTranscript(Event):
     type: ClassVar[EventType] = EventType.TRANSCRIPT_PARTIAL
+    meta: ClassVar[EventMeta] = EventMeta(category=Category.TRANSCRIPT, pii={"text": Pii.TEXT})
     text: str = ""
+    """The hypothesis so far."""
     start: float = 0.0
 
+    def render(self) -> None:
+        return None
 
-@_register
+
+@register
 @dataclass(frozen=True, kw_only=True)
 class FinalTranscript(Event):
     type: ClassVar[EventType] = EventType.TRANSCRIPT_FINAL
-    urgent: ClassVar[bool] = True
+    meta: ClassVar[EventMeta] = EventMeta(
+        category=Category.TRANSCRIPT, urgent=True, pii={"text": Pii.TEXT, "words": Pii.WORDS}, safe=("engine",))
     text: str = ""
+    """What was said."""
     words: tuple[Word, ...] = ()
+    """The recognized words with their call times and confidence."""
     confidence: float = 0.0
     start: float = 0.0
     end: float = 0.0
     engine: str = ""
+    """The recognizer that heard it."""
+
+    def render(self) -> str | None:
+        who = self.party.value if self.party else "-"
+        return f"{who}: {self.text!r}" if self.text else None
 
 
-@_register
+@register
 @dataclass(frozen=True, kw_only=True)
 class DeadAirStarted(Event):
     type: ClassVar[EventType] = EventType.DEAD_AIR_STARTED
-    urgent: ClassVar[bool] = True
+    meta: ClassVar[EventMeta] = EventMeta(category=Category.ALERTS, urgent=True)
     start: float = 0.0
     threshold: float = 0.0
 
+    def render(self) -> str:
+        return f"DEAD AIR since {self.start:.2f} s (threshold {self.threshold:.1f} s)"
 
-@_register
+
+@register
 @dataclass(frozen=True, kw_only=True)
 class DeadAirEnded(Event):
     type: ClassVar[EventType] = EventType.DEAD_AIR_ENDED
-    urgent: ClassVar[bool] = True
+    meta: ClassVar[EventMeta] = EventMeta(category=Category.ALERTS, urgent=True)
     start: float = 0.0
     end: float = 0.0
     duration: float = 0.0
 
+    def render(self) -> str:
+        return f"dead air over: {self.start:.2f}-{self.end:.2f} s ({self.duration:.1f} s)"
 
-@_register
+
+@register
 @dataclass(frozen=True, kw_only=True)
 class ToneUpdate(Event):
     type: ClassVar[EventType] = EventType.TONE_UPDATE
+    meta: ClassVar[EventMeta] = EventMeta(category=Category.TONE, safe=("label", "signals"))
     label: str = "neutral"
     """calm, neutral, tense or angry."""
     score: float = 0.0
@@ -222,39 +192,52 @@ class ToneUpdate(Event):
     trend: float = 0.0
     """Slope of the score over recent utterances (per utterance)."""
     signals: dict[str, float] = field(default_factory=dict)
+    """Signal name → value (prosody and lexicon measures)."""
     start: float = 0.0
     end: float = 0.0
 
+    def render(self) -> str:
+        return f"tone {self.label} ({self.score:.2f}, trend {self.trend:+.2f})"
 
-@_register
+
+@register
 @dataclass(frozen=True, kw_only=True)
 class ToneAlert(Event):
     type: ClassVar[EventType] = EventType.TONE_ALERT
-    urgent: ClassVar[bool] = True
+    meta: ClassVar[EventMeta] = EventMeta(
+        category=Category.ALERTS, urgent=True, safe=("kind", "label", "reasons"))
     kind: str = "rising_tension"
     """``rising_tension`` or ``angry``."""
     label: str = ""
     score: float = 0.0
     reasons: tuple[str, ...] = ()
-    """Human-readable signals that drove the alert."""
+    """Human-readable signals that drove the alert (fixed templates and lexicon phrases)."""
+
+    def render(self) -> str:
+        return f"TONE ALERT {self.kind}: {self.label} ({self.score:.2f}) — " + "; ".join(self.reasons)
 
 
-@_register
+@register
 @dataclass(frozen=True, kw_only=True)
 class DtmfDigit(Event):
     type: ClassVar[EventType] = EventType.DTMF
-    urgent: ClassVar[bool] = True
+    meta: ClassVar[EventMeta] = EventMeta(
+        category=Category.DTMF, urgent=True, pii={"digit": Pii.DIGITS}, safe=("source",))
     digit: str = ""
+    """``0``-``9``, ``*``, ``#`` or ``A``-``D``; ``X`` once masked."""
     source: str = "inband"
     """``rfc4733``, ``sip_info`` or ``inband``."""
     duration: float = 0.0
 
+    def render(self) -> str:
+        return f"DTMF {self.digit} ({self.source})"
 
-@_register
+
+@register
 @dataclass(frozen=True, kw_only=True)
 class TalkOver(Event):
     type: ClassVar[EventType] = EventType.TALK_OVER
-    urgent: ClassVar[bool] = True
+    meta: ClassVar[EventMeta] = EventMeta(category=Category.ALERTS, urgent=True)
     started_by: Party = Party.CALLER
     """The party that started talking while the other was speaking."""
     interrupted: Party = Party.AGENT
@@ -262,45 +245,88 @@ class TalkOver(Event):
     end: float = 0.0
     duration: float = 0.0
 
+    def render(self) -> str:
+        return f"talk-over by {self.started_by.value}: {self.start:.2f}-{self.end:.2f} s"
 
-@_register
+
+@register
 @dataclass(frozen=True, kw_only=True)
 class PlaybackStarted(Event):
     type: ClassVar[EventType] = EventType.PLAYBACK_STARTED
-    urgent: ClassVar[bool] = True
+    meta: ClassVar[EventMeta] = EventMeta(category=Category.IVR, urgent=True, safe=("kind", "name"))
     kind: str = "prompt"
     """``prompt`` or ``hold``."""
     name: str = ""
+    """The prompt's name in the IVR flow, or who put the call on hold."""
+
+    def render(self) -> str:
+        return f"playing {self.kind} {self.name}"
 
 
-@_register
+@register
 @dataclass(frozen=True, kw_only=True)
 class PlaybackEnded(Event):
     type: ClassVar[EventType] = EventType.PLAYBACK_ENDED
-    urgent: ClassVar[bool] = True
+    meta: ClassVar[EventMeta] = EventMeta(category=Category.IVR, urgent=True, safe=("kind", "name"))
     kind: str = "prompt"
     name: str = ""
     barged_in: bool = False
 
+    def render(self) -> str:
+        return f"{self.kind} {self.name} {'barged in' if self.barged_in else 'done'}"
 
-@_register
+
+class IvrAction(StrEnum):
+    """What one IVR step did (``IvrStep.action``); JSON carries the value."""
+
+    ENTER = "enter"
+    """Entered a node (``detail.kind``)."""
+    CHOICE = "choice"
+    """A menu choice was taken (``by`` dtmf or speech, ``choice``, ``goto``)."""
+    NO_MATCH = "no_match"
+    """Input matched no choice, or digits were rejected."""
+    TIMEOUT = "timeout"
+    """No input within the node's ``timeout_s``."""
+    RETRY = "retry"
+    """The node prompts again (``attempt`` of ``of``)."""
+    FALLBACK = "fallback"
+    """Retries used up or a transfer failed: on to ``goto`` (none: hang up)."""
+    COLLECT = "collect"
+    """Digits collected (secure ones by count only)."""
+    ROUTE = "route"
+    """Handed to a queue."""
+    TRANSFER = "transfer"
+    """Blind transfer (SIP REFER) to ``uri``."""
+    HANGUP = "hangup"
+    """The call ended in the IVR (``by`` ivr or caller)."""
+
+
+@register
 @dataclass(frozen=True, kw_only=True)
 class IvrStep(Event):
     type: ClassVar[EventType] = EventType.IVR_STEP
-    urgent: ClassVar[bool] = True
+    meta: ClassVar[EventMeta] = EventMeta(
+        category=Category.IVR, urgent=True, pii={"detail": Pii.DETAIL}, safe=("node", "action"))
     node: str = ""
-    action: str = ""
-    """``enter``, ``choice``, ``no_match``, ``timeout``, ``retry``, ``fallback``, ``collect``,
-    ``route``, ``transfer`` or ``hangup``."""
+    """The node's id in the IVR flow."""
+    action: IvrAction = IvrAction.ENTER
     detail: dict[str, Any] = field(default_factory=dict)
+    """What the step saw or did (``by``, ``choice``, ``digits``, ``queue``, ``attempt``...)."""
+
+    def render(self) -> str:
+        return f"IVR {self.node}: {self.action}"
 
 
-@_register
+@register
 @dataclass(frozen=True, kw_only=True)
 class SummaryReady(Event):
     type: ClassVar[EventType] = EventType.SUMMARY
-    urgent: ClassVar[bool] = True
+    meta: ClassVar[EventMeta] = EventMeta(category=Category.SUMMARY, urgent=True, safe=("summary",))
     summary: dict[str, Any] = field(default_factory=dict)
+    """The summary, built from the already redacted events."""
+
+    def render(self) -> None:
+        return None
 
 
-EVENT_CLASSES: dict[EventType, type[Event]] = dict(_REGISTRY)
+EVENT_CLASSES: dict[EventType, type[Event]] = {EventType(name): cls for name, cls in registered().items()}

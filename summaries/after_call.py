@@ -1,9 +1,10 @@
 """What happens when a call ends: redact, summarize, store, notify.
 
 A call session collects its events and, on ``CallEnded``, hands them to
-``AfterCall.process``. Order matters: redaction comes first, so neither the summary (which quotes
-transcripts) nor the store, the webhook or the returned ``SummaryReady`` event ever hold PII
-(originals go only to the store's separate columns when ``keep_original`` is set).
+``AfterCallChain.process`` (``callcenter.aftercall.AfterCall`` builds the chain from settings).
+Order matters: redaction comes first, so neither the summary (which quotes transcripts) nor the
+store, the webhook or the returned ``SummaryReady`` event ever hold PII (originals go only to
+the store's separate columns when ``keep_original`` is set).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ class AfterCallResult:
     """The ``summary`` event to publish (MQTT, console)."""
 
 
-class AfterCall:
+class AfterCallChain:
     """Redactor → summarizer → durable store writer → webhook outbox (each optional but the first two)."""
 
     def __init__(

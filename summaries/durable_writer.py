@@ -27,6 +27,7 @@ from summaries.summary import CallSummary
 log = logging.getLogger(__name__)
 
 SPOOL_SUFFIX = ".call.json"
+BAD_SUFFIX = ".bad"
 
 
 class DurableWriter:
@@ -69,8 +70,12 @@ class DurableWriter:
 
     def write(self, events: Iterable[Event], summary: CallSummary | None, *,
               originals: Mapping[int, dict[str, Any]] | None = None) -> str:
-        """Spool the call, then try the store; returns the call id whether or not it is stored yet."""
-        evs = list(events)
+        """Spool the call, then try the store; returns the call id whether or not it is stored yet.
+
+        The call is redacted as the store redacts it before it touches the disk, so the spool
+        never holds PII the store would not."""
+        red = self.store.redact(events, summary, originals)
+        evs, summary, originals = red.events, red.summary, red.originals
         call_id = (summary.call_id if summary else "") or next((e.call_id for e in evs if e.call_id), "")
         call_id = call_id or uuid.uuid4().hex
         if summary is not None and not summary.call_id:
@@ -131,11 +136,17 @@ class DurableWriter:
         with self._lock:
             try:
                 payload = json.loads(path.read_text(encoding="utf-8"))
+                events = [Event.from_dict(e) for e in payload["events"]]
+                summary = CallSummary.from_dict(payload["summary"]) if payload.get("summary") else None
+                originals = {int(k): v for k, v in (payload.get("originals") or {}).items()}
             except FileNotFoundError:
                 return True  # written by a concurrent flush
-            events = [Event.from_dict(e) for e in payload["events"]]
-            summary = CallSummary.from_dict(payload["summary"]) if payload.get("summary") else None
-            originals = {int(k): v for k, v in (payload.get("originals") or {}).items()}
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                # Never retried forever, never lost: set aside for a person to look at.
+                bad = path.with_name(path.name + BAD_SUFFIX)
+                os.replace(path, bad)
+                log.warning("unreadable spool file set aside as %s (%s)", bad.name, type(exc).__name__)
+                return True
             try:
                 if not self.store.started:
                     self.store.start()

@@ -5,25 +5,22 @@ emails and phone numbers are replaced by a tag in transcripts and their words; D
 while the IVR is collecting something secure are masked. The original is kept beside the event
 (``RedactedCall.originals``) only when ``keep_original`` is set, so the default stores nothing
 sensitive at all.
+
+Which fields hold what comes from the event classes (``meta.pii``, one rule per ``Pii`` kind);
+the redactor knows no event type's fields by name. Deny by default: a text-like field a class
+does not declare is redacted as free text, never passed through.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from speech.events import (
-    CallEnded,
-    DtmfDigit,
-    Event,
-    FinalTranscript,
-    IvrStep,
-    PartialTranscript,
-    Word,
-)
+from speech.event_base import Pii, redaction_plan
+from speech.events import CallEnded, DtmfDigit, Event, IvrAction, IvrStep, Word
 from summaries.spoken import digit_runs, luhn_ok
 
 MASKED_DIGIT = "X"
@@ -44,7 +41,9 @@ PHONE_CONTEXT = re.compile(r"\b(phone|cell|mobile|call me|reach me|callback numb
 _SSN = re.compile(r"(?<![\d-])\d{3}[- ]\d{2}[- ]\d{4}(?![\d-])")
 _UK_NINO = re.compile(r"\b[A-CEGHJ-PR-TW-Z]{2} ?\d{2} ?\d{2} ?\d{2} ?[A-D]\b", re.I)
 _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b")
-_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+# Anchored at a token start and bounded (RFC 5321: local part <= 64), so a long unbroken token
+# costs linear time, not quadratic (a CRM API client could otherwise burn CPU).
+_EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]{1,64}@[\w-]+(?:\.[\w-]+)+")
 _SPOKEN_EMAIL = re.compile(
     r"\b[\w.]+(?: dot [\w]+)* at [\w-]+(?: dot [\w-]+)*? dot (?:com|org|net|edu|gov|io|co|uk|de)\b",
     re.I,
@@ -79,6 +78,14 @@ class Redactor:
         self.secure_ivr_nodes = frozenset(secure_ivr_nodes)
         self._secure_node: dict[str, str] = {}
         """call_id → the secure IVR node now collecting input."""
+        self._rules: dict[Pii, Callable[[Any, bool], Any]] = {
+            Pii.TEXT: self._redact_any,
+            Pii.WORDS: lambda words, secure: self._redact_words(words, secure=secure),
+            Pii.DIGITS: lambda digit, secure: MASKED_DIGIT if secure else digit,
+            Pii.DETAIL: _redact_detail,
+            Pii.ADDRESS: lambda address, _secure: address,  # kept by design (see Pii.ADDRESS)
+        }
+        """One rule per kind of personal data (a test checks every kind has one)."""
 
     # -- text ---------------------------------------------------------------------------------
 
@@ -154,45 +161,58 @@ class Redactor:
     # -- events -------------------------------------------------------------------------------
 
     def redact_event(self, event: Event) -> Event:
-        """The event with PII masked (``dataclasses.replace``); unchanged events are returned as is."""
+        """The event with PII masked (``dataclasses.replace``); unchanged events are returned as is.
+
+        Which fields to look at comes from the class's declarations (``meta.pii``); a text-like
+        field it does not declare is redacted as free text (deny by default). How strictly
+        depends on the call's IVR state: inside a secure node every digit is input.
+        """
+        secure = self._secure_context(event)
+        changes: dict[str, Any] = {}
+        for name, kind in redaction_plan(type(event)):
+            value = getattr(event, name)
+            new = self._rules[kind](value, secure)
+            if new != value:
+                changes[name] = new
+        return dataclasses.replace(event, **changes) if changes else event
+
+    def _redact_any(self, value: Any, secure: bool) -> Any:
+        """Free text in whatever shape it comes: a string, words, a tuple, list or dict of them."""
+        if isinstance(value, str):
+            return self.redact_text(value, secure=secure)
+        if isinstance(value, tuple | list) and value and all(isinstance(v, Word) for v in value):
+            return self._redact_words(value, secure=secure)
+        if isinstance(value, tuple | list):
+            return type(value)(self._redact_any(v, secure) for v in value)
+        if isinstance(value, dict):
+            return {k: self._redact_any(_mask_card_value(v), secure) for k, v in value.items()}
+        return _mask_card_value(value)
+
+    def _secure_context(self, event: Event) -> bool:
+        """Follow the call's IVR state; True when ``event`` belongs to secure input."""
         call = event.call_id
         if isinstance(event, IvrStep):
             return self._ivr_step(event)
-        secure = call in self._secure_node
-        if isinstance(event, DtmfDigit):
-            return dataclasses.replace(event, digit=MASKED_DIGIT) if secure else event
-        if isinstance(event, FinalTranscript):
-            text = self.redact_text(event.text, secure=secure)
-            words = self._redact_words(event.words, secure=secure)
-            if text == event.text and words == event.words:
-                return event
-            return dataclasses.replace(event, text=text, words=words)
-        if isinstance(event, PartialTranscript):
-            text = self.redact_text(event.text, secure=secure)
-            return event if text == event.text else dataclasses.replace(event, text=text)
         if isinstance(event, CallEnded):
             self._secure_node.pop(call, None)
-        return event
+            return False
+        return call in self._secure_node
 
-    def _ivr_step(self, step: IvrStep) -> IvrStep:
+    def _ivr_step(self, step: IvrStep) -> bool:
+        """Enter a secure node, or leave it once its input is collected or the call moves on."""
         call = step.call_id
         is_secure_node = step.node in self.secure_ivr_nodes or bool(step.detail.get("secure"))
-        if step.action == "enter":
+        action = step.action
+        if action == IvrAction.ENTER:
             if is_secure_node:
                 self._secure_node[call] = step.node
             else:
                 self._secure_node.pop(call, None)
-            return step
-        if is_secure_node or self._secure_node.get(call) == step.node:
-            detail = {k: _mask_value(k, v) for k, v in step.detail.items()}
-            if step.action in ("collect", "route", "transfer", "fallback"):
-                self._secure_node.pop(call, None)
-            return dataclasses.replace(step, detail=detail) if detail != step.detail else step
-        if step.action in ("route", "transfer"):
+            return False
+        secure = is_secure_node or self._secure_node.get(call) == step.node
+        if action in _LEAVES or (secure and action in _LEAVES_SECURE):
             self._secure_node.pop(call, None)
-        # A card number collected by a node nobody marked secure is still a card number.
-        detail = {k: _mask_card_value(v) for k, v in step.detail.items()}
-        return dataclasses.replace(step, detail=detail) if detail != step.detail else step
+        return secure
 
     def redact_events(self, events: Iterable[Event]) -> list[Event]:
         return self.redact_call(events).events
@@ -244,7 +264,7 @@ def dtmf_card_indices(events: Sequence[Event]) -> set[int]:
                 runs.setdefault(call, []).append((i, ev.digit, float(ev.t)))
             else:
                 close(call)
-        elif isinstance(ev, CallEnded) or (isinstance(ev, IvrStep) and ev.action == "enter"):
+        elif isinstance(ev, CallEnded) or (isinstance(ev, IvrStep) and ev.action == IvrAction.ENTER):
             close(call)
     for call in list(runs):
         close(call)
@@ -262,6 +282,18 @@ def _mask_card_value(value: Any) -> Any:
 
 
 _MASK_KEYS = ("digits", "value", "input", "entered", "text", "number")
+_LEAVES = (IvrAction.ROUTE, IvrAction.TRANSFER)
+"""Steps that end any secure input of the call."""
+_LEAVES_SECURE = (IvrAction.COLLECT, IvrAction.FALLBACK)
+"""Steps of a secure node that end its input."""
+
+
+def _redact_detail(detail: dict[str, Any], secure: bool) -> dict[str, Any]:
+    """IVR step detail: in secure input every input value is masked, elsewhere card numbers."""
+    if secure:
+        return {k: _mask_value(k, v) for k, v in detail.items()}
+    # A card number collected by a node nobody marked secure is still a card number.
+    return {k: _mask_card_value(v) for k, v in detail.items()}
 
 
 def _mask_value(key: str, value: Any) -> Any:

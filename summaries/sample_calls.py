@@ -14,6 +14,7 @@ from speech.events import (
     DtmfDigit,
     Event,
     FinalTranscript,
+    IvrAction,
     IvrStep,
     SpeechEnded,
     TalkOver,
@@ -43,17 +44,17 @@ def billing_call(call_id: str = "call-billing", caller: str = "+15550100", start
     """IVR (account number keyed in), a double charge, a refund, a promised email, a happy caller."""
     ev: list[Event] = [
         CallStarted(call_id=call_id, t=0.0, source="replay", caller=caller, callee="+15550999", started_at=started_at),
-        IvrStep(call_id=call_id, t=0.5, node="main_menu", action="enter"),
+        IvrStep(call_id=call_id, t=0.5, node="main_menu", action=IvrAction.ENTER),
         DtmfDigit(call_id=call_id, t=3.0, digit="1", source="rfc4733"),
-        IvrStep(call_id=call_id, t=3.1, node="main_menu", action="choice", detail={"choice": "billing"}),
-        IvrStep(call_id=call_id, t=3.2, node="account_number", action="enter"),
+        IvrStep(call_id=call_id, t=3.1, node="main_menu", action=IvrAction.CHOICE, detail={"choice": "billing"}),
+        IvrStep(call_id=call_id, t=3.2, node="account_number", action=IvrAction.ENTER),
     ]
     for i, d in enumerate("12345678"):
         ev.append(DtmfDigit(call_id=call_id, t=4.0 + 0.3 * i, digit=d, source="rfc4733"))
     ev += [
-        IvrStep(call_id=call_id, t=6.8, node="account_number", action="collect", detail={"digits": "12345678"}),
-        IvrStep(call_id=call_id, t=7.0, node="billing_queue", action="enter"),
-        IvrStep(call_id=call_id, t=7.1, node="billing_queue", action="route", detail={"queue": "billing"}),
+        IvrStep(call_id=call_id, t=6.8, node="account_number", action=IvrAction.COLLECT, detail={"digits": "12345678"}),
+        IvrStep(call_id=call_id, t=7.0, node="billing_queue", action=IvrAction.ENTER),
+        IvrStep(call_id=call_id, t=7.1, node="billing_queue", action=IvrAction.ROUTE, detail={"queue": "billing"}),
         ToneUpdate(call_id=call_id, t=12.0, party=C, label="tense", score=0.55, start=8.0, end=11.5),
     ]
     ev += utterance(call_id, C, 8.0, "hi I was charged twice on my bill this month")

@@ -2,7 +2,8 @@
 
 SQLAlchemy 2.0 over SQLite (default) or PostgreSQL (by URL). ``start`` brings the schema to the
 latest alembic migration; ``save_call`` writes everything about one call in one transaction and
-is idempotent on the call id (a second save replaces the first). Blocking: call it from a thread
+is idempotent on the call id (a second save replaces the first). Every call is redacted on its
+way in (``summaries.ingest``), whoever writes it. Blocking: call it from a thread
 (``asyncio.to_thread``) or through ``DurableWriter``.
 """
 
@@ -22,6 +23,7 @@ from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from speech.events import CallStarted, Event, FinalTranscript
 from speech.frames import Party
+from summaries.ingest import IngestRedactor, StoreRedaction
 from summaries.schema import Call, Contact, EventRow, FollowUpTask, SummaryRow, Utterance
 from summaries.summary import UNKNOWN, CallSummary
 
@@ -119,10 +121,14 @@ class ContactDetail:
 class CrmStore:
     """Calls and summaries in a relational database."""
 
-    def __init__(self, url: str, *, connect_timeout_s: float = 5.0, echo: bool = False) -> None:
+    def __init__(self, url: str, *, connect_timeout_s: float = 5.0, echo: bool = False,
+                 secure_ivr_nodes: Iterable[str] = (), keep_original_pii: bool = False) -> None:
+        """``secure_ivr_nodes``/``keep_original_pii``: as in the summary and store settings, so a
+        call arriving by any path is redacted as a live one is."""
         self.url = url
         self.connect_timeout_s = connect_timeout_s
         self.echo = echo
+        self.ingest = IngestRedactor(secure_ivr_nodes=secure_ivr_nodes, keep_original=keep_original_pii)
         self._engine: Engine | None = None
         self._sessions: sessionmaker[Session] | None = None
 
@@ -181,6 +187,11 @@ class CrmStore:
 
     # -- writing ------------------------------------------------------------------------------
 
+    def redact(self, events: Iterable[Event], summary: CallSummary | None = None,
+               originals: Mapping[int, dict[str, Any]] | None = None) -> StoreRedaction:
+        """The call as ``save_call`` would store it (idempotent: redacted input stays as is)."""
+        return self.ingest.redact(events, summary, originals)
+
     def save_call(
         self,
         events: Iterable[Event],
@@ -193,8 +204,8 @@ class CrmStore:
         ``originals`` (index in ``events`` → unredacted event dict, from ``Redactor.redact_call``
         with ``keep_original``) go into the separate ``original`` columns.
         """
-        evs = list(events)
-        originals = originals or {}
+        red = self.redact(events, summary, originals)
+        evs, summary, originals = red.events, red.summary, red.originals
         call_id = (summary.call_id if summary and summary.call_id else "") or next(
             (e.call_id for e in evs if e.call_id), ""
         ) or uuid.uuid4().hex
@@ -359,7 +370,7 @@ def _parse_time(value: str) -> datetime | None:
         return None
     try:
         return _as_naive_utc(datetime.fromisoformat(value))
-    except ValueError:
+    except (ValueError, OverflowError):
         return None
 
 

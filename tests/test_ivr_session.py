@@ -8,190 +8,36 @@ advances the clock in 20 ms steps, delivering scripted caller events, like audio
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
-from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile as sf
 
-from ivr.flow import Flow, FlowError, load_flow, parse_flow
-from ivr.session import IvrMedia, IvrResult, IvrSession, TransferFailed
+from ivr.flow import FlowError, parse_flow
+from ivr.session import IvrSession
 from speech.events import (
-    DtmfDigit,
-    Event,
-    FinalTranscript,
     IvrStep,
     PlaybackEnded,
     PlaybackStarted,
-    SpeechEnded,
-    SpeechStarted,
 )
 from speech.frames import Party
-
-STEP = 0.02
-
-
-class FakeMedia(IvrMedia):
-    def __init__(self, durations: dict[str, float] | None = None, *, default: float = 2.0,
-                 transfer_fails: bool = False) -> None:
-        self.durations = durations or {}
-        self.default = default
-        self.transfer_fails = transfer_fails
-        self.calls: list[tuple] = []
-        self.paths: list[Path] = []
-        self.events: list[Event] = []
-        self.t = 0.0
-        self._playing: tuple[asyncio.Future[bool], float] | None = None
-
-    async def play(self, prompt: Path, *, name: str) -> bool:
-        assert prompt.name == f"{name}.wav"
-        self.paths.append(prompt)
-        self.calls.append(("play", name))
-        fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._playing = (fut, self.t + self.durations.get(name, self.default))
-        try:
-            return await fut
-        finally:
-            self._playing = None
-
-    def advance(self, t: float) -> None:
-        self.t = t
-        if self._playing and t >= self._playing[1] - 1e-9 and not self._playing[0].done():
-            self._playing[0].set_result(True)
-
-    def stop_playback(self) -> None:
-        self.calls.append(("stop",))
-        if self._playing and not self._playing[0].done():
-            self._playing[0].set_result(False)
-
-    def set_grammar(self, phrases: Sequence[str] | None) -> None:
-        self.calls.append(("grammar", tuple(phrases) if phrases is not None else None))
-
-    async def route(self, queue: str) -> None:
-        self.calls.append(("route", queue))
-
-    async def transfer(self, uri: str) -> None:
-        self.calls.append(("transfer", uri))
-        if self.transfer_fails:
-            raise TransferFailed("486 Busy Here")
-
-    async def hangup(self) -> None:
-        self.calls.append(("hangup",))
-
-    def emit(self, event: Event) -> None:
-        self.events.append(event)
-
-    # -- views for assertions
-    def played(self) -> list[str]:
-        assert all(p.is_file() for p in self.paths)
-        return [c[1] for c in self.calls if c[0] == "play"]
-
-    def steps(self, action: str | None = None) -> list[IvrStep]:
-        return [e for e in self.events if isinstance(e, IvrStep) and (action is None or e.action == action)]
-
-
-def key(d: str) -> DtmfDigit:
-    return DtmfDigit(digit=d, source="rfc4733", party=Party.CALLER)
-
-
-def said(text: str) -> FinalTranscript:
-    return FinalTranscript(text=text, party=Party.CALLER, engine="fake")
-
-
-def speech_on(party: Party = Party.CALLER) -> SpeechStarted:
-    return SpeechStarted(party=party)
-
-
-def speech_off() -> SpeechEnded:
-    return SpeechEnded(party=Party.CALLER)
-
-
-class Call:
-    """Runs a session against a script of ``(call time, event | "hangup")``."""
-
-    def __init__(self, flow: Flow, media: FakeMedia, prompts_dir: Path | None = None) -> None:
-        self.media = media
-        self.session = IvrSession(flow, media, prompts_dir=prompts_dir, call_id="c1")
-
-    async def run(self, script: Sequence[tuple[float, Event | str]] = (), *, until: float = 120.0) -> IvrResult:
-        todo = sorted(script, key=lambda item: item[0])
-        task = asyncio.create_task(self.session.run())
-        t = 0.0
-        while not task.done() and t <= until:
-            while todo and todo[0][0] <= t + 1e-9:
-                _, item = todo.pop(0)
-                if item == "hangup":
-                    self.session.cancel()
-                else:
-                    assert isinstance(item, Event)
-                    self.session.on_event(dataclasses.replace(item, t=t))
-            self.media.advance(t)
-            self.session.on_time(t)
-            for _ in range(12):
-                await asyncio.sleep(0)
-            t = round(t + STEP, 6)
-        assert task.done(), f"IVR still running at call time {t}"
-        return task.result()
-
-
-# -- a small flow for the logic -----------------------------------------------------------------
-
-TEST_FLOW = {
-    "start": "menu",
-    "prompts": {p: p.replace("_", " ") for p in (
-        "menu_prompt", "menu_again", "sorry", "enter_pin", "pin_again", "bad_pin", "hold_on", "bye",
-    )},
-    "nodes": {
-        "menu": {
-            "kind": "menu", "prompt": "menu_prompt", "reprompt": "menu_again", "no_match": "sorry",
-            "timeout_s": 3, "retries": 2, "fallback": "agents",
-            "choices": [
-                {"dtmf": "1", "say": ["billing"], "goto": "billing"},
-                {"dtmf": "2", "say": ["technical support"], "goto": "support"},
-                {"dtmf": "4", "goto": "pin"},
-                {"dtmf": "9", "goto": "bye"},
-                {"dtmf": "0", "say": ["agent"], "goto": "agent"},
-            ],
-        },
-        "pin": {
-            "kind": "collect", "prompt": "enter_pin", "reprompt": "pin_again", "no_match": "bad_pin",
-            "digits": {"min": 4, "max": 6}, "terminator": "#", "timeout_s": 4, "retries": 1,
-            "secure": True, "store_as": "pin", "goto": "hold", "fallback": "agents",
-        },
-        "hold": {"kind": "play", "prompt": "hold_on", "hold": True, "goto": "billing"},
-        "billing": {"kind": "queue", "queue": "billing"},
-        "support": {"kind": "queue", "queue": "tech_support"},
-        "agents": {"kind": "queue", "queue": "agents"},
-        "agent": {"kind": "transfer", "uri": "sip:agent@127.0.0.1:5090", "fallback": "agents"},
-        "bye": {"kind": "hangup", "prompt": "bye"},
-    },
-}
+from tests.ivr_script import (
+    TEST_FLOW,
+    Call,
+    FakeMedia,
+    key,
+    make_flow,
+    run_call,
+    said,
+    speech_off,
+    speech_on,
+    write_prompts,
+)
 
 
 @pytest.fixture
 def prompts_dir(tmp_path: Path) -> Path:
-    """Tiny WAVs so the session's file checks pass; FakeMedia decides how long they 'play'."""
-    out = tmp_path / "prompts"
-    out.mkdir()
-    for name in TEST_FLOW["prompts"]:
-        sf.write(str(out / f"{name}.wav"), np.zeros(1600, dtype=np.int16), 16000, subtype="PCM_16")
-    return out
-
-
-def make_flow(**changes) -> Flow:
-    data = json.loads(json.dumps(TEST_FLOW))
-    for node, fields in changes.items():
-        data["nodes"][node].update(fields)
-    return parse_flow(data, source="test_flow.yaml")
-
-
-async def run_call(prompts_dir: Path, script=(), *, flow: Flow | None = None, **media_kw) -> tuple[IvrResult, FakeMedia]:
-    media = FakeMedia(**media_kw)
-    result = await Call(flow or make_flow(), media, prompts_dir).run(script)
-    return result, media
+    return write_prompts(tmp_path)
 
 
 # -- tests --------------------------------------------------------------------------------------
@@ -409,58 +255,3 @@ async def test_events_pair_playbacks_and_enter_steps(prompts_dir: Path) -> None:
     assert all(e.party is Party.AGENT for e in media.events if isinstance(e, PlaybackStarted))
     times = [e.t for e in media.events]
     assert times == sorted(times)
-
-
-# -- the sample flow, every branch -------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def sample() -> tuple[Flow, dict[str, float]]:
-    flow = load_flow()
-    durations = {name: sf.info(str(flow.prompt_path(name))).duration for name in flow.prompts}
-    return flow, durations
-
-
-def _keys(t0: float, digits: str, gap: float = 0.4) -> list[tuple[float, Event]]:
-    return [(t0 + i * gap, key(d)) for i, d in enumerate(digits)]
-
-
-SAMPLE_CASES = {
-    "billing_digits": (_keys(1.0, "1") + _keys(30.0, "12345678#"), "queue", "billing"),
-    "tech_dtmf": (_keys(25.0, "2"), "queue", "tech_support"),
-    "tech_speech": ([(22.0, speech_on()), (23.0, said("tech support"))], "queue", "tech_support"),
-    "billing_speech_partial": ([(22.0, said("i have a billing question"))] + _keys(40.0, "1234567#"), "queue", "billing"),
-    "cancel_yes": (_keys(1.0, "3") + [(20.0, said("yes"))], "queue", "retention"),
-    "cancel_no_then_agent": (_keys(1.0, "32") + _keys(40.0, "0"), "transfer", None),
-    "silence": ([], "queue", "agents"),
-}
-
-
-@pytest.mark.parametrize("case", list(SAMPLE_CASES))
-async def test_sample_flow_branches(case: str, sample) -> None:
-    flow, durations = sample
-    script, outcome, queue = SAMPLE_CASES[case]
-    media = FakeMedia(durations)
-    result = await Call(flow, media).run(script, until=200.0)
-    assert result.outcome == outcome
-    assert result.queue == queue
-    if case == "billing_digits":
-        assert result.collected == {"account_number": "12345678"}
-    if case == "cancel_no_then_agent":
-        assert result.path.count("main_menu") == 2
-        assert result.transfer_uri == "sip:agent@127.0.0.1:5090"
-    if case == "silence":
-        assert len(media.steps("timeout")) == 3
-        assert media.played()[-1] == "agents_hold"
-        assert [e.kind for e in media.events if isinstance(e, PlaybackStarted)][-1] == "hold"
-
-
-async def test_sample_flow_all_nodes_visited(sample) -> None:
-    flow, durations = sample
-    visited: set[str] = set()
-    for script, _, _ in SAMPLE_CASES.values():
-        result = await Call(flow, FakeMedia(durations)).run(script, until=200.0)
-        visited.update(result.path)
-    result = await Call(flow, FakeMedia(durations, transfer_fails=True)).run(_keys(1.0, "0"), until=200.0)
-    assert result.queue == "agents"
-    visited.update(result.path)
-    assert visited == set(flow.nodes)

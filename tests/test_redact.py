@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
 import pytest
 
-from speech.events import DtmfDigit, FinalTranscript, IvrStep, Word
+from speech.event_base import Category, EventMeta, Pii
+from speech.events import (
+    CallStarted,
+    DtmfDigit,
+    Event,
+    EventType,
+    FinalTranscript,
+    IvrAction,
+    IvrStep,
+    Word,
+)
 from speech.frames import Party
 from summaries.redact import MASKED_DIGIT, Redactor
 from summaries.sample_calls import billing_call
@@ -148,3 +162,62 @@ def test_card_in_a_non_secure_collect_detail_is_masked():
     assert out.detail == {"digits": MASKED_DIGIT * len(CARD), "tries": 1}
     order = IvrStep(call_id="d", t=5.0, node="orders", action="collect", detail={"digits": "12345678"})
     assert Redactor().redact_event(order) is order
+
+
+# -- deny by default: the redactor follows the events' declarations -----------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class CoachingHint(Event):
+    """A new event type, declared by the book: the redactor needs no change to handle it."""
+
+    type: ClassVar[EventType] = EventType.SUMMARY  # borrowed, never registered
+    meta: ClassVar[EventMeta] = EventMeta(category=Category.ALERTS, pii={"quote": Pii.TEXT}, safe=("rule",))
+    rule: str = ""
+    quote: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Undeclared(Event):
+    """Text fields nobody declared: redacted as free text, never passed through."""
+
+    type: ClassVar[EventType] = EventType.SUMMARY
+    note: str = ""
+    lines: tuple[str, ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict)
+    said: tuple[Word, ...] = ()
+    count: int = 0
+
+
+def test_a_declared_new_event_is_redacted_without_touching_the_redactor():
+    hint = CoachingHint(call_id="n", t=1.0, rule="card 4111 1111 1111 1111", quote="my card is 4111 1111 1111 1111")
+    out = Redactor().redact_event(hint)
+    assert out.quote == "my card is [CARD]"
+    assert out.rule == hint.rule  # declared safe: the rule's own text is ours
+
+
+def test_undeclared_text_fields_are_treated_as_personal_data():
+    text = "my ssn is 123-45-6789"
+    words = tuple(Word(w, i * 0.5, i * 0.5 + 0.4) for i, w in enumerate("card 4111 1111 1111 1111 ok".split()))
+    event = Undeclared(call_id="u", t=1.0, note=text, lines=(text, "fine"), extra={"said": text, "n": CARD},
+                       said=words, count=4111111111111111)
+    out = Redactor().redact_event(event)
+    assert out.note == "my ssn is [SSN]"
+    assert out.lines == ("my ssn is [SSN]", "fine")
+    assert out.extra == {"said": "my ssn is [SSN]", "n": MASKED_DIGIT * len(CARD)}
+    assert [w.word for w in out.said] == ["card", "[CARD]", "ok"]
+    assert out.count == event.count  # not text-like: left alone
+    assert "123-45-6789" not in json.dumps(out.to_dict()) and CARD not in json.dumps(out.to_dict())
+
+
+def test_undeclared_text_follows_secure_ivr_input_too():
+    r = Redactor(secure_ivr_nodes={"pin"})
+    r.redact_event(IvrStep(call_id="s", t=0.0, node="pin", action=IvrAction.ENTER))
+    assert r.redact_event(Undeclared(call_id="s", t=1.0, note="it is 4 7 1 1")).note == "it is [REDACTED]"
+
+
+def test_every_kind_of_personal_data_has_a_rule_and_addresses_are_kept():
+    r = Redactor()
+    assert set(r._rules) == set(Pii)
+    started = CallStarted(call_id="c", caller="sip:+15551234567@127.0.0.1", callee="sip:ivr@127.0.0.1")
+    assert r.redact_event(started) is started  # calls are filed and searched by caller

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import re
+import sys
 
 import numpy as np
 import pytest
@@ -15,7 +19,10 @@ from speech.frames import AudioFrame, Party
 from telephony import SipEndpoint
 from telephony.items import CallFailed, LegEnded
 from telephony.net import free_port
-from tests.sip.caller import caller_result, start_caller
+from tests.sip.caller import ROOT, caller_result, start_caller
+
+PJLIB_LINE = re.compile(r"^\d\d:\d\d:\d\d\.\d{3}\s|pjlib|pjsua_core|sip_endpoint\.c", re.M)
+"""What pjlib's own log lines look like (``00:42:22.110  os_core_unix.c !pjlib 2.15.1 ...``)."""
 
 pytestmark = [pytest.mark.sip]
 
@@ -169,3 +176,18 @@ async def test_a_key_sequence_arrives_whole_before_hangup(endpoint):
     _, digits, _ = await drain(leg)
     await caller_result(proc)
     assert "".join(d.digit for d in digits) == "123456#"
+
+
+async def test_callcenter_call_prints_no_pjlib_lines(endpoint, tmp_path):
+    """pjlib used to print a dozen lines from libCreate, before the log settings applied."""
+    env = {**os.environ, "CALLCENTER_DATA_DIR": str(tmp_path / "data")}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "callcenter", "call", endpoint.uri, "--hangup-after", "0.5",
+        cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        stdin=asyncio.subprocess.DEVNULL)
+    leg = await asyncio.wait_for(endpoint.accept(), 15)
+    await drain(leg)
+    out, err = await asyncio.wait_for(proc.communicate(), 20)
+    assert proc.returncode == 0, err.decode(errors="replace")[-2000:]
+    assert json.loads(out)["answered"] is True  # stdout is the JSON result and nothing else
+    assert not PJLIB_LINE.search(out.decode()) and not PJLIB_LINE.search(err.decode()), err.decode()

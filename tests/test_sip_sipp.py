@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import socket
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,7 +18,9 @@ from speech.frames import AudioFrame
 from telephony import SipEndpoint
 from telephony.items import CallFailed, HoldChanged, LegEnded
 from telephony.net import free_port
-from tests.sip.sipp import have_sipp, run_sipp
+from tests.sip.sipp import have_sipp, refused_offer_scenario, run_sipp
+
+ROOT = Path(__file__).resolve().parents[1]
 
 pytestmark = [pytest.mark.sip, pytest.mark.skipif(not have_sipp(), reason="sipp (sip-tester) not installed")]
 
@@ -231,3 +236,49 @@ async def test_stop_hangs_up_live_calls(tmp_path):
     assert "BYE sip:" in run.messages  # the caller was hung up on, not left dangling
     with pytest.raises(RuntimeError, match="ended"):
         await leg.send_dtmf("1")
+
+
+@pytest.mark.parametrize(("payload", "size", "sdp", "expected"), [
+    ("97 X-NOSUCH/8000", 5000, True, {488, 513}),  # pjsua's own 488 may come first
+    ("97 X-NOSUCH/8000", 12000, True, {488, 513}),
+    ("0 PCMU/8000", 6000, True, {513}),  # cut at 4000 bytes: the SDP read is not the one sent
+    ("0 PCMU/8000", 0, False, {488}),  # no offer: answering 200 would make one of our own
+])
+async def test_unreadable_or_oversized_offer_never_gets_200(endpoint, tmp_path, payload, size, sdp, expected):
+    scenario = refused_offer_scenario(tmp_path / "offer.xml", payload=payload, size=size, sdp=sdp)
+    run = await run_sipp(endpoint.port, tmp_path / "run", scenario=str(scenario), timeout_s=10)
+    statuses = set(run.statuses())
+    assert 200 not in statuses, run.messages[-2000:]
+    assert statuses & expected, run.messages[-2000:]
+    assert run.returncode == 0, run.errors[-2000:]
+    await asyncio.sleep(0.2)
+    assert endpoint.active_calls == 0
+
+
+@pytest.mark.slow
+async def test_invite_flood_is_refused_early_and_the_endpoint_survives(tmp_path):
+    """200 INVITEs/s of 2 s calls against one endpoint (4 slots): before, pjlib aborted the
+    process (``pj_ioqueue_register_sock2: ... free_list``) within one or two such runs."""
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tests.sip.answerer", str(port), cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, stdin=asyncio.subprocess.DEVNULL)
+    assert proc.stdout is not None and proc.stderr is not None
+    try:
+        assert (await asyncio.wait_for(proc.stdout.readline(), 15)).strip() == b"ready"
+        for i in range(2):
+            flood = await run_sipp(port, tmp_path / f"flood{i}", builtin="uac", calls=600, rate=200,
+                                   duration_ms=2000, timeout_s=25)
+            assert proc.returncode is None, (await proc.stderr.read()).decode(errors="replace")[-3000:]
+            assert {486, 503} & set(flood.statuses())  # the excess was refused, not dropped
+            assert 200 in flood.statuses()  # and up to 4 calls at a time were answered
+        await asyncio.sleep(0.5)
+        after = await run_sipp(port, tmp_path / "after", builtin="uac", duration_ms=500, timeout_s=15)
+        assert after.returncode == 0, after.errors[-2000:]
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+        out, err = await asyncio.wait_for(proc.communicate(), 20)
+    assert proc.returncode == 0, err.decode(errors="replace")[-3000:]
+    result = json.loads(out.decode().splitlines()[-1])
+    assert result["answered"] >= 5

@@ -6,7 +6,6 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import socket
 import sqlite3
 import subprocess
 import tempfile
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from speech.ports import free_port
 from summaries.durable_writer import DurableWriter
 from summaries.sample_calls import angry_tech_call, billing_call
 from summaries.store import CrmStore
@@ -87,18 +87,12 @@ def _pg_bin() -> Path | None:
     return Path(found[-1]).parent if found else None
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class TmpPostgres:
     """initdb into a temp dir and run it as the ``postgres`` user on a random loopback port."""
 
     def __init__(self) -> None:
         self.bin = _pg_bin()
-        self.port = _free_port()
+        self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="crm-pg-", dir="/tmp"))
         shutil.chown(self.dir, "postgres", "postgres")
         self.data = self.dir / "data"

@@ -6,7 +6,7 @@ import dataclasses
 import json
 
 from speech.events import FinalTranscript
-from summaries.after_call import AfterCall
+from summaries.after_call import AfterCallChain
 from summaries.durable_writer import DurableWriter
 from summaries.redact import Redactor
 from summaries.sample_calls import billing_call
@@ -30,7 +30,7 @@ async def test_pii_never_leaves_redacted_and_everything_arrives(tmp_path):
     hook = WebhookOutbox(rcv.url, SECRET, tmp_path / "outbox", backoff_base_s=0.05)
     await hook.start()
     try:
-        chain = AfterCall(Redactor(keep_original=False), writer=writer, webhook=hook)
+        chain = AfterCallChain(Redactor(keep_original=False), writer=writer, webhook=hook)
         result = await chain.process(_with_card(billing_call()))
         assert result.call_id == "call-billing" and result.summary.reason == "billing"
         assert "4111" not in json.dumps(result.event.to_dict())

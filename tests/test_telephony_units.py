@@ -9,6 +9,14 @@ import pjsua2 as pj
 import pytest
 import soundfile as sf
 
+from telephony.admission import (
+    KEY_FREE_S,
+    NO_OFFER,
+    OVERLOADED,
+    TOO_LARGE,
+    MediaBudget,
+    check_invite,
+)
 from telephony.media_port import MediaBridge, vector_bytes
 from telephony.prompts import PromptError, chunk_pcm, dtmf_tone, load_pcm
 from telephony.recorder import FLUSH_FRAMES, StereoRecorder
@@ -90,3 +98,35 @@ async def test_bridge_plays_chunks_then_reports_done_and_pairs_ticks():
     bridge.rx(b"r" * 640)
     await asyncio.sleep(0)
     assert len(ticks) == 3
+
+
+def _invite(body: str, *, declared: int | None = None) -> str:
+    length = len(body.encode()) if declared is None else declared
+    return ("INVITE sip:ivr@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK1\r\n"
+            f"Content-Type: application/sdp\r\nContent-Length: {length}\r\n\r\n{body}")
+
+
+def test_check_invite_refuses_cut_oversized_and_offerless_invites():
+    sdp = "v=0\r\nm=audio 4000 RTP/AVP 0\r\n"
+    assert check_invite(_invite(sdp), remote_offered=True) is None
+    assert check_invite(_invite(sdp), remote_offered=False) == NO_OFFER  # SDP pjsip could not read
+    assert check_invite(_invite(""), remote_offered=False) == NO_OFFER  # no offer at all
+    assert check_invite(_invite(sdp, declared=5000), remote_offered=True) == TOO_LARGE  # cut short
+    big = sdp + "a=x-pad:" + "z" * 4000 + "\r\n"
+    assert check_invite(_invite(big), remote_offered=True) == TOO_LARGE  # at pjsip's 4000-byte limit
+    assert TOO_LARGE.status == 513 and NO_OFFER.status == 488
+    assert OVERLOADED.status == 503 and OVERLOADED.headers == (("Retry-After", "2"),)
+
+
+def test_media_budget_counts_closed_transports_until_their_keys_are_free():
+    budget = MediaBudget(limit=4, pressure=2)
+    budget.opened()
+    budget.opened()
+    assert budget.pressure(0.0) and not budget.exhausted(0.0)
+    budget.closed(0.0)
+    budget.closed(0.1)
+    budget.opened()
+    budget.opened()
+    assert budget.in_use(0.2) == 4 and budget.exhausted(0.2)  # 2 live + 2 closed, keys not back
+    assert budget.in_use(KEY_FREE_S + 0.05) == 3  # the first closed one's keys are free again
+    assert budget.in_use(KEY_FREE_S + 0.2) == 2 and not budget.exhausted(KEY_FREE_S + 0.2)

@@ -25,7 +25,9 @@ from speech.events import (
 )
 from speech.frames import FRAME_MS, PIPELINE_RATE, AudioFrame, Party
 from speech.lexicon import LexicalScorer, find_phrases
-from speech.tone import ToneStage, ToneTuning
+from speech.tone import ToneStage
+from speech.tone_tuning import ToneTuning
+from tests.stage_harness import run_stages
 
 GAP_S = 1.2
 STEP = PIPELINE_RATE * FRAME_MS // 1000
@@ -87,15 +89,11 @@ def feed(stage: ToneStage, lines: list[tuple[object, str | None]], *, playback: 
         script.append((playback[1], PlaybackEnded(t=playback[1], party=Party.AGENT, name="menu")))
     script.sort(key=lambda item: item[0])
 
-    out: list[Event] = []
-    for i in range(0, len(audio), STEP):
-        ts = i / PIPELINE_RATE
-        while script and script[0][0] <= ts:
-            out += stage.process_event(script.pop(0)[1])
-        out += stage.process_frame(AudioFrame(audio[i : i + STEP].tobytes(), PIPELINE_RATE, ts, party))
-    for _, event in script:
-        out += stage.process_event(event)
-    out += stage.finish(len(audio) / PIPELINE_RATE)
+    frames = [AudioFrame(audio[i : i + STEP].tobytes(), PIPELINE_RATE, i / PIPELINE_RATE, party)
+              for i in range(0, len(audio), STEP)]
+    injected = [event for _, event in script]
+    events = run_stages([stage], frames, inject=script, end=len(audio) / PIPELINE_RATE)
+    out = [e for e in events if e not in injected]  # what the stage itself produced
     return out, bounds
 
 

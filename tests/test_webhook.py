@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from speech.ports import free_port
 from summaries.sample_calls import angry_tech_call, billing_call
 from summaries.summarizer import summarize
 from summaries.webhook import WebhookOutbox, sign, verify
@@ -20,15 +20,9 @@ RECEIVER = Path(__file__).with_name("webhook_receiver.py")
 SECRET = "hook-secret"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Receiver:
     def __init__(self, tmp: Path, secret: str = SECRET) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.log = tmp / "deliveries.jsonl"
         self.secret = secret
         self.proc: subprocess.Popen | None = None

@@ -25,7 +25,7 @@ from live.console import auth
 from live.console.history import CallHistory
 from live.console.state import LiveCalls, _Stream
 from live.console.timeline import render_timeline
-from live.publisher import NO_DELAY
+from live.publisher import NO_DELAY, MqttConfig, tls_context
 from live.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -150,6 +150,13 @@ def create_console_app(
         return _sse(request, live, stream, first)
 
     return app
+
+
+def broker_options(mqtt: MqttConfig) -> dict[str, Any]:
+    """``create_console_app`` keyword arguments for the broker in ``mqtt``: the same credentials
+    and TLS the publishers use, so the console can follow a protected broker."""
+    return {"broker_username": mqtt.username, "broker_password": mqtt.password,
+            "broker_tls": tls_context(mqtt)}
 
 
 async def _call_record(call_id: str, live: LiveCalls, history: CallHistory | None,

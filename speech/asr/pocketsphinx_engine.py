@@ -31,6 +31,9 @@ import pocketsphinx
 
 from speech.asr.base import AsrEngine, AsrError, Hypothesis, RecognizerSession
 from speech.events import Word
+from speech.settings import AsrSettings
+from speech.text import DEFAULT_RULES, match_phrase
+from speech.text import words as text_words
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +48,10 @@ NOISE_FLOOR_DBFS = -60.0
 (padding, silent RTP) drives pocketsphinx's log-energy features and its running cepstral mean
 off the model; measured on espeak-ng menu phrases resampled from 8 kHz, grammar hits went from
 5/12 to 12/12 with this floor. Its own ``dither`` option (1/2 bit) is too weak to help."""
-MIN_PREFIX_COVERAGE = 0.5
+MIN_PREFIX_COVERAGE = DEFAULT_RULES.min_prefix_coverage
 """Share of a menu phrase's words an unfinished grammar path must cover to count as it."""
 _NON_WORDS = frozenset({"<s>", "</s>", "<sil>"})
 _VARIANT = re.compile(r"\(\d+\)$")
-_WORD_CHARS = re.compile(r"[^a-z0-9' ]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,21 +80,15 @@ class _Grammar:
         """The phrase ``spoken`` stands for, and how much of it was heard (0 = no choice).
 
         When the audio ends before the search reaches the grammar's final state, pocketsphinx
-        returns the best path so far ("speak to an"). If that path is the start of exactly one
-        phrase and covers at least ``MIN_PREFIX_COVERAGE`` of its words, it is that phrase
-        (with a proportionally lower confidence); anything else is no choice (empty text).
+        returns the best path so far ("speak to an"). The shared matcher (``speech.text``)
+        decides: a whole phrase is that phrase; the start of exactly one phrase covering at
+        least ``MIN_PREFIX_COVERAGE`` of its words is that phrase with a proportionally lower
+        confidence; anything else is no choice (empty text).
         """
-        if spoken in self.phrases:
-            return self.phrases[spoken], 1.0
-        heard = spoken.split()
-        if not heard:
+        match = match_phrase(spoken, [(phrase, key) for key, phrase in self.phrases.items()])
+        if match is None:
             return "", 0.0
-        matches = [p for p in self.phrases if p.split()[: len(heard)] == heard]
-        if len(matches) == 1:
-            coverage = len(heard) / len(matches[0].split())
-            if coverage >= MIN_PREFIX_COVERAGE:
-                return self.phrases[matches[0]], coverage
-        return "", 0.0
+        return match.key, 1.0 if match.score > 1 else match.score
 
 
 class PocketsphinxEngine(AsrEngine):
@@ -100,6 +96,7 @@ class PocketsphinxEngine(AsrEngine):
 
     name = "pocketsphinx"
     sample_rate = SAMPLE_RATE
+    concurrency = 1  # it holds the GIL while decoding: more threads would only queue
 
     def __init__(
         self,
@@ -124,6 +121,13 @@ class PocketsphinxEngine(AsrEngine):
         self.load_seconds = time.perf_counter() - t0
         """Time it took to load the first decoder (the model)."""
         self._idle.append(first)
+
+    @property
+    def description(self) -> str:
+        return (
+            f"pocketsphinx, en-us model {self.model.hmm}, loaded in {self.load_seconds:.1f} s, "
+            f"{self.decoders_loaded} decoder(s)"
+        )
 
     @property
     def decoders_loaded(self) -> int:
@@ -154,9 +158,9 @@ class PocketsphinxEngine(AsrEngine):
             spoken: dict[str, str] = {}
             dropped = 0
             for phrase in key:
-                words = _normalize(phrase)
-                known = [w for w in words if decoder.decoder.lookup_word(w) is not None]
-                dropped += len(words) - len(known)
+                spoken_words = text_words(phrase)
+                known = [w for w in spoken_words if decoder.decoder.lookup_word(w) is not None]
+                dropped += len(spoken_words) - len(known)
                 if not known:
                     raise AsrError(
                         f"grammar phrase {phrase!r} has no word in the pocketsphinx dictionary"
@@ -179,6 +183,7 @@ class PocketsphinxEngine(AsrEngine):
         with self._lock:
             self._closed = True
             self._idle.clear()
+        super().close()
 
     # -- decoder pool (any worker thread) ---------------------------------------------------
 
@@ -347,11 +352,13 @@ class PocketsphinxSession(RecognizerSession):
         return " ".join(words)
 
 
-def _normalize(phrase: str) -> list[str]:
-    """Lower-case dictionary words: punctuation becomes a space, JSGF specials vanish."""
-    return _WORD_CHARS.sub(" ", phrase.lower().replace("-", " ")).split()
-
-
 def _is_word(token: str) -> bool:
     """Not a sentence mark, silence or a filler such as ``[NOISE]`` / ``++UM++``."""
     return token not in _NON_WORDS and not token.startswith(("[", "+"))
+
+
+def build(settings: AsrSettings) -> PocketsphinxEngine:
+    """Registry factory (``speech.asr.registry``)."""
+    engine = PocketsphinxEngine()
+    engine.workers = settings.workers
+    return engine

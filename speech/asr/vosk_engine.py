@@ -18,6 +18,8 @@ import vosk
 
 from speech.asr.base import AsrEngine, AsrError, Hypothesis, RecognizerSession
 from speech.events import Word
+from speech.settings import AsrSettings
+from speech.text import match_phrase, normalize
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +53,7 @@ class VoskEngine(AsrEngine):
 
     name = "vosk"
     sample_rate = SAMPLE_RATE
+    concurrency = 2  # AcceptWaveform releases the GIL: one decode per core
 
     def __init__(
         self, model_path: Path | None = None, *, language: str | None = None, download: bool = False
@@ -82,6 +85,11 @@ class VoskEngine(AsrEngine):
         self.load_seconds = time.perf_counter() - t0
         """Time it took to load the model."""
 
+    @property
+    def description(self) -> str:
+        model = str(self.model_path) if self.model_path else f"downloaded ({self.language})"
+        return f"vosk, model {model}, loaded in {self.load_seconds:.1f} s"
+
     def open_session(self, grammar: Sequence[str] | None = None) -> VoskSession:
         if self._model is None:
             raise AsrError("vosk engine is closed")
@@ -90,6 +98,7 @@ class VoskEngine(AsrEngine):
     def close(self) -> None:
         """Drop the model (freed once every session is closed too). Idempotent."""
         self._model = None
+        super().close()
 
 
 class VoskSession(RecognizerSession):
@@ -101,7 +110,7 @@ class VoskSession(RecognizerSession):
         self._grammar = tuple(grammar) if grammar else None
         args: list[object] = [model, float(SAMPLE_RATE)]
         if self._grammar:
-            self._spoken = {" ".join(p.lower().split()): p for p in self._grammar if p.strip()}
+            self._spoken = {normalize(p): p for p in self._grammar if normalize(p)}
             if not self._spoken:
                 raise AsrError("grammar has no phrases")
             for phrase in self._spoken:
@@ -183,5 +192,24 @@ class VoskSession(RecognizerSession):
         return " ".join(w for w in " ".join(parts).split() if w != UNKNOWN)
 
     def _display(self, text: str) -> str:
-        """In grammar mode, give back the phrase as the caller of ``open_session`` spelled it."""
-        return self._spoken.get(text, text)
+        """In grammar mode, give back the phrase as the caller of ``open_session`` spelled it
+        (chosen by the shared matcher, ``speech.text``); free text stays as heard."""
+        if not self._spoken or not text:
+            return text
+        match = match_phrase(text, [(phrase, spoken) for spoken, phrase in self._spoken.items()])
+        return match.key if match is not None else text
+
+
+def build(settings: AsrSettings) -> VoskEngine:
+    """Registry factory (``speech.asr.registry``): the configured model, or vosk's download."""
+    path = Path(settings.vosk_model_path).expanduser() if settings.vosk_model_path else None
+    if path is None and not settings.vosk_download:
+        raise AsrError(
+            "asr.engine is vosk but no model is configured: set asr.vosk_model_path "
+            "(or VOSK_MODEL_PATH), or allow asr.vosk_download"
+        )
+    if path is not None:
+        check_model_dir(path)
+    engine = VoskEngine(path, language=settings.vosk_language, download=settings.vosk_download)
+    engine.workers = settings.workers
+    return engine

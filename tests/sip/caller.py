@@ -19,7 +19,7 @@ async def start_caller(uri: str, *args: str) -> asyncio.subprocess.Process:
 
 
 async def caller_result(proc: asyncio.subprocess.Process, timeout_s: float = 30.0) -> dict:
-    """The caller's JSON result (last stdout line; pjlib prints a few lines before its config)."""
+    """The caller's JSON result (the stdout line that is a JSON object)."""
     try:
         out, err = await asyncio.wait_for(proc.communicate(), timeout_s)
     except TimeoutError:

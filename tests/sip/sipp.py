@@ -94,6 +94,28 @@ async def run_sipp(
     )
 
 
+def refused_offer_scenario(path: Path, *, payload: str = "97 X-NOSUCH/8000", size: int = 0,
+                           sdp: bool = True) -> Path:
+    """Write an INVITE scenario (from ``offer_unknown_dynamic.xml``) that expects 488 or 513.
+
+    ``payload`` is the one offered ``"<pt> <rtpmap>"``; ``size`` pads the SDP with attribute
+    lines to about that many bytes; ``sdp=False`` sends no body at all. A 200 is unexpected:
+    sipp fails and the response shows in its message log."""
+    src = (SCENARIOS / "offer_unknown_dynamic.xml").read_text()
+    pt, rtpmap = payload.split(" ", 1)
+    pad = "".join(f"      a=x-pad{i}:{'z' * 60}\n" for i in range(size // 70))
+    src = src.replace("RTP/AVP 97", f"RTP/AVP {pt}").replace(
+        "      a=rtpmap:97 X-NOSUCH/8000\n", f"      a=rtpmap:{pt} {rtpmap}\n{pad}")
+    if not sdp:
+        head, _, rest = src.partition("      Content-Type: application/sdp\n")
+        src = head + "      Content-Length: 0\n\n    ]]>" + rest.split("]]>", 1)[1]
+    src = src.replace('<recv response="488"/>', '<recv response="180" optional="true"/>\n'
+                      '  <recv response="488" optional="true" next="1"/>\n'
+                      '  <recv response="513" next="1"/>\n  <label id="1"/>')
+    path.write_text(src)
+    return path
+
+
 def _prepare(workdir: Path) -> tuple[Path, Path]:
     """Make the run folder with the ``pcap`` link sipp's pcap scenarios look for."""
     workdir.mkdir(parents=True, exist_ok=True)

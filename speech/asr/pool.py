@@ -1,0 +1,139 @@
+"""One decode pool per process, shared by every call: a priority queue with ordered strands.
+
+Today's alternative (a thread per party per call) lets 8 calls start 16 decodes on 2 cores, and a
+partial can hold up the final somebody is waiting for. Here a fixed number of threads (sized from
+settings) take the most urgent work first: ``FINAL`` before ``FEED`` before ``PARTIAL``. A
+*strand* keeps one stateful session's calls in order and never concurrent (a streaming
+recognizer is not thread-safe); a strand's urgency is that of its most urgent queued task, so a
+final is never stuck behind another call's partials, only behind its own earlier audio.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
+from enum import IntEnum
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+class Priority(IntEnum):
+    """Lower runs first."""
+
+    FINAL = 0
+    """End of an utterance: someone (IVR, agent screen) is waiting for it."""
+    FEED = 1
+    """Audio for a streaming session (its partials come out of it)."""
+    PARTIAL = 2
+    """A re-decode for a live partial: only worth doing when nothing else waits."""
+
+
+class Strand:
+    """Tasks of one session: run one at a time, in submission order."""
+
+    def __init__(self) -> None:
+        self.tasks: deque[tuple[Priority, Future[Any], Callable[[], Any]]] = deque()
+        self.running = False
+
+    def urgency(self) -> Priority:
+        return min(p for p, _, _ in self.tasks)
+
+
+class DecodePool:
+    """``workers`` daemon threads serving a priority heap of strands. Thread-safe."""
+
+    def __init__(self, workers: int, *, name: str = "asr") -> None:
+        self.workers = max(1, workers)
+        self.name = name
+        self._cv = threading.Condition()
+        self._heap: list[tuple[int, int, Strand]] = []
+        self._seq = itertools.count()
+        self._busy = 0
+        self._queued = 0
+        self._threads: list[threading.Thread] = []
+        self._stopped = False
+        self.done = {p: 0 for p in Priority}
+        """Tasks completed per priority (for benchmarks and tests)."""
+
+    @property
+    def idle(self) -> int:
+        """Threads with nothing to do right now (queued work counts against them)."""
+        with self._cv:
+            return max(0, self.workers - self._busy - self._queued)
+
+    def submit(
+        self, fn: Callable[..., Any], *args: Any, priority: Priority, strand: Strand | None = None
+    ) -> Future[Any]:
+        """Run ``fn(*args)`` on a pool thread; tasks of one ``strand`` run in order, one at a time."""
+        fut: Future[Any] = Future()
+        with self._cv:
+            if self._stopped:
+                raise RuntimeError(f"decode pool {self.name} is shut down")
+            if not self._threads:
+                self._start()
+            s = strand or Strand()
+            s.tasks.append((priority, fut, lambda: fn(*args)))
+            self._queued += 1
+            if not s.running:
+                self._push(s)
+            self._cv.notify()
+        return fut
+
+    def shutdown(self) -> None:
+        """Stop taking work; threads exit when the queue is empty. Idempotent."""
+        with self._cv:
+            self._stopped = True
+            self._cv.notify_all()
+
+    # -- internals (hold self._cv) -----------------------------------------------------------
+
+    def _start(self) -> None:
+        for i in range(self.workers):
+            t = threading.Thread(target=self._work, name=f"{self.name}-{i}", daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def _push(self, strand: Strand) -> None:
+        heapq.heappush(self._heap, (int(strand.urgency()), next(self._seq), strand))
+
+    def _take(self) -> Strand | None:
+        while True:
+            while self._heap:
+                _, _, strand = heapq.heappop(self._heap)
+                if strand.running or not strand.tasks:
+                    continue  # a stale entry: the strand is served or was re-pushed
+                strand.running = True
+                return strand
+            if self._stopped:
+                return None
+            self._cv.wait()
+
+    def _work(self) -> None:
+        while True:
+            with self._cv:
+                strand = self._take()
+                if strand is None:
+                    return
+                priority, fut, call = strand.tasks.popleft()
+                self._queued -= 1
+                self._busy += 1
+            try:
+                if fut.set_running_or_notify_cancel():
+                    try:
+                        fut.set_result(call())
+                    except BaseException as exc:  # handed to the caller through the future
+                        fut.set_exception(exc)
+            finally:
+                with self._cv:
+                    self._busy -= 1
+                    self.done[priority] += 1
+                    strand.running = False
+                    if strand.tasks:
+                        self._push(strand)
+                        self._cv.notify()

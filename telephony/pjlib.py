@@ -1,0 +1,103 @@
+"""Creating and destroying the pjsua2 library for one endpoint (call on the PJSIP thread).
+
+pjlib logs a dozen lines to stdout from ``libCreate``, before ``libInit`` can apply the log
+settings; ``quiet_pjlib`` lowers pjlib's own log level first, through the C function the wheel
+exports, so no terminal sees them.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+from dataclasses import dataclass
+
+import pjsua2 as pj
+
+from speech.frames import FRAME_MS
+from telephony.settings import SipSettings
+
+log = logging.getLogger(__name__)
+
+MAX_PKT_LEN = 4000
+"""PJSIP_MAX_PKT_LEN of the wheel: larger SIP messages are cut or dropped by pjsip."""
+
+
+def quiet_pjlib() -> None:
+    """Set pjlib's log level to 0 before ``libCreate`` prints its start-up lines."""
+    try:
+        from pjsua2 import _pjsua2
+
+        ctypes.CDLL(_pjsua2.__file__).pj_log_set_level(0)
+    except (OSError, AttributeError, ImportError):  # another build: the lines are only cosmetic
+        log.debug("could not silence pjlib's start-up log", exc_info=True)
+
+
+@dataclass(frozen=True, slots=True)
+class LibConfig:
+    """What one endpoint's library is built with."""
+
+    settings: SipSettings
+    port: int
+    name: str
+    max_calls: int
+    sample_rate: int
+
+
+def create_library(cfg: LibConfig, ep: pj.Endpoint) -> None:
+    """Create, configure and start the library in ``ep``: UDP/TCP transports on ``host:port``.
+
+    On failure the caller destroys ``ep`` (``destroy_library``)."""
+    quiet_pjlib()
+    ep.libCreate()
+    ecfg = pj.EpConfig()
+    ecfg.uaConfig.threadCnt = 0
+    ecfg.uaConfig.mainThreadOnly = True
+    ecfg.uaConfig.maxCalls = cfg.max_calls
+    ecfg.uaConfig.userAgent = f"callcenter-{cfg.name}"
+    ecfg.logConfig.level = 0
+    ecfg.logConfig.consoleLevel = 0
+    ecfg.medConfig.noVad = True
+    ecfg.medConfig.clockRate = cfg.sample_rate
+    ecfg.medConfig.audioFramePtime = FRAME_MS
+    ecfg.medConfig.ecTailLen = 0
+    ep.libInit(ecfg)
+    ep.audDevManager().setNullDev()
+    for kind in cfg.settings.transports:
+        tcfg = pj.TransportConfig()
+        tcfg.port = cfg.port
+        tcfg.boundAddress = cfg.settings.host
+        ttype = pj.PJSIP_TRANSPORT_UDP if kind == "udp" else pj.PJSIP_TRANSPORT_TCP
+        ep.transportCreate(ttype, tcfg)
+    set_codecs(ep, cfg.settings.codecs)
+    ep.libStart()
+
+
+def create_account(acc: pj.Account, cfg: LibConfig, uri: str) -> None:
+    acfg = pj.AccountConfig()
+    acfg.idUri = uri
+    acfg.mediaConfig.transportConfig.boundAddress = cfg.settings.host
+    acc.create(acfg, True)
+
+
+def set_codecs(ep: pj.Endpoint, codecs: tuple[str, ...]) -> None:
+    """Enable only ``codecs``, in that order of preference."""
+    wanted = [c.lower() for c in codecs]
+    for info in ep.codecEnum2():
+        cid = info.codecId
+        rank = next((i for i, w in enumerate(wanted) if cid.lower().startswith(w)), None)
+        ep.codecSetPriority(cid, 0 if rank is None else 250 - rank)
+
+
+def stop_conference_clock(ep: pj.Endpoint) -> None:
+    """Stop the clock thread so no port callback can run while ports are freed."""
+    try:
+        ep.audDevManager().setNoDev()
+    except Exception:  # noqa: BLE001
+        log.debug("stopping the conference clock failed", exc_info=True)
+
+
+def destroy_library(ep: pj.Endpoint) -> None:
+    try:
+        ep.libDestroy()
+    except Exception:  # noqa: BLE001
+        log.warning("libDestroy failed", exc_info=True)

