@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -76,8 +77,12 @@ async def place_test_call(
     port: int | None = None,
     record_dir: Path | None = None,
     answer_timeout_s: float = 15.0,
+    on_result: Callable[[TestCallResult], None] | None = None,
 ) -> TestCallResult:
     """Place one call and run the script: play, then each entry of ``dtmf`` after ``dtmf_delay``.
+
+    ``on_result`` gets the result as soon as the call is over, before the endpoint is torn down,
+    so a caller that reports it is not at the mercy of pjlib's shutdown.
 
     ``hangup_after`` (s from answer) ends the call early or holds it open after the script;
     ``None`` hangs up ``TAIL_S`` after the script. ``record_dir`` keeps a stereo WAV (ch1 what
@@ -91,8 +96,13 @@ async def place_test_call(
         try:
             leg = await endpoint.place_call(uri, answer_timeout_s=answer_timeout_s)
         except CallFailed as exc:
-            return TestCallResult(uri=uri, answered=False, status=exc.status, reason=exc.reason, local_port=local_port)
-        return await _run_script(leg, uri, play, dtmf or [], dtmf_delay, hangup_after, dtmf_mode, local_port)
+            result = TestCallResult(uri=uri, answered=False, status=exc.status, reason=exc.reason,
+                                    local_port=local_port)
+        else:
+            result = await _run_script(leg, uri, play, dtmf or [], dtmf_delay, hangup_after, dtmf_mode, local_port)
+        if on_result is not None:
+            on_result(result)
+        return result
     finally:
         await endpoint.stop()
 
@@ -176,16 +186,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--record-dir", type=Path)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
+    def report(result: TestCallResult) -> None:
+        if args.json:
+            print(json.dumps(result.to_dict()))
+        else:
+            for key, value in result.to_dict().items():
+                print(f"{key}: {value}")
+        sys.stdout.flush()
+
     result = asyncio.run(place_test_call(
         args.uri, play=args.play, dtmf=args.dtmf, dtmf_delay=args.dtmf_delay,
         hangup_after=args.hangup_after, dtmf_mode="inband" if args.inband else "rfc4733",
-        port=args.port, record_dir=args.record_dir,
+        port=args.port, record_dir=args.record_dir, on_result=report,
     ))
-    if args.json:
-        print(json.dumps(result.to_dict()))
-    else:
-        for key, value in result.to_dict().items():
-            print(f"{key}: {value}")
     return 0 if result.answered else 1
 
 

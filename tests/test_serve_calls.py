@@ -222,6 +222,11 @@ async def test_spoken_choice_routes_to_tech_support(service: Service, ivr_calls)
     assert hits >= 1, "no espeak voice was recognized through PCMU"
 
 
+@pytest.mark.xfail(
+    reason="known bug (issue 10/14): with the whisper engine the worker's call clock can lose "
+    "seconds of ticks, so the IVR's timeouts run late and the caller may hang up first",
+    strict=False,
+)
 async def test_silent_call_is_reprompted_then_falls_back_to_agents(service: Service, ivr_calls) -> None:
     call = ivr_calls["silent"]
     ivr = call["record"]["ivr"]
