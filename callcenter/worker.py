@@ -192,21 +192,12 @@ async def run_worker(settings: Settings, *, port: int, index: int = 0, stop: asy
             sessions.discard(task)
             refresh()
 
-        stopper = asyncio.create_task(stop.wait())
-        while not stop.is_set():
-            accept = asyncio.create_task(endpoint.accept())
-            done, _ = await asyncio.wait({accept, stopper}, return_when=asyncio.FIRST_COMPLETED)
-            if accept not in done:
-                accept.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await accept
-                break
-            task = asyncio.create_task(serve_call(accept.result()))
+        async for leg in endpoint.incoming_calls(stop):
+            task = asyncio.create_task(serve_call(leg))
             sessions.add(task)
             stats.stats.calls_total += 1
             task.add_done_callback(finished)
             refresh()
-        stopper.cancel()
     finally:
         if endpoint is not None:
             await endpoint.stop()  # hangs up live calls: their sessions see LegEnded and finish

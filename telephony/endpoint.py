@@ -12,10 +12,12 @@ free one under the library, and drops them there before ``libDestroy``. The whee
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import re
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pjsua2 as pj
@@ -123,6 +125,22 @@ class SipEndpoint:
         return sum(1 for leg in self._legs.values() if leg.ended is None)
 
     # ---- calls -------------------------------------------------------------------------------
+    async def incoming_calls(self, stop: asyncio.Event) -> AsyncIterator[CallLeg]:
+        """Each answered call (as ``accept`` returns it) until ``stop`` is set."""
+        stopper = asyncio.create_task(stop.wait())
+        try:
+            while not stop.is_set():
+                accept = asyncio.create_task(self.accept())
+                done, _ = await asyncio.wait({accept, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                if accept not in done:
+                    accept.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await accept
+                    return
+                yield accept.result()
+        finally:
+            stopper.cancel()
+
     async def accept(self) -> CallLeg:
         """Answer the next incoming call (200 OK) and return it once the ACK arrived."""
         assert self._incoming is not None, "start() first"

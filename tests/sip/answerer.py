@@ -8,7 +8,6 @@ line with what it answered and refused.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import signal
 import sys
@@ -31,17 +30,9 @@ async def main(port: int) -> int:
     held: set[asyncio.Task[None]] = set()
     async with SipEndpoint(SipSettings(), port=port, name="answerer") as ep:
         print("ready", flush=True)
-        stopper = asyncio.create_task(stop.wait())
-        while not stop.is_set():
-            accept = asyncio.create_task(ep.accept())
-            done, _ = await asyncio.wait({accept, stopper}, return_when=asyncio.FIRST_COMPLETED)
-            if accept not in done:
-                accept.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await accept
-                break
+        async for leg in ep.incoming_calls(stop):
             answered += 1
-            task = asyncio.create_task(_hold(accept.result()))
+            task = asyncio.create_task(_hold(leg))
             held.add(task)
             task.add_done_callback(held.discard)
         refused = dict(ep.refused)
