@@ -6,17 +6,24 @@ One run, the same audio for every engine:
   * speech: the five LibriVox clips of Debian's ``pocketsphinx-testdata`` (24.7 s, fetched and
     cached by ``benchmarks/corpus.py``), at 16 kHz and through an 8 kHz G.711 µ-law round trip;
   * non-speech: ``--nonspeech-s`` seconds (default 600) of silence, noise, hum, hold music, DTMF,
-    comfort noise and IVR-prompt echo, through G.711 and at 16 kHz.
+    comfort noise and IVR-prompt echo, through G.711 and at 16 kHz; the prompt echo also as a
+    2-channel recording with the played channel, as a live call has it (caller words counted).
 Engines: pocketsphinx (shipped en-us model); Whisper tiny.en through faster-whisper's stock
 ``transcribe()`` (30 s window, its own thresholds, no extra guards); and the project's whisper
 engine with the stock-size window (``asr.whisper_window = 30s``) and as built (``utterance``).
 
 Per engine and sample rate:
   * engine alone: each clip decoded whole (WER, CPU-s per audio second);
-  * pipeline (``callcenter replay``'s ``replay_file``, default settings, as fast as it goes) on one
-    call made of the five clips with 1.5 s pauses: WER of the concatenated finals, CPU-s per audio s;
-  * paced (the same call fed in real time): VAD end of utterance (``speech.ended`` emitted) →
-    final transcript emitted, p50/p95 in ms; partials per utterance and their median spacing;
+  * pipeline on the same files (``callcenter replay``'s ``replay_file``, default settings, as fast
+    as it goes): each clip replayed on its own, WER of its finals against the same references;
+  * pipeline on one call made of the five clips with 1.5 s pauses and a -60 dB noise floor: WER
+    of the concatenated finals, CPU-s per audio s with partials off (the cost of the transcript;
+    measured after the same-files replays, so one-time start-up costs such as librosa's first
+    call are not counted);
+  * paced (the same call fed in real time, live partials on as by default): VAD end of utterance
+    (``speech.ended`` emitted) → final transcript emitted, p50/p95 in ms; partials per utterance
+    and their median spacing; CPU-s per audio s of the whole process while it ran (recognizer
+    with partials, plus the detectors);
   * invented words: normalized words in final transcripts of the non-speech corpus (pipeline).
 Prints a markdown table. CPU is process time (all threads) over audio seconds.
 """
@@ -41,10 +48,11 @@ sys.path.insert(0, str(ROOT))
 from benchmarks import corpus  # noqa: E402
 from callcenter.replay import replay_file  # noqa: E402
 from callcenter.settings import Settings, load_settings  # noqa: E402
-from callcenter.wiring import build_pipeline, load_asr_engine  # noqa: E402
+from callcenter.wiring import build_pipeline, prepare_process  # noqa: E402
 from speech.asr.base import AsrEngine, BatchEngine, Hypothesis  # noqa: E402
 from speech.audio_io import load_recording  # noqa: E402
 from speech.events import CallStarted, Event, FinalTranscript, PartialTranscript, SpeechEnded  # noqa: E402
+from speech.frames import Party  # noqa: E402
 
 GAP_S = 1.5
 """Pause between the clips of the benchmark call (noise floor only)."""
@@ -80,12 +88,14 @@ class Row:
     version: str
     alone_wer: float = float("nan")
     alone_cpu: float = float("nan")
+    same_wer: float = float("nan")
     pipe_wer: float = float("nan")
     pipe_cpu: float = float("nan")
     lat_p50: float = float("nan")
     lat_p95: float = float("nan")
     partials_per_utt: float = float("nan")
     partial_gap: float = float("nan")
+    paced_cpu: float = float("nan")
     invented: int = -1
     nonspeech_s: float = 0.0
     notes: list[str] = field(default_factory=list)
@@ -134,9 +144,11 @@ def through_replay(path: Path, settings: Settings, engine: AsrEngine) -> tuple[s
     return finals_text(res.events), res.cpu_seconds / res.audio_seconds, res.events
 
 
-async def paced(path: Path, settings: Settings, engine: AsrEngine) -> tuple[list[float], list[int], list[float]]:
-    """Feed in real time; (end-of-utterance → final ms, partials per utterance, partial gaps s)."""
+async def paced(path: Path, settings: Settings, engine: AsrEngine) -> tuple[list[float], list[int], list[float], float]:
+    """Feed in real time; (end-of-utterance → final ms, partials per utterance, partial gaps s,
+    process CPU-s per audio second)."""
     rec = load_recording(path)
+    cpu0 = time.process_time()
     pipeline = build_pipeline("bench-paced", settings, engine)
     stamps: list[tuple[float, Event]] = []
     pipeline.add_sink(lambda e: stamps.append((time.perf_counter(), e)))
@@ -148,6 +160,7 @@ async def paced(path: Path, settings: Settings, engine: AsrEngine) -> tuple[list
             await asyncio.sleep(delay)
         pipeline.push_frame(frame)
     await pipeline.end()
+    cpu = (time.process_time() - cpu0) / rec.duration
     latencies, per_utt, gaps = [], [], []
     ended_at: float | None = None
     partial_times: list[float] = []
@@ -162,13 +175,15 @@ async def paced(path: Path, settings: Settings, engine: AsrEngine) -> tuple[list
             per_utt.append(len(partial_times))
             gaps += [b - a for a, b in zip(partial_times, partial_times[1:], strict=False)]
             ended_at, partial_times = None, []
-    return latencies, per_utt, gaps
+    return latencies, per_utt, gaps, cpu
 
 
 def invented_words(files: list[Path], settings: Settings, engine: AsrEngine) -> tuple[int, dict[str, int]]:
+    """Words in the caller's finals (a 2-channel case's played channel is our own prompt)."""
     total, by_case = 0, {}
     for f in files:
-        text, _, _ = through_replay(f, settings, engine)
+        _, _, events = through_replay(f, settings, engine)
+        text = " ".join(e.text for e in events if isinstance(e, FinalTranscript) and e.party == Party.CALLER)
         n = len(corpus.normalize(text).split())
         total += n
         if n:
@@ -190,6 +205,12 @@ def nonspeech_set(folder: Path, g711_seconds: float) -> dict[str, list[Path]]:
         for case in cases:
             src = corpus.write_wav(folder / f"{version[:2]}-{case.name}.wav", case.audio)
             out[version].append(src if version == "16 kHz" else corpus.g711_file(src, folder / "g711"))
+        # The same echo as a live call has it: with the played channel (2-channel recording).
+        played, heard = corpus.prompt_echo_call(-25.0, g711=version != "16 kHz")
+        if short:
+            played, heard = played[: int(each * corpus.RATE)], heard[: int(each * corpus.RATE)]
+        out[version].append(corpus.write_stereo(folder / f"{version[:2]}-prompt_echo_-25dB_played.wav",
+                                                played, heard))
     return out
 
 
@@ -237,11 +258,15 @@ def main() -> None:
             row = Row(label, version)
             row.alone_wer, row.alone_cpu = alone(engine, wavs, refs)
             _progress(f"{key} {version}: alone")
-            text, row.pipe_cpu, _ = through_replay(call, settings, engine)
+            same = [through_replay(w, settings, engine)[0] for w in wavs]
+            row.same_wer = corpus.wer(refs, same).wer
+            _progress(f"{key} {version}: pipeline, same files")
+            finals_only = settings.model_copy(update={"asr": settings.asr.model_copy(update={"partials": False})})
+            text, row.pipe_cpu, _ = through_replay(call, finals_only, engine)  # warm: after the same-files pass
             row.pipe_wer = corpus.wer([" ".join(refs)], [text]).wer
             _progress(f"{key} {version}: pipeline")
             if not args.no_paced:
-                lat, per_utt, gaps = asyncio.run(paced(call, settings, engine))
+                lat, per_utt, gaps, row.paced_cpu = asyncio.run(paced(call, settings, engine))
                 row.lat_p50, row.lat_p95 = pct(lat, 0.5), pct(lat, 0.95)
                 row.partials_per_utt = statistics.mean(per_utt) if per_utt else 0.0
                 row.partial_gap = statistics.median(gaps) if gaps else float("nan")
@@ -262,7 +287,7 @@ def _progress(what: str) -> None:
 
 def _load(data: Path, name: str, **asr: object) -> tuple[AsrEngine, Settings]:
     settings = settings_for(data, name, **asr)
-    engine = load_asr_engine(settings)
+    engine = prepare_process(settings)  # as a worker does: first-use costs paid before the first call
     assert engine is not None
     return engine, settings
 
@@ -272,8 +297,9 @@ def _f(x: float, fmt: str = "{:.3f}") -> str:
 
 
 def _line(r: Row) -> str:
-    return (f"| {r.engine} | {r.version} | {_f(r.alone_wer)} | {_f(r.pipe_wer)} | {_f(r.alone_cpu)} | "
-            f"{_f(r.pipe_cpu)} | {_f(r.lat_p50, '{:.0f}')} / {_f(r.lat_p95, '{:.0f}')} | "
+    return (f"| {r.engine} | {r.version} | {_f(r.alone_wer)} | {_f(r.same_wer)} | {_f(r.pipe_wer)} | "
+            f"{_f(r.alone_cpu)} | {_f(r.pipe_cpu)} | {_f(r.paced_cpu)} | "
+            f"{_f(r.lat_p50, '{:.0f}')} / {_f(r.lat_p95, '{:.0f}')} | "
             f"{_f(r.partials_per_utt, '{:.1f}')} / {_f(r.partial_gap, '{:.2f}')} | {r.invented} in "
             f"{r.nonspeech_s / 60:.1f} min |"
             + (f" {'; '.join(r.notes)}" if r.notes else ""))
@@ -281,9 +307,10 @@ def _line(r: Row) -> str:
 
 def print_table(rows: list[Row]) -> None:
     print("\nLibriVox clips (24.7 s, 5 utterances, 1.5 s pauses in the pipeline call)\n")
-    print("| engine | audio | WER alone | WER pipeline | CPU-s/audio-s alone | CPU-s/audio-s pipeline "
+    print("| engine | audio | WER alone | WER pipeline, same files | WER pipeline, call | CPU-s/audio-s alone "
+          "| CPU-s/audio-s pipeline (finals) | CPU-s/audio-s paced (with partials) "
           "| end of utterance → final p50 / p95 ms | partials per utterance / spacing s | invented words |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(_line(r))
 

@@ -253,6 +253,30 @@ def prompts_full() -> np.ndarray:
     return np.concatenate(pieces) if pieces else np.zeros(RATE, np.float32)
 
 
+def prompt_echo_call(level_db: float = -25.0, delay_s: float = 0.12, g711: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """A call leg while our prompts play, as a live call (and its 2-channel recording) has it:
+    ``(played, heard)``, the prompts we send and the caller's channel carrying them back as line
+    echo (delayed, ``level_db`` relative to the prompt, over a −60 dBFS floor); both through a
+    µ-law round trip if ``g711``. Write it with :func:`write_stereo` to replay it."""
+    played = np.concatenate([prompts_full(), np.zeros(int(delay_s * RATE), np.float32)])
+    shift = int(delay_s * RATE)
+    echo = np.concatenate([np.zeros(shift, np.float32), played[: len(played) - shift]]) * _db(level_db)
+    heard = _with_floor(echo, np.random.default_rng(12))
+    if g711:
+        played, heard = g711_roundtrip(played), g711_roundtrip(heard)
+    return played.astype(np.float32), heard.astype(np.float32)
+
+
+def write_stereo(path: Path, played: np.ndarray, heard: np.ndarray, rate: int = RATE) -> Path:
+    """A 2-channel call recording as ``telephony.recorder`` writes it: channel 1 what we played
+    (replayed as the agent party), channel 2 the caller."""
+    n = max(len(played), len(heard))
+    data = np.stack([np.pad(played, (0, n - len(played))), np.pad(heard, (0, n - len(heard)))], axis=1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), np.clip(data, -1.0, 32767 / 32768), rate, subtype="PCM_16")
+    return path
+
+
 def nonspeech_corpus(seconds: float = 30.0, seed: int = 2026, g711: bool = True) -> list[NonSpeech]:
     """Every non-speech case, each ``seconds`` long (prompt echo: the prompts' own length),
     with a −60 dBFS floor under the synthetic ones; through a µ-law round trip if ``g711``."""

@@ -179,7 +179,7 @@ class CliError(RuntimeError):
 async def _replay(args: argparse.Namespace, settings: Settings) -> int:
     from callcenter.aftercall import AfterCall
     from callcenter.replay import exit_code, expand_inputs, replay_batch
-    from callcenter.wiring import load_asr_engine
+    from callcenter.wiring import prepare_process
     from speech.asr.base import AsrError
 
     paths = expand_inputs(args.files)
@@ -188,7 +188,7 @@ async def _replay(args: argparse.Namespace, settings: Settings) -> int:
     if args.expect and len(paths) > 1:
         raise CliError("--expect takes one file; use --check for a batch with <name>.expect.json files")
     try:
-        engine = await asyncio.to_thread(load_asr_engine, settings)
+        engine = await asyncio.to_thread(prepare_process, settings)
     except AsrError as exc:
         raise CliError(str(exc)) from exc
     after = AfterCall(settings, store=not args.no_store)  # redaction and summary even with --no-store

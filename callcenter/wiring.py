@@ -66,6 +66,20 @@ def load_asr_engine(settings: Settings) -> AsrEngine | None:
     return load_engine(settings.asr)
 
 
+def prepare_process(settings: Settings) -> AsrEngine | None:
+    """Before a process's first call: load its recognizer and pay first-use costs now (the
+    model's first decode, librosa's first pitch analysis: ~1 s, which otherwise lands on the
+    event loop at the first utterance and delays that call's final transcript and IVR choice).
+    Blocking: run it off the event loop."""
+    engine = load_asr_engine(settings)
+    if engine is not None:
+        engine.warm_up()
+    from speech.prosody import warm_up as warm_prosody
+
+    warm_prosody()
+    return engine
+
+
 def build_pipeline(call_id: str, settings: Settings, engine: AsrEngine | None) -> CallPipeline:
     """One call's stage chain, in :data:`STAGES` order."""
     deps = StageDeps(settings, engine)

@@ -30,7 +30,7 @@ from callcenter.aftercall import AfterCall
 from callcenter.call_session import CallOutcome, CallSession
 from callcenter.call_spool import CallSpool
 from callcenter.settings import Settings
-from callcenter.wiring import load_asr_engine
+from callcenter.wiring import prepare_process
 from ivr.flow import load_flow
 
 if TYPE_CHECKING:
@@ -128,7 +128,7 @@ async def run_worker(settings: Settings, *, port: int, index: int = 0, stop: asy
     stats = StatsFile(data / "workers" / f"worker{index}.json", WorkerStats(index=index, port=port, pid=os.getpid()))
     flow = load_flow(settings.ivr.flow, params={"agent_uri": settings.ivr.agent_uri})
     prompts_dir = settings.ivr.prompts_dir or flow.prompts_dir or PROMPTS_DIR
-    engine = await asyncio.to_thread(load_asr_engine, settings)
+    engine = await asyncio.to_thread(prepare_process, settings)
     after = AfterCall(settings)
     publisher = None
     endpoint = None

@@ -89,7 +89,7 @@ class AsrStage(Stage):
         elif isinstance(event, SpeechEnded) and party in self._streams:
             self._streams[party].end(event.t)
         elif isinstance(event, PlaybackStarted | PlaybackEnded):
-            pass  # prompts are played by us; the caller channel does not carry them
+            pass  # their echo on the caller channel is held back by the VAD's echo gate
         return []
 
     def finish(self, t: float) -> list[Event]:

@@ -44,6 +44,10 @@ class AudioFrame:
     party: Party = Party.CALLER
     channels: int = 1
     sample_width: int = SAMPLE_WIDTH
+    far_end_dbfs: float | None = None
+    """Level (dBFS) of what we played into this party's line during the same tick (a prompt,
+    hold music), i.e. what may come back on this channel as echo; None when the edge does not
+    know (replay: the other channel of a 2-channel recording gives it instead)."""
     meta: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
@@ -75,6 +79,22 @@ class AudioFrame:
     def floats(self) -> np.ndarray:
         """The PCM as float32 in [-1, 1)."""
         return self.samples().astype(np.float32) / 32768.0
+
+
+SILENT_DBFS = -100.0
+"""Level given to digital silence (and the floor of every level)."""
+_FULL_SCALE_DB = float(20.0 * np.log10(32768.0))
+
+
+def pcm_dbfs(pcm: bytes) -> float:
+    """RMS level of 16-bit PCM in dBFS (``SILENT_DBFS`` for digital silence or no samples)."""
+    x = np.frombuffer(pcm, dtype="<i2").astype(np.float32)
+    if not len(x):
+        return SILENT_DBFS
+    ms = float(np.mean(x * x))
+    if ms <= 0.0:
+        return SILENT_DBFS
+    return max(SILENT_DBFS, float(10.0 * np.log10(ms)) - _FULL_SCALE_DB)
 
 
 def frame_bytes(sample_rate: int = PIPELINE_RATE, frame_ms: int = FRAME_MS) -> int:

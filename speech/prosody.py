@@ -66,6 +66,14 @@ class Prosody:
         return self.voiced_s > 0 and bool(np.isfinite(self.pitch_hz))
 
 
+def warm_up() -> None:
+    """librosa's first ``yin`` call in a process takes ~1 s (lazy imports and set-up); a live
+    call's first utterance would pay it on the event loop, delaying that call's transcript and
+    IVR choice. Processes that serve calls run this once before the first one."""
+    t = np.arange(ANALYSIS_RATE // 2, dtype=np.float32) / ANALYSIS_RATE
+    analyze(0.3 * np.sin(2 * np.pi * 150 * t), ANALYSIS_RATE)
+
+
 def analyze(samples: np.ndarray, sample_rate: int, config: ProsodyConfig | None = None) -> Prosody:
     """Measure ``samples`` (int16 or float in [-1, 1], mono) of one utterance."""
     cfg = config or ProsodyConfig()

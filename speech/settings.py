@@ -25,6 +25,17 @@ class VadSettings(_Frozen):
     floor_margin_db: float = 6.0
     """A chunk is voiced only this far above the party's running noise floor (webrtcvad alone
     keeps saying "speech" for 60-120 ms after a word)."""
+    echo_gate: bool = True
+    """While audio is played into a party's line (our prompts, hold music, the other party), that
+    party's audio counts as speech only when louder than the echo it can carry: so an echoed
+    prompt never opens an utterance (nor barges in on itself), a caller talking over it does."""
+    echo_return_loss_db: float = Field(15.0, ge=0.0, le=60.0)
+    """Expected echo level = played level minus this. Phone line and acoustic echo return
+    measures ~20-30 dB down (G.168 requires at least 6 dB); lower it for very echoey lines,
+    raise it to let quieter barge-in through."""
+    echo_tail_ms: int = Field(300, ge=0, le=2000)
+    """How long played audio may still come back as echo: the echo path's delay (~120 ms on a
+    phone, more over VoIP jitter buffers) plus its decay."""
 
 
 class AsrSettings(_Frozen):
@@ -57,6 +68,10 @@ class AsrSettings(_Frozen):
     partials: bool = True
     partial_interval_s: float = Field(0.7, gt=0)
     """Batch engines: audio between two re-decodes of the open utterance for a live partial."""
+    partial_budget: float = Field(0.05, ge=0)
+    """Batch engines: decode-thread seconds the partials of one utterance may use per second of
+    its audio (0: no partials). A re-decode costs more the longer the turn, so long turns get
+    sparser partials instead of costing several times their final."""
     max_utterance_s: float = Field(20.0, gt=1)
     """Force a final after this much continuous speech (Whisper's window is 30 s)."""
     split_search_s: float = Field(4.0, ge=0)

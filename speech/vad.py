@@ -5,17 +5,26 @@ into utterances: one starts after ``start_ms`` of voiced audio (so clicks do not
 after ``hangover_ms`` of unvoiced audio (so the pauses between words do not cut a sentence). Both
 events are back-dated to the audio they describe: ``SpeechStarted.t`` is the start of the first
 voiced chunk, ``SpeechEnded.t`` the end of the last one, although each is only known later.
+
+Echo gate: a phone sends part of what we play back on the caller's channel (line and acoustic
+echo, ~20-30 dB down, ~100-200 ms late). webrtcvad hears that as speech, so our own prompt would
+open utterances, barge in on itself and be transcribed as the caller. The stage knows what is
+played into each party's line: the level the edge stamps on a frame (``far_end_dbfs``, live
+calls) and the audio of the other parties (a 2-channel recording's played channel, in replay).
+While something was played within ``echo_tail_ms``, a chunk counts as voiced only if it is
+louder than the loudest played level in that window minus ``echo_return_loss_db``; a caller
+talking over a prompt is louder than its echo and still opens an utterance.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 
-import numpy as np
 import webrtcvad
 
 from speech.events import Event, SpeechEnded, SpeechStarted
-from speech.frames import SAMPLE_WIDTH, AudioFrame, Party
+from speech.frames import SAMPLE_WIDTH, SILENT_DBFS, AudioFrame, Party, pcm_dbfs
 from speech.settings import VadSettings
 from speech.stage import Stage
 
@@ -26,8 +35,7 @@ WARMUP_S = 0.09
 noise with 10, 20 and 30 ms chunks) while it sets up its noise model; those are ignored."""
 FLOOR_SMOOTHING = 0.1
 """Weight of each new unvoiced chunk in the noise floor (dB, exponential average)."""
-_SILENT_DB = -100.0
-_FULL_SCALE_DB = float(20.0 * np.log10(32768.0))
+_SILENT_DB = SILENT_DBFS
 
 
 @dataclass
@@ -47,6 +55,12 @@ class _PartyState:
     """Audio this party's webrtcvad instance has seen."""
     floor_db: float | None = None
     """Running level of the chunks webrtcvad calls unvoiced (None until one is seen)."""
+    far_end: deque[tuple[float, float, float]] = field(default_factory=deque)
+    """(start, end, dBFS) of recent audio played into this party's line, as the edge stamped it."""
+    sent: deque[tuple[float, float, float]] = field(default_factory=deque)
+    """(start, end, dBFS) of this party's own recent frames: what the other parties' lines carry."""
+    echo_gated_s: float = 0.0
+    """Audio the webrtcvad called speech that the echo gate held back as echo."""
 
 
 class VadStage(Stage):
@@ -64,8 +78,15 @@ class VadStage(Stage):
         state = self._states.get(party)
         return bool(state and state.speaking)
 
+    def echo_gated_s(self, party: Party) -> float:
+        """Seconds of ``party``'s audio webrtcvad called speech but the echo gate held back."""
+        state = self._states.get(party)
+        return state.echo_gated_s if state else 0.0
+
     def process_frame(self, frame: AudioFrame) -> list[Event]:
         state = self._states.setdefault(frame.party, _PartyState())
+        if self.settings.echo_gate:
+            self._note_played(state, frame)
         vad = self._vads.get(frame.party)
         if vad is None:
             vad = self._vads[frame.party] = webrtcvad.Vad(self.settings.aggressiveness)
@@ -83,6 +104,9 @@ class VadStage(Stage):
             state.buf_t += chunk_s
             state.fed_s += chunk_s
             voiced = self._voiced(vad, state, chunk, frame.sample_rate)
+            if voiced and self.settings.echo_gate and self._is_echo(frame.party, chunk, t0, t0 + chunk_s):
+                state.echo_gated_s += chunk_s
+                voiced = False
             events.extend(self._step(frame.party, state, voiced, t0, t0 + chunk_s))
         return events
 
@@ -95,7 +119,7 @@ class VadStage(Stage):
         return events
 
     def _voiced(self, vad: webrtcvad.Vad, state: _PartyState, chunk: bytes, rate: int) -> bool:
-        level = _level_db(chunk)
+        level = pcm_dbfs(chunk)
         if level <= _SILENT_DB:
             return False
         said = vad.is_speech(chunk, rate)
@@ -106,6 +130,30 @@ class VadStage(Stage):
         if state.fed_s <= WARMUP_S + 1e-9:
             return False
         return state.floor_db is None or level >= state.floor_db + self.settings.floor_margin_db
+
+    def _note_played(self, state: _PartyState, frame: AudioFrame) -> None:
+        """Remember this frame's own level (the far end of the other parties) and what the edge
+        says was played into its line, for ``echo_tail_ms``."""
+        keep_after = frame.timestamp - self.settings.echo_tail_ms / 1000 - 0.1
+        if frame.far_end_dbfs is not None:
+            state.far_end.append((frame.timestamp, frame.end, frame.far_end_dbfs))
+        state.sent.append((frame.timestamp, frame.end, pcm_dbfs(frame.pcm)))
+        for history in (state.far_end, state.sent):
+            while history and history[0][1] < keep_after:
+                history.popleft()
+
+    def _is_echo(self, party: Party, chunk: bytes, t0: float, t1: float) -> bool:
+        """Whether the chunk [t0, t1) is no louder than the echo of what was played into
+        ``party``'s line during the echo tail before it."""
+        since = t0 - self.settings.echo_tail_ms / 1000
+        played = [lv for start, end, lv in self._states[party].far_end if end > since and start < t1]
+        for other, state in self._states.items():
+            if other != party:
+                played.extend(lv for start, end, lv in state.sent if end > since and start < t1)
+        loudest = max(played, default=_SILENT_DB)
+        if loudest <= _SILENT_DB:
+            return False
+        return pcm_dbfs(chunk) < loudest - self.settings.echo_return_loss_db
 
     def _step(self, party: Party, state: _PartyState, voiced: bool, t0: float, t1: float) -> list[Event]:
         chunk_ms = round((t1 - t0) * 1000)
@@ -132,12 +180,3 @@ class VadStage(Stage):
         state.speaking = False
         end = state.last_voiced_end
         return SpeechEnded(t=end, start=state.onset, duration=end - state.onset, party=party)
-
-
-def _level_db(chunk: bytes) -> float:
-    """RMS level of a chunk in dBFS (``_SILENT_DB`` for digital silence)."""
-    x = np.frombuffer(chunk, dtype="<i2").astype(np.float32)
-    ms = float(np.mean(x * x))
-    if ms <= 0.0:
-        return _SILENT_DB
-    return max(_SILENT_DB, float(10.0 * np.log10(ms)) - _FULL_SCALE_DB)

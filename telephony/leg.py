@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 
 from speech.events import DtmfDigit
-from speech.frames import FRAME_MS, AudioFrame, Party
+from speech.frames import FRAME_MS, AudioFrame, Party, pcm_dbfs
 from telephony.call_ops import CallCommand, CallOp, Hangup, Hold, SendDtmf, Transfer, Unhold
 from telephony.items import HoldChanged, LegEnded
 from telephony.media_port import MediaBridge
@@ -150,7 +150,10 @@ class CallLeg:
         if self.inbox.qsize() >= self._max_frames:
             self.frames_dropped += 1
             return
-        self.inbox.put_nowait(AudioFrame(heard, self.sample_rate, t, self.party))
+        # What we played this tick may come back in ``heard`` as echo: the VAD's echo gate needs
+        # its level (None: nothing played).
+        far_end = pcm_dbfs(played) if played else None
+        self.inbox.put_nowait(AudioFrame(heard, self.sample_rate, t, self.party, far_end_dbfs=far_end))
 
     def _on_dtmf(self, digit: str, source: str, duration: float) -> None:
         if self.ended is None:

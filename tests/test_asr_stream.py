@@ -4,16 +4,25 @@ edge resampling, long turns split at pauses, one pool for every call."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 import numpy as np
 import pytest
 import soundfile as sf
 
 from speech.asr.adapter import BufferedStream
+from speech.asr.base import BatchEngine, Hypothesis
 from speech.asr.whisper_engine import WhisperEngine
 from speech.asr_stage import AsrStage
 from speech.audio_io import load_recording, resample, to_int16
-from speech.events import Event, FinalTranscript, PartialTranscript, SpeechEnded, SpeechStarted
+from speech.events import (
+    Event,
+    FinalTranscript,
+    PartialTranscript,
+    SpeechEnded,
+    SpeechStarted,
+    Word,
+)
 from speech.frames import AudioFrame, Party
 from speech.pipeline import CallPipeline
 from speech.settings import AsrSettings, VadSettings
@@ -149,3 +158,40 @@ async def test_calls_share_the_engine_pool(engine, tts):
     assert s1.engine.pool is s2.engine.pool is engine.pool
     await p1.cancel()
     await p2.cancel()
+
+
+class SlowBatch(BatchEngine):
+    """A batch engine whose every decode takes ``cost_s`` of decode-thread time."""
+
+    name = "slow"
+    concurrency = 2
+
+    def __init__(self, cost_s: float) -> None:
+        self.cost_s = cost_s
+        self.partials = 0
+
+    def decode(self, audio: np.ndarray, *, final: bool, hints=None) -> Hypothesis:
+        time.sleep(self.cost_s)
+        self.partials += not final
+        n = max(1, audio.size // 16000)
+        return Hypothesis(text=" ".join(["word"] * n), words=tuple(Word("word", 0, 0, 1) for _ in range(n)),
+                          final=final)
+
+
+@pytest.mark.parametrize(("budget", "at_most", "at_least"), [(0.0, 0, 0), (0.05, 3, 1), (10.0, 99, 8)])
+async def test_partials_stay_within_their_budget(budget, at_most, at_least):
+    """A long turn's partials thin out once they used their share of decode time (here each
+    re-decode costs 0.1 s: a budget of 0.05 s per audio second allows about one per 2 s)."""
+    engine = SlowBatch(0.1)
+    settings = AsrSettings(partial_interval_s=0.5, partial_budget=budget)
+    asr = AsrStage(engine, settings=settings)
+    data = (np.random.default_rng(1).standard_normal(16000 * 6) * 3000).astype(np.int16)
+    pipeline = CallPipeline("call-budget", [MarkedSpeech(0.0, 5.9), asr])
+    await pipeline.start()
+    for f in frames_of(data, 16000):
+        pipeline.push_frame(f)
+        await asyncio.sleep(0.02)
+    events = await pipeline.end()
+    engine.close()
+    assert len([e for e in events if isinstance(e, FinalTranscript)]) == 1
+    assert at_least <= engine.partials <= at_most, engine.partials

@@ -215,3 +215,14 @@ def test_menu_hints_put_no_words_into_non_speech(engine, sox_dir):
     for name in ("sweep_chord", "hold_music", "dial_tone", "pink_-20dB"):
         audio = load(_render(sox_dir, name, *NON_SPEECH[name]))
         assert engine.decode(audio, final=True, hints=hints).text == ""
+
+
+def test_warm_up_leaves_no_trace(engine, tts):
+    """``warm_up`` (run before a process's first call) keeps no state: counters and results of
+    later decodes are what they were."""
+    audio = load(tts("i would like to pay my bill", pad_before=0.3, pad_after=0.3))
+    before = engine.decode(audio, final=True)
+    counters = (dict(engine.rejected), engine.fallbacks, engine.hinted)
+    engine.warm_up()
+    assert (dict(engine.rejected), engine.fallbacks, engine.hinted) == counters
+    assert engine.decode(audio, final=True) == before

@@ -31,6 +31,7 @@ from callcenter.settings import load_settings
 from callcenter.worker import call_record_path
 from ivr.flow import SAMPLE_FLOW
 from speech.ports import consecutive_free_ports
+from speech.text import words
 from summaries.store import CrmStore
 from telephony.kamailio import kamailio_binary
 from tests.conftest import have
@@ -76,7 +77,7 @@ def service_settings(tmp: Path, **extra: Any):
         "sip.front": "kamailio",
         "mqtt.enabled": False,
         "console.enabled": False,
-        "asr.engine": "pocketsphinx",
+        "asr.engine": "whisper",  # the default engine, explicit so an environment cannot change it
         "ivr.flow": str(short_timeout_flow(tmp)),
     }
     overrides.update(extra)
@@ -211,22 +212,18 @@ async def test_spoken_choice_routes_to_tech_support(service: Service, ivr_calls)
         finals = [e for e in detail.events if e["type"] == "transcript.final" and e["party"] == "caller"]
         choices = ivr_steps(detail, "choice")
         by_speech = [c for c in choices if c["detail"]["by"] == "speech"]
-        # A grammar can only return its phrases: a hit must be the phrase spoken, never another.
+        # The matcher rejects what is not a menu phrase: a hit must be the phrase spoken, never another.
         assert all(c["detail"]["choice"] == "technical support" for c in by_speech), (name, choices)
         if call["record"]["ivr"]["queue"] == "tech_support" and by_speech:
             hits += 1
-            assert any(f["text"] == "technical support" for f in finals)
-            assert any(u.text == "technical support" and u.party == "caller" for u in detail.transcript)
+            assert any(words(f["text"]) == ["technical", "support"] for f in finals), finals
+            assert any(words(u.text) == ["technical", "support"] and u.party == "caller" for u in detail.transcript)
         assert_two_channel_recording(call["record"], min_s=SPEAK_AT_S)
     print(f"spoken 'technical support' routed by speech: {hits}/{len(speech)}")
-    assert hits >= 1, "no espeak voice was recognized through PCMU"
+    # whisper through PCMU: 3/3 in every run measured (pocketsphinx's grammar got 1-3 of 3)
+    assert hits >= len(speech) - 1, f"only {hits} of {len(speech)} espeak voices recognized through PCMU"
 
 
-@pytest.mark.xfail(
-    reason="known bug (issue 10/14): with the whisper engine the worker's call clock can lose "
-    "seconds of ticks, so the IVR's timeouts run late and the caller may hang up first",
-    strict=False,
-)
 async def test_silent_call_is_reprompted_then_falls_back_to_agents(service: Service, ivr_calls) -> None:
     call = ivr_calls["silent"]
     ivr = call["record"]["ivr"]
@@ -274,12 +271,6 @@ def _media_then_silence_scenario(hold_ms: int) -> str:
     return xml[:start] + f'<pause milliseconds="{hold_ms}"/>\n  ' + xml[end:]
 
 
-@pytest.mark.xfail(
-    reason="known bug (issue 10/14): with the whisper engine the worker's call clock loses ~4-5 s "
-    "of ticks after RTP stops (465-490 frames for a 14 s call; pocketsphinx passes); the call "
-    "itself stays up and ends by the caller's BYE",
-    strict=False,
-)
 async def test_rtp_that_stops_does_not_end_or_break_the_call(service: Service, tmp_path: Path) -> None:
     scenario = tmp_path / "media_then_silence.xml"
     scenario.write_text(_media_then_silence_scenario(14000))

@@ -1,7 +1,12 @@
 """StreamAdapter (livekit's pattern): a batch engine (Whisper) as an utterance stream with partials.
 
 The open utterance is buffered on the loop. Every ``partial_interval_s`` of new audio, if the
-decode pool has an idle thread, the whole utterance so far is re-decoded at low priority; a
+decode pool has an idle thread and the utterance's partials are within their budget
+(``partial_budget``: decode-thread seconds per second of utterance audio), the whole utterance so
+far is re-decoded at low priority. A re-decode costs the encoder plus ~5 ms per token, so it
+grows with the utterance: the budget keeps a long turn's partials from costing several times its
+final (they thin out instead), and since it counts wall time on the decode thread, a busy machine
+thins them further. A
 partial publishes only the *stable prefix*, the words two consecutive decodes agree on
 (LocalAgreement, as in whisper_streaming), so the agent's screen does not flicker. At the VAD's
 end of utterance the final decode runs at the highest priority on this stream's strand (finals
@@ -10,6 +15,7 @@ leave in utterance order) and brings word timings and a confidence.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -63,13 +69,17 @@ class BufferedStream(UtteranceStream):
         self._utt_id = 0
         self._next_partial = 0
         self._partial_busy = False
+        self._partial_spent = 0.0
         self._agree = LocalAgreement()
         self.partial_decodes = 0
+        self.partials_skipped = 0
+        """Partials not decoded because the utterance's partials had used their budget."""
 
     def _on_begin(self) -> None:
         self._utt_id += 1
         self._chunks, self._samples = [], 0
         self._next_partial = int(self.settings.partial_interval_s * self.rate)
+        self._partial_spent = 0.0
         self._agree.reset()
 
     def _on_audio(self, pcm: bytes, t: float) -> None:
@@ -80,11 +90,14 @@ class BufferedStream(UtteranceStream):
         if self._partial_busy or self.engine.pool.idle == 0:
             return  # no room: finals and other calls first; try again on the next frame
         self._next_partial = self._samples + int(self.settings.partial_interval_s * self.rate)
+        if self._partial_spent >= self.settings.partial_budget * self._samples / self.rate:
+            self.partials_skipped += 1
+            return
         self._partial_busy = True
         self.partial_decodes += 1
         utt, start = self._utt_id, self._utt_start or t
-        fut = self.engine.pool.submit(self._decode, self._audio(), False, None, priority=Priority.PARTIAL)
-        self._track(fut, lambda hyp: self._partial_done(hyp, utt, t, start))
+        fut = self.engine.pool.submit(self._timed_partial, self._audio(), priority=Priority.PARTIAL)
+        self._track(fut, lambda res: self._partial_done(res, utt, t, start))
 
     def _on_end(self, utt_start: float, onset: float, t_end: float, grammar: tuple[str, ...] | None) -> None:
         audio = self._audio()
@@ -100,9 +113,13 @@ class BufferedStream(UtteranceStream):
 
         self._track(fut, done)
 
-    def _partial_done(self, hyp: Hypothesis | None, utt: int, t: float, start: float) -> None:
+    def _partial_done(self, res: tuple[Hypothesis, float] | None, utt: int, t: float, start: float) -> None:
         self._partial_busy = False
-        if hyp is None or utt != self._utt_id or not hyp.text:
+        if res is None or utt != self._utt_id:
+            return
+        hyp, seconds = res
+        self._partial_spent += seconds
+        if not hyp.text:
             return
         stable = self._agree.update([w.word for w in hyp.words])
         if stable:
@@ -111,6 +128,12 @@ class BufferedStream(UtteranceStream):
     def _audio(self) -> np.ndarray:
         pcm = b"".join(self._chunks)
         return np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
+
+    def _timed_partial(self, audio: np.ndarray) -> tuple[Hypothesis, float]:
+        """A partial decode and its wall time on the decode thread (for the budget)."""
+        t0 = time.perf_counter()
+        hyp = self._decode(audio, False, None)
+        return hyp, time.perf_counter() - t0
 
     def _decode(self, audio: np.ndarray, final: bool, hints: tuple[str, ...] | None) -> Hypothesis:
         return self.batch.decode(audio, final=final, hints=hints)

@@ -108,6 +108,9 @@ class AsrEngine:
             self.__dict__["_decode_pool"] = pool
         return pool
 
+    def warm_up(self) -> None:
+        """Pay first-use costs (allocations, lazy set-up) before the first call, not during it."""
+
     def open_session(self, grammar: Sequence[str] | None = None) -> RecognizerSession:
         """A new streaming recognizer; with ``grammar`` (native mode) only those phrases come out."""
         raise AsrError(f"{self.name} is not a streaming engine")
