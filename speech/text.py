@@ -13,6 +13,12 @@ no match: better a reprompt than the wrong queue):
    (a grammar search cut off at the end of audio: "speak to an" for "speak to an agent");
 3. *partial*: the answer's content words cover part of exactly one option ("support").
 
+*Near spellings*: before the rules, a heard word that is not a phrase word but a long near
+spelling of exactly one (``fuzzy_min_length`` letters or more, same first letter, at least
+``fuzzy_similarity`` alike by edit distance: "technically", "reprensentative", "services") counts
+as that word. Recognizers misspell long words they half heard; short words are left alone, since
+one letter turns "willing" into "billing".
+
 **Out-of-grammar rejection**: an answer that is mostly about something else is no match, even if
 it brushes a menu word ("your service is completely unacceptable" is not "cancel service"). A
 whole phrase may come with at most ``max_extra_words`` off-menu content words; a partial match
@@ -75,6 +81,10 @@ class MatchRules:
     min_prefix_coverage: float = 0.5
     max_extra_words: int = 3
     min_answer_share: float = 0.5
+    fuzzy_min_length: int = 8
+    """Heard and phrase words at least this long may be near spellings of each other (0: off)."""
+    fuzzy_similarity: float = 0.8
+    """1 - edit distance / length of the longer word, for a near spelling."""
 
 
 DEFAULT_RULES = MatchRules()
@@ -94,6 +104,7 @@ def match_phrase(
     compiled = [(key, phrase, words(phrase)) for key, phrase in options]
     compiled = [c for c in compiled if c[2]]
     vocabulary = {w for _, _, ws in compiled for w in ws}
+    heard = [_near_spelling(w, vocabulary, rules) for w in heard]
     extra = [w for w in heard if w not in GLUE_WORDS and w not in vocabulary]
     content = [w for w in heard if w not in FILLER_WORDS]
 
@@ -133,6 +144,29 @@ def _single(scored: list[tuple[K, str, float]]) -> PhraseMatch[K] | None:
         return None
     key, phrase = best[0]
     return PhraseMatch(key=key, phrase=phrase, score=top)
+
+
+def _near_spelling(word: str, vocabulary: set[str], rules: MatchRules) -> str:
+    """The one phrase word ``word`` is a near spelling of, else ``word`` itself."""
+    n = rules.fuzzy_min_length
+    if not n or len(word) < n or word in vocabulary or word in GLUE_WORDS:
+        return word
+    near = {
+        v for v in vocabulary
+        if len(v) >= n and v[0] == word[0]
+        and 1 - _edit_distance(word, v) / max(len(word), len(v)) >= rules.fuzzy_similarity
+    }
+    return near.pop() if len(near) == 1 else word
+
+
+def _edit_distance(a: str, b: str) -> int:
+    """Levenshtein distance (insertions, deletions, substitutions) between two words."""
+    row = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        diag, row[0] = row[0], i
+        for j, cb in enumerate(b, 1):
+            diag, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, diag + (ca != cb))
+    return row[-1]
 
 
 def _contains(heard: list[str], phrase: list[str]) -> bool:

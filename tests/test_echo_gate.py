@@ -21,7 +21,7 @@ import pytest
 import soundfile as sf
 
 from benchmarks import corpus
-from speech.events import Event, FinalTranscript, SpeechStarted
+from speech.events import Event, FinalTranscript, SpeechStarted, TalkOver
 from speech.frames import FRAME_MS, PIPELINE_RATE, AudioFrame, Party, pcm_dbfs
 from speech.settings import VadSettings
 from speech.vad import VadStage
@@ -205,3 +205,27 @@ def test_caller_speech_over_and_after_the_prompt_is_recognized(tmp_path: Path, e
     assert len(texts) == 1, f"{len(texts)} caller finals"
     assert SENTENCES[sentence] in corpus.normalize(texts[0])
     assert abs(caller_onsets(events)[0] - at) < 0.2
+
+
+@pytest.mark.parametrize("caller_gain_db", [0.0, -10.0, -20.0])
+def test_a_quiet_caller_talking_over_a_louder_agent_is_not_held_back(caller_gain_db: float) -> None:
+    """In a 2-channel recording the agent's voice is played into the caller's line, but a caller
+    talking over the agent is not its echo, however much quieter: their levels do not rise and
+    fall together. (A level test alone held back a caller 20 dB below the agent: the overlap's
+    onsets moved and talk-over was lost.)"""
+    from speech.settings import TalkOverSettings
+    from speech.talk_over import TalkOverStage
+    from tests.conftest import FIXTURES
+
+    x, rate = sf.read(str(FIXTURES / "talk_over.wav"), dtype="float32")
+    assert rate == PIPELINE_RATE and x.shape[1] == 2
+    tracks = {Party.AGENT: int16(x[:, 0]), Party.CALLER: int16(x[:, 1] * 10 ** (caller_gain_db / 20))}
+
+    def heard(gate: bool) -> tuple[list[float], list[tuple[float, Party]]]:
+        events = run_stages([VadStage(VadSettings(echo_gate=gate)), TalkOverStage(TalkOverSettings())],
+                            frames_from_tracks(tracks))
+        return caller_onsets(events), [(round(e.start, 2), e.started_by) for e in of_type(events, TalkOver)]
+
+    gated = heard(True)
+    assert gated[1], "control: the fixture has talk-over"
+    assert gated == heard(False)

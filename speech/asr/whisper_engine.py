@@ -214,14 +214,60 @@ class WhisperEngine(BatchEngine):
         first = self._inspect(audio, final, None)
         if not (final and hints) or first.rejected in NON_SPEECH:
             return first
-        options = [(p, p) for p in hints]
-        if first.rejected is None and match_phrase(first.hypothesis.text, options) is not None:
+        if first.rejected is None and _matches_any(first.hypothesis.text, hints):
             return first
-        hinted = self._inspect(audio, final, self._hint_prompt(tuple(hints)))
-        if hinted.rejected is None and match_phrase(hinted.hypothesis.text, options) is not None:
+        hinted = self._menu_answer(audio, tuple(hints))
+        if hinted is not None:
             self.hinted += 1
             return hinted
         return first
+
+    def _menu_answer(self, audio: np.ndarray, hints: tuple[str, ...]) -> Decoded | None:
+        """The best of ``whisper_menu_hypotheses`` beam-search decodes, prompted with the menu's
+        phrases, that matches one of them, or None.
+
+        Only for audio the unprompted decode judged to be speech. Each candidate must score at
+        least ``min_avg_logprob`` (a stretch to fit a phrase is no answer) and a phrase repeated
+        back to back counts once (beam search favours "support, support"). Off-menu speech stays
+        off-menu: its candidates are spellings of what was said, and the matcher rejects them.
+        """
+        s = self.settings
+        x = np.ascontiguousarray(audio, dtype=np.float32)
+        encoded, frames = self._encode(x, s.whisper_window)
+        prompt = self._hint_prompt(hints)
+        n = s.whisper_menu_hypotheses
+        max_new = int(s.max_tokens_per_s * x.size / SAMPLE_RATE) + 8
+        result = self._model.model.generate(
+            encoded,
+            [prompt],
+            beam_size=n,
+            num_hypotheses=n,
+            max_length=min(len(prompt) + max_new, 448),
+            return_scores=True,
+            return_no_speech_prob=True,
+            suppress_blank=True,
+            suppress_tokens=self._suppress,
+        )[0]
+        no_speech = float(result.no_speech_prob)
+        if no_speech > s.no_speech_hard_threshold:
+            return None
+        for sequence, score in zip(result.sequences_ids, result.scores, strict=True):
+            if score < s.min_avg_logprob:
+                break  # best first: the rest score lower still
+            said = self._tok.decode([t for t in sequence if t < self._tok.eot]).strip().split()
+            text = " ".join(said[i] for i in guards.collapse_repeats(said, 1))
+            if not text or not _matches_any(text, hints):
+                continue
+            tokens = self._tok.encode(" " + text)
+            words = _clip_to_onset(self._aligned_words(tokens, encoded, min(x.size // HOP, frames)), x)
+            if not words:
+                continue
+            confidence = sum(w.conf for w in words) / len(words)
+            if confidence < s.min_word_conf:
+                continue
+            hyp = Hypothesis(text=text, words=words, confidence=round(confidence, 3), final=True)
+            return Decoded(hyp, None, guards.DecodeScores(no_speech, float(score), text))
+        return None
 
     def _hint_prompt(self, hints: tuple[str, ...]) -> list[int]:
         prompt = self._hint_prompts.get(hints)
@@ -287,14 +333,7 @@ class WhisperEngine(BatchEngine):
         """Encode ``x`` in a trimmed (``utterance``) or the stock (``30s``) window and decode it
         greedily from the bare start-of-transcript prompt."""
         s = self.settings
-        if window == "30s":
-            features = self._model.feature_extractor(x, padding=MAX_FRAMES * HOP)[:, :MAX_FRAMES]
-        else:
-            total = max(x.size + int(s.whisper_padding_s * SAMPLE_RATE), int(s.whisper_min_window_s * SAMPLE_RATE))
-            features = self._model.feature_extractor(x, padding=total - x.size)[:, :MAX_FRAMES]
-            if features.shape[-1] % 2:
-                features = features[:, :-1]  # the encoder's conv stride is 2
-        encoded = self._model.encode(features)
+        encoded, frames = self._encode(x, window)
         max_new = int(s.max_tokens_per_s * x.size / SAMPLE_RATE) + 8
         prompt = prompt or self._prompt
         result = self._model.model.generate(
@@ -311,7 +350,20 @@ class WhisperEngine(BatchEngine):
         text = self._tok.decode(tokens).strip()
         avg_logprob = float(result.scores[0]) * len(tokens) / (len(tokens) + 1)
         scores = guards.DecodeScores(float(result.no_speech_prob), avg_logprob, text)
-        return _Raw(tokens, text, scores, encoded, int(features.shape[-1]), len(tokens) >= max_new)
+        return _Raw(tokens, text, scores, encoded, frames, len(tokens) >= max_new)
+
+    def _encode(self, x: np.ndarray, window: str) -> tuple[Any, int]:
+        """The encoder's output for ``x`` in a trimmed (``utterance``) or the stock (``30s``)
+        window, and its number of mel frames."""
+        s = self.settings
+        if window == "30s":
+            features = self._model.feature_extractor(x, padding=MAX_FRAMES * HOP)[:, :MAX_FRAMES]
+        else:
+            total = max(x.size + int(s.whisper_padding_s * SAMPLE_RATE), int(s.whisper_min_window_s * SAMPLE_RATE))
+            features = self._model.feature_extractor(x, padding=total - x.size)[:, :MAX_FRAMES]
+            if features.shape[-1] % 2:
+                features = features[:, :-1]  # the encoder's conv stride is 2
+        return self._model.encode(features), int(features.shape[-1])
 
     def _aligned_words(self, tokens: list[int], encoded: Any, num_frames: int) -> tuple[Word, ...]:
         """Word timings (seconds into the audio) and probabilities from cross-attention."""
@@ -340,6 +392,13 @@ class WhisperEngine(BatchEngine):
 
     def close(self) -> None:
         super().close()
+
+
+def _matches_any(text: str, phrases: Sequence[str]) -> bool:
+    """``text`` selects one of ``phrases`` on its own. Which choice it means, and whether two
+    phrases tie, is the IVR's question (it knows which phrases are synonyms of one choice:
+    "support" is both "technical support" and "tech support"); here only whether it is an answer."""
+    return any(match_phrase(text, [(p, p)]) is not None for p in phrases)
 
 
 def _clip_to_onset(words: tuple[Word, ...], audio: np.ndarray) -> tuple[Word, ...]:
