@@ -216,8 +216,9 @@ async def test_spoken_choice_routes_to_tech_support(service: Service, ivr_calls)
         assert all(c["detail"]["choice"] == "technical support" for c in by_speech), (name, choices)
         if call["record"]["ivr"]["queue"] == "tech_support" and by_speech:
             hits += 1
-            assert any(words(f["text"]) == ["technical", "support"] for f in finals), finals
-            assert any(words(u.text) == ["technical", "support"] and u.party == "caller" for u in detail.transcript)
+            assert any("technical support" in " ".join(words(f["text"])) for f in finals), finals
+            assert any("technical support" in " ".join(words(u.text)) and u.party == "caller"
+                       for u in detail.transcript)
         assert_two_channel_recording(call["record"], min_s=SPEAK_AT_S)
     print(f"spoken 'technical support' routed by speech: {hits}/{len(speech)}")
     # whisper through PCMU: 3/3 in every run measured (pocketsphinx's grammar got 1-3 of 3)
