@@ -66,6 +66,8 @@ class AsrSettings(_Frozen):
     whisper_menu_hypotheses: int = Field(5, ge=1, le=16)
     """IVR menus: when the plain decode of an answer matches no phrase, this many beam-search
     decodes prompted with the phrases are tried, best first, for one that does."""
+    whisper_menu_min_logprob: float = -1.6
+    """Those candidates need at least this average token log-probability."""
     whisper_window: Literal["utterance", "30s"] = "utterance"
     """``utterance``: encode the utterance plus ``whisper_padding_s`` of silence (~15x cheaper
     per short utterance); ``30s``: Whisper's stock 30 s window, the fallback."""

@@ -74,3 +74,30 @@ def test_ties_between_choices_are_no_match_and_rules_are_tunable() -> None:
     assert match_phrase(long, options, MatchRules(max_extra_words=10)) is not None
     whole = match_phrase("billing", MENU)
     assert whole is not None and whole.score > 1
+
+
+@pytest.mark.parametrize(
+    ("heard", "key"),
+    [
+        ("Umm, technically, support.", "support"),  # what Whisper heard for "um technical support"
+        ("A reprenantative please.", "agent"),
+    ],
+)
+def test_near_spellings_of_long_phrase_words(heard: str, key: str) -> None:
+    options = [*MENU, ("agent", "representative")]
+    m = match_phrase(heard, options)
+    assert m is not None and m.key == key
+
+
+@pytest.mark.parametrize(
+    "heard",
+    [
+        "I am willing to pay",  # one letter from "billing": short words are never near spellings
+        "my phone operated fine until today",  # near "operator", but the answer is about the phone
+        "Repinentative",  # too far from "representative"
+    ],
+)
+def test_near_spellings_stay_strict(heard: str) -> None:
+    options = [*MENU, ("agent", "representative"), ("agent", "operator")]
+    assert match_phrase(heard, options) is None
+    assert match_phrase("Umm, technically, support.", MENU, MatchRules(fuzzy_min_length=0)) is None  # off
