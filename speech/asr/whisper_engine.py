@@ -237,19 +237,7 @@ class WhisperEngine(BatchEngine):
         x = np.ascontiguousarray(audio, dtype=np.float32)
         encoded, frames = self._encode(x, s.whisper_window)
         prompt = self._hint_prompt(hints)
-        n = s.whisper_menu_hypotheses
-        max_new = int(s.max_tokens_per_s * x.size / SAMPLE_RATE) + 8
-        result = self._model.model.generate(
-            encoded,
-            [prompt],
-            beam_size=n,
-            num_hypotheses=n,
-            max_length=min(len(prompt) + max_new, 448),
-            return_scores=True,
-            return_no_speech_prob=True,
-            suppress_blank=True,
-            suppress_tokens=self._suppress,
-        )[0]
+        result = self._run(encoded, prompt, self._max_new(x), beams=s.whisper_menu_hypotheses, hypotheses=True)
         no_speech = float(result.no_speech_prob)
         if no_speech > s.no_speech_hard_threshold:
             return None
@@ -336,23 +324,32 @@ class WhisperEngine(BatchEngine):
         greedily from the bare start-of-transcript prompt."""
         s = self.settings
         encoded, frames = self._encode(x, window)
-        max_new = int(s.max_tokens_per_s * x.size / SAMPLE_RATE) + 8
-        prompt = prompt or self._prompt
-        result = self._model.model.generate(
+        max_new = self._max_new(x)
+        result = self._run(encoded, prompt or self._prompt, max_new, beams=s.whisper_beam_size)
+        tokens: list[int] = [t for t in result.sequences_ids[0] if t < self._tok.eot]
+        text = self._tok.decode(tokens).strip()
+        avg_logprob = float(result.scores[0]) * len(tokens) / (len(tokens) + 1)
+        scores = guards.DecodeScores(float(result.no_speech_prob), avg_logprob, text)
+        return _Raw(tokens, text, scores, encoded, frames, len(tokens) >= max_new)
+
+    def _max_new(self, x: np.ndarray) -> int:
+        """Decode length cap: speech is ~3-4 tokens/s, loops run on."""
+        return int(self.settings.max_tokens_per_s * x.size / SAMPLE_RATE) + 8
+
+    def _run(self, encoded: Any, prompt: list[int], max_new: int, *, beams: int, hypotheses: bool = False) -> Any:
+        """One ``generate`` from ``prompt`` with the engine's suppressions (``hypotheses``: keep
+        all ``beams`` candidates, best first)."""
+        return self._model.model.generate(
             encoded,
             [prompt],
-            beam_size=s.whisper_beam_size,
+            beam_size=beams,
+            num_hypotheses=beams if hypotheses else 1,
             max_length=min(len(prompt) + max_new, 448),
             return_scores=True,
             return_no_speech_prob=True,
             suppress_blank=True,
             suppress_tokens=self._suppress,
         )[0]
-        tokens: list[int] = [t for t in result.sequences_ids[0] if t < self._tok.eot]
-        text = self._tok.decode(tokens).strip()
-        avg_logprob = float(result.scores[0]) * len(tokens) / (len(tokens) + 1)
-        scores = guards.DecodeScores(float(result.no_speech_prob), avg_logprob, text)
-        return _Raw(tokens, text, scores, encoded, frames, len(tokens) >= max_new)
 
     def _encode(self, x: np.ndarray, window: str) -> tuple[Any, int]:
         """The encoder's output for ``x`` in a trimmed (``utterance``) or the stock (``30s``)
