@@ -78,10 +78,10 @@ class AsrSettings(_Frozen):
     partials: bool = True
     partial_interval_s: float = Field(0.7, gt=0)
     """Batch engines: audio between two re-decodes of the open utterance for a live partial."""
-    partial_budget: float = Field(0.05, ge=0)
+    partial_budget: float = Field(0.1, ge=0)
     """Batch engines: decode-thread seconds the partials of one utterance may use per second of
-    its audio (0: no partials). A re-decode costs more the longer the turn, so long turns get
-    sparser partials instead of costing several times their final."""
+    its audio, beyond its first two re-decodes (0: no partials). A re-decode costs more the longer
+    the turn, so long turns get sparser partials instead of costing several times their final."""
     max_utterance_s: float = Field(20.0, gt=1)
     """Force a final after this much continuous speech (Whisper's window is 30 s)."""
     split_search_s: float = Field(4.0, ge=0)

@@ -29,6 +29,11 @@ from speech.frames import Party
 from speech.settings import AsrSettings
 from speech.text import normalize
 
+FREE_PARTIALS = 2
+"""Re-decodes of an utterance the budget does not count: LocalAgreement publishes nothing until
+two decodes agree, so a budget that allowed only one early decode left whole turns without a
+partial whenever their first words wavered."""
+
 
 class LocalAgreement:
     """The longest word prefix two consecutive hypotheses share; it only ever grows."""
@@ -46,7 +51,7 @@ class LocalAgreement:
             n += 1
         self.previous = words
         if n > len(self.stable) and [normalize(w) for w in self.stable] == keys[: len(self.stable)]:
-            self.stable = words[:n]
+            self.stable = self.stable + words[len(self.stable) : n]  # published words keep their spelling
             return self.stable
         return None
 
@@ -70,6 +75,7 @@ class BufferedStream(UtteranceStream):
         self._next_partial = 0
         self._partial_busy = False
         self._partial_spent = 0.0
+        self._utt_partials = 0
         self._agree = LocalAgreement()
         self.partial_decodes = 0
         self.partials_skipped = 0
@@ -80,6 +86,7 @@ class BufferedStream(UtteranceStream):
         self._chunks, self._samples = [], 0
         self._next_partial = int(self.settings.partial_interval_s * self.rate)
         self._partial_spent = 0.0
+        self._utt_partials = 0
         self._agree.reset()
 
     def _on_audio(self, pcm: bytes, t: float) -> None:
@@ -90,12 +97,15 @@ class BufferedStream(UtteranceStream):
         if self._partial_busy or self.engine.pool.idle == 0:
             return  # no room: finals and other calls first; try again on the next frame
         self._next_partial = self._samples + int(self.settings.partial_interval_s * self.rate)
-        if self._partial_spent >= self.settings.partial_budget * self._samples / self.rate:
+        budget = self.settings.partial_budget
+        if budget <= 0 or (self._utt_partials >= FREE_PARTIALS
+                           and self._partial_spent >= budget * self._samples / self.rate):
             self.partials_skipped += 1
             return
+        self._utt_partials += 1
         self._partial_busy = True
         self.partial_decodes += 1
-        utt, start = self._utt_id, self._utt_start or t
+        utt, start = self._utt_id, self._utt_start if self._utt_start is not None else t
         fut = self.engine.pool.submit(self._timed_partial, self._audio(), priority=Priority.PARTIAL)
         self._track(fut, lambda res: self._partial_done(res, utt, t, start))
 
