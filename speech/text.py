@@ -32,6 +32,8 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from rapidfuzz.distance import Levenshtein
+
 K = TypeVar("K", bound=Hashable)
 
 _NON_WORD = re.compile(r"[^\w' ]+|_")
@@ -154,19 +156,9 @@ def _near_spelling(word: str, vocabulary: set[str], rules: MatchRules) -> str:
     near = {
         v for v in vocabulary
         if len(v) >= n and v[0] == word[0]
-        and 1 - _edit_distance(word, v) / max(len(word), len(v)) >= rules.fuzzy_similarity
+        and Levenshtein.normalized_similarity(word, v) >= rules.fuzzy_similarity
     }
     return near.pop() if len(near) == 1 else word
-
-
-def _edit_distance(a: str, b: str) -> int:
-    """Levenshtein distance (insertions, deletions, substitutions) between two words."""
-    row = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        diag, row[0] = row[0], i
-        for j, cb in enumerate(b, 1):
-            diag, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, diag + (ca != cb))
-    return row[-1]
 
 
 def _contains(heard: list[str], phrase: list[str]) -> bool:
