@@ -29,7 +29,7 @@ from speech.settings import (
     VadSettings,
 )
 from summaries.settings import StoreSettings, SummarySettings
-from telephony.settings import SipSettings
+from telephony.settings import AcdSettings, SipSettings
 
 __all__ = [
     "AsrSettings",
@@ -40,6 +40,7 @@ __all__ = [
     "MqttSettings",
     "Settings",
     "SettingsError",
+    "AcdSettings",
     "SipSettings",
     "StoreSettings",
     "SummarySettings",
@@ -93,6 +94,7 @@ class Settings(BaseSettings):
     summary: SummarySettings = SummarySettings()
     mqtt: MqttSettings = MqttSettings()
     sip: SipSettings = SipSettings()
+    acd: AcdSettings = AcdSettings()
     ivr: IvrSettings = IvrSettings()
     console: ConsoleSettings = ConsoleSettings()
 
@@ -102,6 +104,10 @@ class Settings(BaseSettings):
         """Resolved once, here: Kamailio, workers and the store change or inherit other working
         directories, so a relative ``var`` must not mean different places to them."""
         return Path(value).expanduser().resolve()
+
+    @property
+    def agents_file(self) -> Path:
+        return self.acd.agents_file or self.data_dir / "agents.yaml"
 
     @property
     def store_url(self) -> str:

@@ -49,6 +49,10 @@ class Category(str, Enum):
     """The IVR's path and its prompts."""
     SUMMARY = "summary"
     """The after-call summary."""
+    QUEUE = "queue"
+    """The call's way through an ACD queue (entered, position, ringing, connected, abandoned)."""
+    AGENT = "agent"
+    """Agent state changes (ready, ringing, on call, wrap-up, not ready, logged out)."""
 
 
 class Pii(str, Enum):

@@ -63,6 +63,18 @@ class EventType(EventTypeBase):
     """The IVR entered a node, took a choice, timed out, retried or routed."""
     SUMMARY = "summary"
     """The after-call summary, once the call has ended."""
+    PARTY_JOINED = "party.joined"
+    """A party joined the call's audio (an agent answered and was bridged to the caller)."""
+    PARTY_LEFT = "party.left"
+    """A party left the call (hung up, transferred away); the call may go on without them."""
+    HOLD_STARTED = "hold.started"
+    """A party put the call on hold: the caller hears music; hold time is not dead air."""
+    HOLD_ENDED = "hold.ended"
+    """The hold ended; carries its duration."""
+    QUEUE_UPDATE = "queue.update"
+    """The call's progress through an ACD queue (``action`` says which step)."""
+    AGENT_STATE = "agent.state"
+    """An agent's state changed (``call_id`` is the call it concerns, or empty)."""
 
 
 @register
@@ -327,6 +339,147 @@ class SummaryReady(Event):
 
     def render(self) -> None:
         return None
+
+
+@register
+@dataclass(frozen=True, kw_only=True)
+class PartyJoined(Event):
+    type: ClassVar[EventType] = EventType.PARTY_JOINED
+    meta: ClassVar[EventMeta] = EventMeta(
+        category=Category.STATE, urgent=True, safe=("agent_id", "queue"))
+    agent_id: str = ""
+    """The agent's id in the agents directory (``party`` is ``agent``)."""
+    queue: str = ""
+    """The queue the caller waited in ("" for a direct transfer)."""
+    wait_s: float = 0.0
+    """How long the caller waited in the queue before this party answered."""
+    ring_s: float = 0.0
+    """How long this party's phone rang."""
+
+    def render(self) -> str:
+        who = f" {self.agent_id}" if self.agent_id else ""
+        return f"{self.party.value}{who} joined after {self.wait_s:.1f} s in {self.queue or 'transfer'}"
+
+
+@register
+@dataclass(frozen=True, kw_only=True)
+class PartyLeft(Event):
+    type: ClassVar[EventType] = EventType.PARTY_LEFT
+    meta: ClassVar[EventMeta] = EventMeta(
+        category=Category.STATE, urgent=True, safe=("agent_id", "reason"))
+    agent_id: str = ""
+    reason: str = "hangup"
+    """``hangup`` (that party hung up), ``transfer`` (handed the call on) or ``ended`` (the
+    other side hung up)."""
+
+    def render(self) -> str:
+        who = f" {self.agent_id}" if self.agent_id else ""
+        return f"{self.party.value}{who} left ({self.reason})"
+
+
+@register
+@dataclass(frozen=True, kw_only=True)
+class HoldStarted(Event):
+    type: ClassVar[EventType] = EventType.HOLD_STARTED
+    meta: ClassVar[EventMeta] = EventMeta(category=Category.STATE, urgent=True)
+    by: Party = Party.AGENT
+    """Who put the call on hold; ``party`` is the same."""
+
+    def render(self) -> str:
+        return f"on hold (by {self.by.value})"
+
+
+@register
+@dataclass(frozen=True, kw_only=True)
+class HoldEnded(Event):
+    type: ClassVar[EventType] = EventType.HOLD_ENDED
+    meta: ClassVar[EventMeta] = EventMeta(category=Category.STATE, urgent=True)
+    by: Party = Party.AGENT
+    start: float = 0.0
+    duration: float = 0.0
+
+    def render(self) -> str:
+        return f"hold over ({self.duration:.1f} s)"
+
+
+class QueueAction(StrEnum):
+    """What one queue step was (``QueueUpdate.action``)."""
+
+    ENTERED = "entered"
+    """The caller joined the queue (``position``)."""
+    POSITION = "position"
+    """A periodic announcement of position and expected wait."""
+    RINGING = "ringing"
+    """An agent's phone is ringing for this caller (``agent_id``)."""
+    NO_ANSWER = "no_answer"
+    """That agent did not answer in time (and was set not ready)."""
+    CONNECTED = "connected"
+    """An agent answered; the caller left the queue (``wait_s``)."""
+    ABANDONED = "abandoned"
+    """The caller hung up while waiting (``wait_s``)."""
+    OVERFLOW = "overflow"
+    """Maximum wait reached: moved to the queue ``target``."""
+    CALLBACK = "callback"
+    """Maximum wait reached: a callback request was left in the store."""
+    TRANSFERRED = "transferred"
+    """An agent sent the call to this queue or to another agent (``target``)."""
+
+
+@register
+@dataclass(frozen=True, kw_only=True)
+class QueueUpdate(Event):
+    type: ClassVar[EventType] = EventType.QUEUE_UPDATE
+    meta: ClassVar[EventMeta] = EventMeta(
+        category=Category.QUEUE, urgent=True, safe=("queue", "agent_id", "target"))
+    queue: str = ""
+    action: QueueAction = QueueAction.ENTERED
+    position: int = 0
+    """1 = next in line (0: not waiting)."""
+    wait_s: float = 0.0
+    """Time in the queue so far."""
+    expected_wait_s: float = 0.0
+    agent_id: str = ""
+    target: str = ""
+    """Overflow queue, or transfer target (a queue or ``agent:<id>``)."""
+
+    def render(self) -> str:
+        extra = f" #{self.position}" if self.position else ""
+        who = f" {self.agent_id}" if self.agent_id else ""
+        return f"queue {self.queue}: {self.action}{extra}{who} ({self.wait_s:.0f} s)"
+
+
+class AgentStatus(StrEnum):
+    """An agent's state in the ACD."""
+
+    LOGGED_OUT = "logged_out"
+    """Not logged in, or their phone is not registered."""
+    READY = "ready"
+    """Waiting for a call."""
+    RINGING = "ringing"
+    """A call is ringing their phone."""
+    ON_CALL = "on_call"
+    """Talking (or holding) with a caller."""
+    WRAP_UP = "wrap_up"
+    """After a call, for the configured wrap-up time; then ready again."""
+    NOT_READY = "not_ready"
+    """Logged in but taking no calls (``reason``: break, no_answer, ...)."""
+
+
+@register
+@dataclass(frozen=True, kw_only=True)
+class AgentStateChanged(Event):
+    type: ClassVar[EventType] = EventType.AGENT_STATE
+    meta: ClassVar[EventMeta] = EventMeta(
+        category=Category.AGENT, urgent=True, safe=("agent_id", "reason"))
+    agent_id: str = ""
+    state: AgentStatus = AgentStatus.LOGGED_OUT
+    previous: AgentStatus = AgentStatus.LOGGED_OUT
+    reason: str = ""
+    """Why (``no_answer``, ``break``, ``console``, ``feature_code``, ``registered``...)."""
+
+    def render(self) -> str:
+        why = f" ({self.reason})" if self.reason else ""
+        return f"agent {self.agent_id}: {self.previous} -> {self.state}{why}"
 
 
 EVENT_CLASSES: dict[EventType, type[Event]] = {EventType(name): cls for name, cls in registered().items()}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -25,3 +26,31 @@ class SipSettings(_Frozen):
     """Audio frames a call's inbox holds before dropping (10 s); control items are never dropped."""
     front: Literal["auto", "kamailio", "none"] = "auto"
     record: bool = True
+
+
+class AcdSettings(_Frozen):
+    """Agents and queues (telephony/acd)."""
+
+    agents_file: Path | None = None
+    """The agents directory (YAML/TOML, ``callcenter agents add`` writes it); default:
+    ``data_dir/agents.yaml``."""
+    strategy: Literal["longest_idle", "ring_all"] = "longest_idle"
+    """Which ready agent with the queue's skill rings: the one idle longest, or all of them
+    (the first to answer takes the call)."""
+    ring_timeout_s: float = Field(15.0, gt=0)
+    """An agent's phone rings this long; then the next agent, and this one is set not ready."""
+    wrap_up_s: float = Field(10.0, ge=0)
+    """After a call the agent is in wrap-up this long, then ready again."""
+    announce_every_s: float = Field(30.0, gt=0)
+    """While waiting the caller hears hold music and, this often, their position and expected
+    wait."""
+    poll_s: float = Field(0.5, gt=0)
+    """How often a waiting call looks for a free agent in the shared store."""
+    max_wait_s: float = Field(0.0, ge=0)
+    """Default maximum wait in a queue (0: none); a queue node of the IVR flow may set its own."""
+    ready_on_register: bool = True
+    """An agent whose phone registers (and who is logged out) becomes ready."""
+    registrar_poll_s: float = Field(1.0, gt=0)
+    """How often ``serve`` reads the registrar's contacts into the store."""
+    default_handle_s: float = Field(180.0, gt=0)
+    """Expected handle time before the store has calls to average over."""
