@@ -8,26 +8,34 @@ cross from the leg's inbox (filled from the PJSIP thread) into the pipeline on t
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from callcenter.aftercall import AfterCall, finish_call, live_sinks
+from callcenter.agent_bridge import AgentBridge, AgentOutcome, music_player
 from callcenter.settings import Settings
 from callcenter.wiring import build_pipeline
-from ivr.flow import Flow
+from ivr.flow import Flow, QueueNode
 from ivr.session import IvrSession, TransferFailed
 from speech.asr.base import AsrEngine
 from speech.events import CallStarted, Event, PlaybackEnded, PlaybackStarted
 from speech.frames import AudioFrame, Party
 from speech.pipeline import CallPipeline
 from speech.stage import SetGrammar
+from telephony.acd.queue_call import QueueCall, QueueOptions
+from telephony.acd.store import AcdStore
 from telephony.items import HoldChanged, LegEnded
+from telephony.leg import CallLeg
 
 log = logging.getLogger(__name__)
+
+SESSION_END_S = 15.0
+"""How long a session waits, after the caller hung up, for the IVR or the agent part to end."""
 
 
 @dataclass
@@ -78,6 +86,19 @@ class LegMedia:
         self.pipeline.push_event(event)
 
 
+@dataclass(frozen=True)
+class AcdContext:
+    """What a worker's sessions need to queue callers and bridge agents."""
+
+    store: AcdStore
+    endpoint: Any
+    """The ``SipEndpoint`` holding the caller: places agent legs and bridges them."""
+    worker: str
+    front: str | None = None
+    static_agents: frozenset[str] = frozenset()
+    announce: Callable[[CallLeg, int, float], Coroutine[Any, Any, None]] | None = None
+
+
 class CallSession:
     def __init__(
         self,
@@ -90,6 +111,7 @@ class CallSession:
         sinks: Sequence[Callable[[Event], None]] = (),
         after_call: AfterCall | None = None,
         hold_prompt: Path | None = None,
+        acd: AcdContext | None = None,
     ) -> None:
         self.leg = leg
         self.settings = settings
@@ -99,6 +121,8 @@ class CallSession:
         self.sinks = list(sinks)
         self.after_call = after_call
         self.hold_prompt = hold_prompt
+        self.acd = acd
+        self.agent: AgentOutcome | None = None
 
     async def run(self) -> CallOutcome:
         leg = self.leg
@@ -121,13 +145,14 @@ class CallSession:
                 parties=("caller",),
             )
         )
-        ivr_task = asyncio.create_task(self._run_ivr(ivr, media)) if ivr else None
+        ivr_task = asyncio.create_task(self._run_ivr(ivr, media, pipeline)) if ivr else None
         reason = await self._pump(pipeline)
         ivr_result = None
         if ivr_task is not None:
             ivr.cancel()  # type: ignore[union-attr]
             try:
-                ivr_result = await asyncio.wait_for(ivr_task, timeout=5)
+                # after the IVR, the agent part hangs up the agent and ends their call first
+                ivr_result = await asyncio.wait_for(ivr_task, timeout=SESSION_END_S)
             except (TimeoutError, asyncio.CancelledError, Exception):
                 log.warning("IVR did not stop cleanly on call %s", leg.call_id)
         events = await pipeline.end(reason)
@@ -142,6 +167,8 @@ class CallSession:
             }
             if ivr_result is not None:
                 extra["ivr_outcome"] = _ivr_dict(ivr_result)
+            if self.agent is not None:
+                extra["agent_outcome"] = dataclasses.asdict(self.agent)
             try:
                 outcome.summary = await finish_call(self.after_call, leg.call_id, events, self.sinks,
                                                     t=pipeline.now, **extra)
@@ -149,14 +176,48 @@ class CallSession:
                 log.exception("after-call processing failed on call %s", leg.call_id)
         return outcome
 
-    async def _run_ivr(self, ivr: IvrSession, media: LegMedia) -> Any:
+    async def _run_ivr(self, ivr: IvrSession, media: LegMedia, pipeline: CallPipeline) -> Any:
         result = await ivr.run()
-        if media.routed_to and self.hold_prompt is not None:
+        if media.routed_to and self.acd is not None and self.leg.ended is None:
+            self.agent = AgentOutcome(queue=media.routed_to)
+            await self._queue(media.routed_to, pipeline)
+        elif media.routed_to and self.hold_prompt is not None:
             # In the queue: hold music until the caller hangs up (no agents in this process).
             while self.leg.ended is None:
                 if not await self.leg.play(self.hold_prompt):
                     break
         return result
+
+    async def _queue(self, queue: str, pipeline: CallPipeline) -> None:
+        """Wait in ``queue`` and talk with agents (``callcenter.agent_bridge``)."""
+        assert self.acd is not None and self.flow is not None
+        acd = self.acd
+        node = next((n for n in self.flow.nodes.values() if isinstance(n, QueueNode) and n.queue == queue), None)
+        options = QueueOptions(queue, max_wait_s=(node.max_wait_s or 0.0) if node else 0.0,
+                               overflow=node.overflow if node else None, callback=node.callback if node else False)
+        leg = self.leg
+        music = music_player(leg, self.hold_prompt)
+
+        async def dial(uri: str, ring_s: float, placed: Callable[[CallLeg], None]) -> CallLeg:
+            got: CallLeg = await acd.endpoint.place_call(uri, answer_timeout_s=ring_s, record=False,
+                                                         on_placed=placed)
+            return got
+
+        announce = None
+        if acd.announce is not None:
+            say = acd.announce
+
+            async def announce(position: int, expected: float) -> None:
+                await say(leg, position, expected)
+
+        queue_call = QueueCall(call_id=leg.call_id, caller=leg, store=acd.store, settings=self.settings.acd,
+                               dial=dial, worker=acd.worker, emit=pipeline.push_event, now=lambda: pipeline.now,
+                               music=music, announce=announce, front=acd.front, static_agents=acd.static_agents)
+        queues = frozenset(n.queue for n in self.flow.nodes.values() if isinstance(n, QueueNode))
+        bridge = AgentBridge(caller=leg, queue_call=queue_call, endpoint=acd.endpoint, pipeline=pipeline,
+                             hold_music=music, queues=queues)
+        self.agent = bridge.outcome
+        await bridge.run(options)
 
     async def _pump(self, pipeline: CallPipeline) -> str:
         """Move the leg's audio and digits into the pipeline until the leg ends."""

@@ -20,21 +20,29 @@ import faulthandler
 import json
 import logging
 import os
+import re
 import signal
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from callcenter.aftercall import AfterCall
-from callcenter.call_session import CallOutcome, CallSession
+from callcenter.call_session import AcdContext, CallOutcome, CallSession
 from callcenter.call_spool import CallSpool
+from callcenter.queue_prompts import FEATURE_CODES, QueuePrompts
 from callcenter.settings import Settings
 from callcenter.wiring import prepare_process
 from ivr.flow import load_flow
+from speech.events import AgentStateChanged, AgentStatus
+from speech.frames import Party
+from telephony.acd.directory import DirectoryError, load_directory
+from telephony.acd.store import AcdStore
 
 if TYPE_CHECKING:
     from speech.events import Event
+    from telephony.endpoint import SipEndpoint
     from telephony.leg import CallLeg
 
 log = logging.getLogger(__name__)
@@ -133,6 +141,7 @@ async def run_worker(settings: Settings, *, port: int, index: int = 0, stop: asy
     publisher = None
     endpoint = None
     sessions: set[asyncio.Task[None]] = set()
+    acd: AcdContext | None = None
     spool = CallSpool(data, index)
     try:
         await after.start()
@@ -152,6 +161,7 @@ async def run_worker(settings: Settings, *, port: int, index: int = 0, stop: asy
         endpoint = SipEndpoint(settings.sip, port=port, record_dir=data / "recordings", name=f"worker{index}")
         await endpoint.start()
         hold = flow.prompt_path("hold", prompts_dir) if "hold" in flow.prompts else None
+        acd, acd_prompts = await _acd_context(settings, endpoint, port, index)
         log.warning("worker %d answering on %s:%d", index, settings.sip.host, port)
         stats.write()
 
@@ -161,6 +171,9 @@ async def run_worker(settings: Settings, *, port: int, index: int = 0, stop: asy
             stats.write()
 
         async def serve_call(leg: CallLeg) -> None:
+            if leg.local_uri and _dialed_user(leg.local_uri) in FEATURE_CODES:
+                await _feature_code(leg, acd, acd_prompts, fan_out)
+                return
             recording = getattr(leg, "recording_path", None)
             try:
                 spool.open(leg.call_id, recording=str(recording) if recording else None)
@@ -173,7 +186,7 @@ async def run_worker(settings: Settings, *, port: int, index: int = 0, stop: asy
 
         async def _serve_session(leg: CallLeg) -> None:
             session = CallSession(leg, settings, engine, flow=flow, prompts_dir=prompts_dir,
-                                  sinks=sinks, after_call=after, hold_prompt=hold)
+                                  sinks=sinks, after_call=after, hold_prompt=hold, acd=acd)
             try:
                 outcome = await session.run()
             except Exception:
@@ -208,6 +221,8 @@ async def run_worker(settings: Settings, *, port: int, index: int = 0, stop: asy
         await after.stop()
         if engine is not None:
             engine.close()
+        if acd is not None:
+            acd.store.close()
         stats.stats.active_calls = len(sessions)
         stats.stats.endpoint_calls = 0
         stats.stats.stopped = True
@@ -216,6 +231,48 @@ async def run_worker(settings: Settings, *, port: int, index: int = 0, stop: asy
         with contextlib.suppress(OSError):
             stats.write()
     return 0
+
+
+async def _acd_context(settings: Settings, endpoint: SipEndpoint, port: int,
+                       index: int) -> tuple[AcdContext | None, QueuePrompts]:
+    """The shared ACD store and how this worker reaches agents (through the front's registrar
+    when a front dispatches to it, else the agents' static contacts)."""
+    prompts = QueuePrompts(settings.data_dir / "prompts" / "acd")
+    try:
+        directory = load_directory(settings.agents_file)
+    except DirectoryError:
+        log.exception("agents file unusable: queues will have no agents")
+        return None, prompts
+    store = AcdStore(settings.store_url)
+    await asyncio.to_thread(store.sync_directory, directory, ready_on_register=settings.acd.ready_on_register)
+    front = f"{settings.sip.host}:{settings.sip.port}" if port != settings.sip.port else None
+    static = frozenset(a.id for a in directory.agents if a.contact)
+    return AcdContext(store=store, endpoint=endpoint, worker=f"worker{index}", front=front,
+                      static_agents=static, announce=prompts.announce), prompts
+
+
+def _dialed_user(uri: str) -> str:
+    m = re.search(r"sips?:([^@;>]+)@", uri)
+    return m.group(1) if m else ""
+
+
+async def _feature_code(leg: CallLeg, acd: AcdContext | None, prompts: QueuePrompts,
+                        publish: Callable[[Event], None]) -> None:
+    """An agent dialed ``*1`` (ready), ``*2`` (not ready) or ``*0`` (logged out) from their phone:
+    the front authenticated them (``X-CC-Agent``); set the state, say so, hang up."""
+    code = _dialed_user(leg.local_uri)
+    state_name, text = FEATURE_CODES[code]
+    change = None
+    if acd is not None and leg.agent_identity:
+        change = await asyncio.to_thread(acd.store.set_state, leg.agent_identity, AgentStatus(state_name),
+                                         "feature_code")
+    if change is not None:
+        publish(AgentStateChanged(t=0.0, party=Party.AGENT, agent_id=change.agent_id, state=change.state,
+                                  previous=change.previous, reason=change.reason))
+    if leg.agent_identity and acd is not None:
+        await prompts.say(leg, f"feature_{state_name}", text)
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(leg.hangup(), 5)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -165,7 +165,10 @@ def _build(nid: str, raw: NodeSpec, defaults: DefaultsSpec, params: Mapping[str,
     if isinstance(raw, PlaySpec):
         return PlayNode(id=nid, prompt=raw.prompt, goto=raw.goto, hold=raw.hold, barge_in=raw.barge_in)
     if isinstance(raw, QueueSpec):
-        return QueueNode(id=nid, prompt=raw.prompt, queue=subst("queue", raw.queue))
+        return QueueNode(id=nid, prompt=raw.prompt, queue=subst("queue", raw.queue),
+                         max_wait_s=raw.max_wait_s,
+                         overflow=subst("overflow", raw.overflow) if raw.overflow else None,
+                         callback=raw.callback)
     if isinstance(raw, TransferSpec):
         uri = subst("uri", raw.uri)
         if "${" not in uri and not uri.startswith(_URI_SCHEMES):

@@ -154,6 +154,12 @@ class PlaySpec(_NodeSpec):
 class QueueSpec(_NodeSpec):
     kind: Literal["queue"]
     queue: Ref
+    max_wait_s: float | None = Field(None, ge=0)
+    """Longest wait in this queue (none: the ACD's default)."""
+    overflow: Ref | None = None
+    """Queue to move the caller to at the maximum wait (they keep their place by time)."""
+    callback: bool = False
+    """At the maximum wait (and no overflow): leave a callback request and end the call."""
 
 
 class TransferSpec(_NodeSpec):

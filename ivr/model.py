@@ -185,6 +185,9 @@ class PlayNode(Node):
 @dataclass(frozen=True, slots=True)
 class QueueNode(Node):
     queue: str = ""
+    max_wait_s: float | None = None
+    overflow: str | None = None
+    callback: bool = False
 
     kind = "queue"
     is_end = True

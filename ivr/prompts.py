@@ -100,6 +100,18 @@ def stale_prompts(flow: Flow, prompts_dir: Path | None = None) -> list[str]:
     ]
 
 
+def render_text(text: str, target: Path, *, voice: str = DEFAULT_VOICE, rate: int = DEFAULT_RATE,
+                speed: int = DEFAULT_SPEED_WPM) -> Path:
+    """Render one sentence to ``target`` (kept when it exists: the file name says what it is)."""
+    target = Path(target)
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        _render_one(target.stem, text, target, Path(tmp), voice=voice, rate=rate, speed=speed)
+    return target
+
+
 def _render_one(name: str, text: str, target: Path, tmp: Path, *, voice: str, rate: int, speed: int) -> None:
     key = hashlib.sha1(name.encode()).hexdigest()[:12]
     raw = tmp / f"{key}.raw.wav"

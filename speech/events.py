@@ -358,7 +358,8 @@ class PartyJoined(Event):
 
     def render(self) -> str:
         who = f" {self.agent_id}" if self.agent_id else ""
-        return f"{self.party.value}{who} joined after {self.wait_s:.1f} s in {self.queue or 'transfer'}"
+        party = self.party.value if self.party else "party"
+        return f"{party}{who} joined after {self.wait_s:.1f} s in {self.queue or 'transfer'}"
 
 
 @register
@@ -374,7 +375,8 @@ class PartyLeft(Event):
 
     def render(self) -> str:
         who = f" {self.agent_id}" if self.agent_id else ""
-        return f"{self.party.value}{who} left ({self.reason})"
+        party = self.party.value if self.party else "party"
+        return f"{party}{who} left ({self.reason})"
 
 
 @register

@@ -33,6 +33,7 @@ class CallEvents(Protocol):
     def on_media_state(self, call: PjCall) -> None: ...
     def on_transfer_status(self, call: PjCall, status: int, final: bool) -> None: ...
     def on_dtmf(self, call: PjCall, digit: str, source: str, duration: float) -> None: ...
+    def on_transfer_request(self, call: PjCall, prm: pj.OnCallTransferRequestParam) -> None: ...
 
 
 class PjAccount(pj.Account):
@@ -61,6 +62,10 @@ class PjCall(pj.Call):
         self.refusal: Refusal | None = None
         self.refuse_at: float | None = None
         """When a refused call gets its final response (monotonic s); None if not refused."""
+        self.transfer_of: tuple[int, CallLeg, str] | None = None
+        """For a call pjsua places on a REFER: (new leg key, the referring leg, target URI)."""
+        self.bridged: set[int] = set()
+        """Keys of the calls whose audio this call's audio goes to and comes from (B2BUA)."""
 
     def onCallState(self, prm: pj.OnCallStateParam) -> None:  # noqa: N802
         try:
@@ -81,6 +86,13 @@ class PjCall(pj.Call):
         except Exception:  # noqa: BLE001
             log.exception("transfer status handler failed")
 
+    def onCallTransferRequest(self, prm: pj.OnCallTransferRequestParam) -> None:  # noqa: N802
+        try:
+            self.events.on_transfer_request(self, prm)
+        except Exception:  # noqa: BLE001
+            prm.statusCode = 500
+            log.exception("transfer request handler failed")
+
     def onDtmfDigit(self, prm: pj.OnDtmfDigitParam) -> None:  # noqa: N802
         try:
             source = "sip_info" if prm.method == pj.PJSUA_DTMF_METHOD_SIP_INFO else "rfc4733"
@@ -97,6 +109,8 @@ class CallRegistry:
     def __init__(self) -> None:
         self.live: dict[int, PjCall] = {}
         self.refusing: list[PjCall] = []
+        self.pending: list[PjCall] = []
+        """Calls handed to pjsua (REFER targets) before they have a leg."""
         self._released: list[PjCall] = []
 
     @property
@@ -138,5 +152,6 @@ class CallRegistry:
         for call in self._released:
             call.__disown__()  # the C++ object is never deleted: the process is stopping
         self._released.clear()
+        self.pending.clear()
         self.refusing.clear()
         self.live.clear()

@@ -17,7 +17,7 @@ import itertools
 import logging
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pjsua2 as pj
@@ -59,6 +59,31 @@ class _Library(pj.Endpoint):
                 self._budget.closed(time.monotonic())
         except Exception:  # noqa: BLE001
             log.exception("rejected-call handler failed")
+
+
+_AGENT_HEADER = re.compile(r"^X-CC-Agent:[ \t]*([A-Za-z0-9._-]{1,32})[ \t]*\r?$", re.IGNORECASE | re.MULTILINE)
+
+
+def _agent_identity(whole_msg: str) -> str:
+    """The agent the front authenticated (``X-CC-Agent``, set only by the front), or ""."""
+    head = whole_msg.split("\r\n\r\n", 1)[0]
+    m = _AGENT_HEADER.search(head)
+    return m.group(1) if m else ""
+
+
+def _transmit(a: PjCall, b: PjCall, on: bool) -> None:
+    """Audio of ``a`` into ``b`` and back (or stop it); a call without media yet is skipped
+    (``_rebridge`` connects it when its media starts)."""
+    if a.audio is None or b.audio is None:
+        return
+    for src, dst in ((a.audio, b.audio), (b.audio, a.audio)):
+        try:
+            if on:
+                src.startTransmit(dst)
+            else:
+                src.stopTransmit(dst)
+        except pj.Error:
+            log.debug("conference connect failed", exc_info=True)
 
 
 class SipEndpoint:
@@ -162,10 +187,15 @@ class SipEndpoint:
             if ok:
                 return leg
 
-    async def place_call(self, uri: str, *, answer_timeout_s: float = 30.0) -> CallLeg:
-        """Call ``uri``; returns once the call is confirmed, else raises ``CallFailed``."""
+    async def place_call(self, uri: str, *, answer_timeout_s: float = 30.0, record: bool = True,
+                         on_placed: Callable[[CallLeg], None] | None = None) -> CallLeg:
+        """Call ``uri``; returns once the call is confirmed, else raises ``CallFailed``.
+        ``record=False``: no recording of its own (a bridged agent leg is recorded in the
+        caller's file). ``on_placed`` sees the leg while it rings (to hang it up early)."""
         key = next(self._keys)
-        leg = await self._pj.submit(lambda: self._make_call(key, uri))
+        leg = await self._pj.submit(lambda: self._make_call(key, uri, record))
+        if on_placed is not None:
+            on_placed(leg)
         try:
             ok = await asyncio.wait_for(asyncio.shield(leg._confirmed), answer_timeout_s)
         except TimeoutError:
@@ -176,6 +206,19 @@ class SipEndpoint:
             ended = leg.ended
             raise CallFailed(ended.status if ended else 0, ended.reason if ended else "failed")
         return leg
+
+    async def bridge(self, a: CallLeg, b: CallLeg) -> None:
+        """Connect two calls' audio both ways on the conference bridge: the B2BUA's media path
+        (each call's port still hears its own party, for analysis and recording)."""
+        await self._pj.submit(lambda: self._set_bridge(a.key, b.key, True))
+        a._link(b)
+        b._link(a)
+
+    async def unbridge(self, a: CallLeg, b: CallLeg) -> None:
+        """Stop the audio between two calls (hold); each keeps its own port."""
+        a._unlink(b)
+        b._unlink(a)
+        await self._pj.submit(lambda: self._set_bridge(a.key, b.key, False))
 
     async def _call_op(self, key: int, command: CallCommand) -> None:
         await self._pj.submit(lambda: self._apply(key, command))
@@ -255,6 +298,7 @@ class SipEndpoint:
             return
         key = next(self._keys)
         leg = self._new_leg(key, call, Party.CALLER)
+        leg.agent_identity = _agent_identity(whole_msg)
         Answer(180).apply(call)
         assert self._incoming is not None
         self._pj.post(self._incoming.put_nowait, leg)
@@ -282,10 +326,10 @@ class SipEndpoint:
     def _count_refusal(self, status: int) -> None:
         self.refused[status] = self.refused.get(status, 0) + 1
 
-    def _new_leg(self, key: int, call: PjCall, party: Party) -> CallLeg:
+    def _new_leg(self, key: int, call: PjCall, party: Party, *, record: bool = True) -> CallLeg:
         info = call.getInfo()
         rec = None
-        if self.record_dir is not None:
+        if self.record_dir is not None and record:
             safe = re.sub(r"[^A-Za-z0-9_.-]", "_", info.callIdString)[:64]
             rec = self.record_dir / f"{self.name}-{key}-{safe}.wav"
         leg = CallLeg(
@@ -303,7 +347,31 @@ class SipEndpoint:
             self._legs[leg.key] = leg
         leg._open_recording()
 
-    def _make_call(self, key: int, uri: str) -> CallLeg:
+    def _set_bridge(self, ka: int, kb: int, on: bool) -> None:
+        ca, cb = self._calls.get(ka), self._calls.get(kb)
+        if ca is None or cb is None:
+            if on:
+                raise EndpointError("call has ended")
+            return
+        if on:
+            ca.bridged.add(kb)
+            cb.bridged.add(ka)
+            _transmit(ca, cb, True)
+        else:
+            ca.bridged.discard(kb)
+            cb.bridged.discard(ka)
+            _transmit(ca, cb, False)
+
+    def _rebridge(self, call: PjCall) -> None:
+        """After a call's media was (re)created, connect it again to the calls it is bridged to."""
+        for key in list(call.bridged):
+            other = self._calls.get(key)
+            if other is None:
+                call.bridged.discard(key)
+            else:
+                _transmit(call, other, True)
+
+    def _make_call(self, key: int, uri: str, record: bool = True) -> CallLeg:
         assert self._acc is not None
         if self._calls.slots_used >= self.max_calls:
             raise CallFailed(486, "too many calls on this endpoint")
@@ -319,9 +387,11 @@ class SipEndpoint:
             self._calls.release(call)
             raise CallFailed(0, f"{exc.title}: {exc.reason}") from None
         self._budget.opened()
-        return self._new_leg(key, call, Party.AGENT)
+        return self._new_leg(key, call, Party.AGENT, record=record)
 
     def on_call_state(self, call: PjCall) -> None:
+        if call.leg is None and call.transfer_of is not None:
+            self._adopt_transfer(call)
         info = call.getInfo()
         if info.state == pj.PJSIP_INV_STATE_CONFIRMED:
             if call.leg is not None:
@@ -334,6 +404,11 @@ class SipEndpoint:
             return
         call.released = True
         self._budget.closed(time.monotonic())
+        for key in call.bridged:
+            other = self._calls.get(key)
+            if other is not None:
+                other.bridged.discard(call.leg.key if call.leg is not None else -1)
+        call.bridged.clear()
         leg = call.leg
         if leg is not None:
             leg.bridge.close()
@@ -353,6 +428,7 @@ class SipEndpoint:
             status = m.status
             if status in (pj.PJSUA_CALL_MEDIA_ACTIVE, pj.PJSUA_CALL_MEDIA_REMOTE_HOLD, pj.PJSUA_CALL_MEDIA_LOCAL_HOLD):
                 self._media.connect(call, call.getAudioMedia(m.index), leg.bridge)
+                self._rebridge(call)
                 self._pj.post(leg._on_codec, codec_of(call, info))
             if status != call.media_status:
                 if status == pj.PJSUA_CALL_MEDIA_REMOTE_HOLD:
@@ -373,6 +449,34 @@ class SipEndpoint:
             self._pj.post(call.leg._on_transfer, status)
         if 200 <= status < 300 and not call.released:
             call.hangup(pj.CallOpParam())
+
+    def on_transfer_request(self, call: PjCall, prm: pj.OnCallTransferRequestParam) -> None:
+        """The far end sent REFER (an agent's phone transferring the caller): we place the call
+        to the target ourselves (pjsua does, into our ``PjCall``) so the service stays in the
+        media path; the leg's owner is told with ``TransferRequested`` once it exists."""
+        leg = call.leg
+        if leg is None or leg.party is not Party.AGENT:
+            prm.statusCode = 603  # callers cannot send the service's call elsewhere
+            return
+        if self._stopping or self._calls.slots_used >= self.max_calls:
+            prm.statusCode = 480
+            return
+        assert self._acc is not None
+        new = PjCall(self, self._acc)
+        new.transfer_of = (next(self._keys), leg, str(prm.dstUri))
+        self._calls.pending.append(new)  # keep the Python object alive until pjsua uses it
+        prm.newCall = new
+        prm.statusCode = 202
+
+    def _adopt_transfer(self, call: PjCall) -> None:
+        assert call.transfer_of is not None
+        key, referrer, uri = call.transfer_of
+        call.transfer_of = None
+        if call in self._calls.pending:
+            self._calls.pending.remove(call)
+        self._budget.opened()
+        new_leg = self._new_leg(key, call, Party.AGENT, record=False)
+        self._pj.post(referrer._on_transfer_requested, uri, new_leg)
 
     def on_dtmf(self, call: PjCall, digit: str, source: str, duration: float) -> None:
         if call.leg is not None:

@@ -29,6 +29,17 @@ class HoldChanged:
     t: float = 0.0
 
 
+@dataclass(frozen=True, slots=True)
+class TransferRequested:
+    """The far end asked (REFER) to hand the call on to ``uri``; ``leg`` is the new outgoing
+    call this endpoint placed to the target (None if it could not), which the owner of the
+    call bridges in place of the referring party."""
+
+    uri: str
+    leg: object | None
+    t: float = 0.0
+
+
 class CallFailed(Exception):
     """An outbound call was not answered; ``status`` is the final SIP status code."""
 

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from pathlib import Path
+
+import numpy as np
 
 from speech.events import DtmfDigit
 from speech.frames import FRAME_MS, AudioFrame, Party, pcm_dbfs
 from telephony.call_ops import CallCommand, CallOp, Hangup, Hold, SendDtmf, Transfer, Unhold
-from telephony.items import HoldChanged, LegEnded
+from telephony.items import HoldChanged, LegEnded, TransferRequested
 from telephony.media_port import MediaBridge
 from telephony.prompts import chunk_pcm, load_pcm
 from telephony.recorder import StereoRecorder
@@ -24,7 +27,10 @@ log = logging.getLogger(__name__)
 DEFAULT_INBOX_FRAMES = 500
 """Audio frames the inbox holds before dropping (10 s at 20 ms)."""
 
-InboxItem = AudioFrame | DtmfDigit | HoldChanged | LegEnded
+PARTNER_BACKLOG = 5
+"""Frames of a bridged partner's audio kept for mixing into our recording (100 ms of drift)."""
+
+InboxItem = AudioFrame | DtmfDigit | HoldChanged | TransferRequested | LegEnded
 """What ``CallLeg.inbox`` yields, in call-time order; ``LegEnded`` comes last."""
 
 
@@ -58,6 +64,8 @@ class CallLeg:
         self.recording_path = recording_path
         self.ended: LegEnded | None = None
         self.held = False
+        self.agent_identity = ""
+        """For a call from an agent's phone: their id, as the front authenticated it."""
         self.transfer_status: int | None = None
         """Final status the transfer target gave (REFER's NOTIFY); None until then."""
         self._max_frames = max_frames
@@ -67,6 +75,11 @@ class CallLeg:
         self._confirmed: asyncio.Future[bool] = loop.create_future()
         self._ended_event = asyncio.Event()
         self.bridge = MediaBridge(loop, self._on_tick, sample_rate * FRAME_MS // 1000 * 2)
+        self._partners: list[CallLeg] = []
+        self._partner_audio: deque[bytes] = deque(maxlen=PARTNER_BACKLOG)
+        """What bridged partners said, heard on their ports: it reaches our party through the
+        conference bridge, so it goes into our recording's first channel and is the echo
+        reference of our party's audio."""
 
     # ---- public API ------------------------------------------------------------------------
     @property
@@ -140,9 +153,23 @@ class CallLeg:
         if self.recording_path is not None and self._recorder is None:
             self._recorder = StereoRecorder(self.recording_path, sample_rate=self.sample_rate)
 
+    def _link(self, other: CallLeg) -> None:
+        if other not in self._partners:
+            self._partners.append(other)
+
+    def _unlink(self, other: CallLeg) -> None:
+        if other in self._partners:
+            self._partners.remove(other)
+        self._partner_audio.clear()
+
     def _on_tick(self, heard: bytes, played: bytes | None) -> None:
         if self.ended is not None:
             return
+        for partner in self._partners:
+            if partner.ended is None:
+                partner._partner_audio.append(heard)
+        if self._partner_audio:
+            played = _mix(played, self._partner_audio.popleft())
         if self._recorder is not None:
             self._recorder.add(played, heard)
         t = self.call_time
@@ -173,6 +200,10 @@ class CallLeg:
         if not self._confirmed.done():
             self._confirmed.set_result(True)
 
+    def _on_transfer_requested(self, uri: str, leg: CallLeg | None) -> None:
+        if self.ended is None:
+            self.inbox.put_nowait(TransferRequested(uri=uri, leg=leg, t=self.call_time))
+
     def _on_transfer(self, status: int) -> None:
         self.transfer_status = status
 
@@ -190,3 +221,13 @@ class CallLeg:
             self._confirmed.set_result(False)
         self.inbox.put_nowait(self.ended)
         self._ended_event.set()
+
+
+def _mix(a: bytes | None, b: bytes) -> bytes:
+    """Sum of two 16-bit PCM frames, clipped (``a`` may be None: nothing played)."""
+    if not a:
+        return b
+    x = np.frombuffer(a, dtype="<i2").astype(np.int32)
+    y = np.frombuffer(b, dtype="<i2").astype(np.int32)
+    n = min(len(x), len(y))
+    return bytes(np.clip(x[:n] + y[:n], -32768, 32767).astype("<i2").tobytes())

@@ -20,9 +20,9 @@ from typing import Any, Literal
 import numpy as np
 
 from speech.events import DtmfDigit
-from speech.frames import FRAME_MS
+from speech.frames import FRAME_MS, AudioFrame
 from telephony.endpoint import SipEndpoint
-from telephony.items import CallFailed, HoldChanged, LegEnded
+from telephony.items import CallFailed, LegEnded
 from telephony.leg import CallLeg
 from telephony.net import free_port
 from telephony.prompts import chunk_pcm, dtmf_tone
@@ -78,8 +78,10 @@ async def place_test_call(
     record_dir: Path | None = None,
     answer_timeout_s: float = 15.0,
     on_result: Callable[[TestCallResult], None] | None = None,
+    dtmf_first: bool = False,
 ) -> TestCallResult:
-    """Place one call and run the script: play, then each entry of ``dtmf`` after ``dtmf_delay``.
+    """Place one call and run the script: play, then each entry of ``dtmf`` after ``dtmf_delay``
+    (``dtmf_first``: the keys, then the recording: press 0, then talk to the agent).
 
     ``on_result`` gets the result as soon as the call is over, before the endpoint is torn down,
     so a caller that reports it is not at the mercy of pjlib's shutdown.
@@ -99,7 +101,8 @@ async def place_test_call(
             result = TestCallResult(uri=uri, answered=False, status=exc.status, reason=exc.reason,
                                     local_port=local_port)
         else:
-            result = await _run_script(leg, uri, play, dtmf or [], dtmf_delay, hangup_after, dtmf_mode, local_port)
+            result = await _run_script(leg, uri, play, dtmf or [], dtmf_delay, hangup_after, dtmf_mode, local_port,
+                                       dtmf_first)
         if on_result is not None:
             on_result(result)
         return result
@@ -109,12 +112,12 @@ async def place_test_call(
 
 async def _run_script(
     leg: CallLeg, uri: str, play: Path | None, dtmf: list[str], dtmf_delay: float,
-    hangup_after: float | None, dtmf_mode: str, local_port: int,
+    hangup_after: float | None, dtmf_mode: str, local_port: int, dtmf_first: bool = False,
 ) -> TestCallResult:
     result = TestCallResult(uri=uri, answered=True, status=200, reason="OK", call_id=leg.call_id,
                             codec=leg.codec, local_port=local_port)
     listener = asyncio.create_task(_listen(leg, result))
-    script = asyncio.create_task(_script(leg, play, dtmf, dtmf_delay, dtmf_mode, result))
+    script = asyncio.create_task(_script(leg, play, dtmf, dtmf_delay, dtmf_mode, result, dtmf_first))
     try:
         if hangup_after is not None:
             await asyncio.wait({listener}, timeout=hangup_after)
@@ -140,8 +143,8 @@ async def _run_script(
 
 
 async def _script(leg: CallLeg, play: Path | None, dtmf: list[str], dtmf_delay: float,
-                  dtmf_mode: str, result: TestCallResult) -> None:
-    if play is not None:
+                  dtmf_mode: str, result: TestCallResult, dtmf_first: bool = False) -> None:
+    if play is not None and not dtmf_first:
         result.played = await leg.play(play)
     for keys in dtmf:
         await asyncio.sleep(dtmf_delay)
@@ -152,6 +155,8 @@ async def _script(leg: CallLeg, play: Path | None, dtmf: list[str], dtmf_delay: 
             await leg.send_dtmf(keys)
             await asyncio.sleep(DIGIT_SEND_S * len(keys))  # let the events go out before what follows
         result.digits_sent.append(keys)
+    if play is not None and dtmf_first:
+        result.played = await leg.play(play)
 
 
 async def _listen(leg: CallLeg, result: TestCallResult) -> None:
@@ -163,9 +168,7 @@ async def _listen(leg: CallLeg, result: TestCallResult) -> None:
             break
         if isinstance(item, DtmfDigit):
             result.digits_heard.append(item.digit)
-        elif isinstance(item, HoldChanged):
-            continue
-        else:
+        elif isinstance(item, AudioFrame):
             x = item.samples().astype(np.float64)
             energy += float(np.dot(x, x))
             samples += len(x)
@@ -181,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dtmf", action="append", help="keys to press (repeat for several presses)")
     ap.add_argument("--dtmf-delay", type=float, default=0.5)
     ap.add_argument("--inband", action="store_true", help="send DTMF as tones in the audio")
+    ap.add_argument("--dtmf-first", action="store_true", help="press the keys before playing --play")
     ap.add_argument("--hangup-after", type=float)
     ap.add_argument("--port", type=int)
     ap.add_argument("--record-dir", type=Path)
@@ -197,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     result = asyncio.run(place_test_call(
         args.uri, play=args.play, dtmf=args.dtmf, dtmf_delay=args.dtmf_delay,
         hangup_after=args.hangup_after, dtmf_mode="inband" if args.inband else "rfc4733",
-        port=args.port, record_dir=args.record_dir, on_result=report,
+        port=args.port, record_dir=args.record_dir, on_result=report, dtmf_first=args.dtmf_first,
     ))
     return 0 if result.answered else 1
 

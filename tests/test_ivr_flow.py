@@ -36,7 +36,8 @@ def test_sample_flow_loads_with_the_specified_menu() -> None:
     menu = flow.nodes["main_menu"]
     assert isinstance(menu, MenuNode)
     by_key = {c.dtmf: c for c in menu.choices}
-    assert set(by_key) == {"1", "2", "3", "0"}
+    assert set(by_key) == {"1", "2", "3", "0", "9"}
+    assert by_key["0"].goto == "agents_hold" and by_key["9"].goto == "agent_transfer"
     assert "billing" in by_key["1"].say and "technical support" in by_key["2"].say
     assert "cancel service" in by_key["3"].say and "agent" in by_key["0"].say
     assert menu.retries == 2 and menu.fallback == "agents_hold"
@@ -49,7 +50,7 @@ def test_sample_flow_loads_with_the_specified_menu() -> None:
     assert isinstance(confirm, MenuNode)
     assert {c.dtmf: c.goto for c in confirm.choices} == {"1": "retention_queue", "2": "main_menu"}
     assert flow.nodes["retention_queue"].queue == "retention"
-    agent = flow.nodes[by_key["0"].goto]
+    agent = flow.nodes[by_key["9"].goto]
     assert isinstance(agent, TransferNode) and agent.uri == "sip:agent@127.0.0.1:5090"
     hold = flow.nodes["agents_hold"]
     assert isinstance(hold, PlayNode) and hold.hold

@@ -28,7 +28,8 @@ SAMPLE_CASES = {
     "tech_speech": ([(22.0, speech_on()), (23.0, said("tech support"))], "queue", "tech_support"),
     "billing_speech_partial": ([(22.0, said("i have a billing question"))] + _keys(40.0, "1234567#"), "queue", "billing"),
     "cancel_yes": (_keys(1.0, "3") + [(20.0, said("yes"))], "queue", "retention"),
-    "cancel_no_then_agent": (_keys(1.0, "32") + _keys(40.0, "0"), "transfer", None),
+    "cancel_no_then_agent": (_keys(1.0, "32") + _keys(40.0, "0"), "queue", "agents"),
+    "front_desk_refer": (_keys(1.0, "9"), "transfer", None),
     "silence": ([], "queue", "agents"),
 }
 
@@ -45,6 +46,7 @@ async def test_sample_flow_branches(case: str, sample) -> None:
         assert result.collected == {"account_number": "12345678"}
     if case == "cancel_no_then_agent":
         assert result.path.count("main_menu") == 2
+    if case == "front_desk_refer":
         assert result.transfer_uri == "sip:agent@127.0.0.1:5090"
     if case == "silence":
         assert len(media.steps("timeout")) == 3
@@ -58,7 +60,7 @@ async def test_sample_flow_all_nodes_visited(sample) -> None:
     for script, _, _ in SAMPLE_CASES.values():
         result = await Call(flow, FakeMedia(durations)).run(script, until=200.0)
         visited.update(result.path)
-    result = await Call(flow, FakeMedia(durations, transfer_fails=True)).run(_keys(1.0, "0"), until=200.0)
+    result = await Call(flow, FakeMedia(durations, transfer_fails=True)).run(_keys(1.0, "9"), until=200.0)
     assert result.queue == "agents"
     visited.update(result.path)
     assert visited == set(flow.nodes)

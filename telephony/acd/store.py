@@ -184,8 +184,9 @@ class AcdStore:
             conn.exec_driver_sql("LOCK TABLE acd_agents IN SHARE ROW EXCLUSIVE MODE")
 
     # ---- directory and registrar -------------------------------------------------------------
-    def sync_directory(self, directory: Directory) -> list[StateChange]:
-        """Add agents new to the file, update skills and static contacts, log out removed ones."""
+    def sync_directory(self, directory: Directory, *, ready_on_register: bool = True) -> list[StateChange]:
+        """Add agents new to the file, update skills and static contacts, log out removed ones.
+        An agent with a static contact counts as registered (``ready_on_register``: ready)."""
         now = self._clock()
         changes: list[StateChange] = []
         with self._tx() as conn:
@@ -195,8 +196,12 @@ class AcdStore:
                 skills = ",".join(agent.skills)
                 row = rows.get(agent.id)
                 if row is None:
+                    ready = ready_on_register and agent.contact is not None
+                    state = AgentStatus.READY if ready else AgentStatus.LOGGED_OUT
+                    if ready:
+                        changes.append(StateChange(agent.id, state, AgentStatus.LOGGED_OUT, "registered"))
                     conn.execute(insert(agents_table).values(
-                        agent_id=agent.id, state=AgentStatus.LOGGED_OUT.value, reason="", since=now,
+                        agent_id=agent.id, state=state.value, reason="", since=now,
                         idle_since=now, wrap_until=0.0, call_id="", contact=agent.contact or "",
                         registered=agent.contact is not None, skills=skills, calls_taken=0))
                     continue
@@ -419,7 +424,7 @@ class AcdStore:
                 .where(and_(queue_table.c.queue == queue, queue_table.c.status == "connected"))
                 .order_by(queue_table.c.left_at.desc()).limit(20)).scalars())
         if waits:
-            return max(0.0, sum(waits) / len(waits)) * max(1, position)
+            return max(0.0, float(sum(waits)) / len(waits)) * max(1, position)
         return default_handle_s * max(1, position) / max(1, len(agents))
 
     def snapshot(self, queue: str) -> QueueSnapshot:
