@@ -76,12 +76,19 @@ class Keys:
 
 
 @dataclass(frozen=True)
+class Hold:
+    seconds: float
+    """The agent holds: noise floor only on both channels, for this long. Listed in
+    ``rendered.hold`` and never in ``dead_air`` (a live call's HoldStarted pauses dead air)."""
+
+
+@dataclass(frozen=True)
 class Overlap:
     seconds: float
     """Start the next utterance this long before the previous one (on the other channel) ends."""
 
 
-Segment = Say | Pause | Keys | Overlap
+Segment = Say | Pause | Keys | Hold | Overlap
 
 
 @dataclass
@@ -98,6 +105,17 @@ class Call:
     max_wer: dict[str, float] = field(default_factory=dict)
     """Party → WER bound of its finals against the script (measured on both versions + margin)."""
     g711: str = "ulaw"
+    rate: int = RATE
+    """Sample rate of ``<name>.wav``: 8000 keeps long stereo calls under 1 MB (what a bridged
+    SIP call's G.711 audio holds anyway)."""
+    sides: bool = False
+    """Also write each channel as a mono WAV (``sides/<name>.<party>.wav``, the call's whole
+    timeline), for SIP tests where a test caller and a test agent each play one side. They live
+    in a subfolder so ``replay --check audio_fixtures/`` does not take the agent side for a caller."""
+
+
+SIDES_DIR = "sides"
+"""Where the per-party mono copies of two-party calls go (see ``Call.sides``)."""
 
 
 @dataclass
@@ -111,6 +129,8 @@ class Rendered:
     keys: list[tuple[str, float, float]] = field(default_factory=list)
     """(channel, start, end) of every run of key presses, seconds."""
     talk_over: list[dict] = field(default_factory=list)
+    holds: list[tuple[str, float, float]] = field(default_factory=list)
+    """(channel that held, start, end) of every hold, seconds."""
 
     @property
     def duration(self) -> float:
@@ -219,6 +239,64 @@ CALLS: list[Call] = [
         tone={"alert": False},
         max_wer={"caller": 0.35, "agent": 0.3},
     ),
+    Call(
+        # A bridged call: the agent verifies, holds 3 s (silence on both channels), refunds; the
+        # caller starts one short talk-over; the agent promises an email.
+        name="bridged_refund",
+        stereo=True,
+        rate=8000,
+        sides=True,
+        script=[
+            ("agent", Pause(0.4)),
+            ("agent", Say("Thank you for calling, how can I help you today?", voice=AGENT_VOICE, speed=130)),
+            ("caller", Pause(0.5)),
+            ("caller", Say("Hi, I was charged twice for my last order.", voice=CALLER_VOICE_F, speed=130)),
+            ("agent", Pause(0.5)),
+            ("agent", Say("I am sorry to hear that. Let me verify your order, please hold.", voice=AGENT_VOICE, speed=130)),
+            ("agent", Hold(3.0)),
+            ("agent", Say("Thanks for waiting. I have refunded the extra charge to your card.", voice=AGENT_VOICE, speed=130)),
+            ("caller", Overlap(0.6)),
+            ("caller", Say("Oh, great, thank you.", voice=CALLER_VOICE_F, speed=130)),
+            ("agent", Pause(0.5)),
+            ("agent", Say("I will also send you an email today.", voice=AGENT_VOICE, speed=130)),
+            ("caller", Pause(0.5)),
+            ("caller", Say("Perfect, thanks a lot.", voice=CALLER_VOICE_F, speed=130)),
+            ("caller", Pause(0.6)),
+        ],
+        keywords=[["charged", "charge"], ["refunded", "refund"], ["email", "e-mail"]],
+        tone={"alert": False},
+        max_wer={"caller": 0.4, "agent": 0.25},
+    ),
+    Call(
+        # A bridged call that gets tense: the caller louder, higher and faster each turn; the
+        # agent stays level, acknowledges and escalates.
+        name="bridged_escalation",
+        stereo=True,
+        rate=8000,
+        sides=True,
+        script=[
+            ("agent", Pause(0.4)),
+            ("agent", Say("Thank you for waiting, how can I help you?", voice=AGENT_VOICE, speed=130)),
+            ("caller", Pause(0.5)),
+            ("caller", Say("Hello, my internet has been down for two days.", speed=130, pitch=48, amplitude=70)),
+            ("agent", Pause(0.5)),
+            ("agent", Say("I am sorry to hear that. Did you restart the router?", voice=AGENT_VOICE, speed=140)),
+            ("caller", Pause(0.5)),
+            ("caller", Say("Yes, of course I did. This is the third time I am calling!", speed=145, pitch=62, amplitude=120)),
+            ("agent", Pause(0.5)),
+            ("agent", Say("I understand, and I am sorry for the trouble.", voice=AGENT_VOICE, speed=140)),
+            ("caller", Pause(0.4)),
+            ("caller", Say("This is completely unacceptable!", speed=155, pitch=72, amplitude=160)),
+            ("agent", Pause(0.5)),
+            ("agent", Say("I will ask a technician to call you tomorrow morning.", voice=AGENT_VOICE, speed=130)),
+            ("caller", Pause(0.4)),
+            ("caller", Say("Okay, but I am really angry!", speed=160, pitch=76, amplitude=175)),
+            ("caller", Pause(0.6)),
+        ],
+        keywords=[["internet"], ["completely"], ["technician"], ["tomorrow"]],
+        tone={"final_label_in": ["tense", "angry"], "alert": True},
+        max_wer={"caller": 0.5, "agent": 0.15},
+    ),
 ]
 
 
@@ -273,6 +351,10 @@ def render_call(call: Call, workdir: Path) -> Rendered:
         if isinstance(seg, Pause):
             # A pause on one channel starts after whatever the other party said last (turn-taking).
             cursors[channel] = max(cursors[channel], last_end[other]) + seg.seconds
+        elif isinstance(seg, Hold):
+            start = max(cursors[channel], last_end[other])
+            cursors[channel] = start + seg.seconds
+            out.holds.append((channel, round(start, 3), round(cursors[channel], 3)))
         elif isinstance(seg, Overlap):
             cursors[channel] = last_end[other] - seg.seconds
             out.talk_over.append({"started_by": channel, "start": round(cursors[channel], 2),
@@ -324,7 +406,7 @@ def expectation(call: Call, r: Rendered) -> dict:
         exp["keywords"] = call.keywords
         if call.keywords_party:
             exp["keywords_party"] = call.keywords_party
-    exp["dead_air"] = dead_air_intervals(r.speech + r.keys, min_gap=DEAD_AIR_MIN_GAP_S)
+    exp["dead_air"] = dead_air_intervals(r.speech + r.keys + r.holds, min_gap=DEAD_AIR_MIN_GAP_S)
     exp["dead_air_tolerance"] = DEAD_AIR_TOLERANCE_S
     if call.tone:
         exp["tone"] = call.tone
@@ -342,6 +424,8 @@ def expectation(call: Call, r: Rendered) -> dict:
         "speech": [{"party": ch, "start": s, "end": e} for ch, s, e in r.speech],
         "dtmf": [{"party": ch, "start": s, "end": e} for ch, s, e in r.keys],
     }
+    if r.holds:
+        exp["rendered"]["hold"] = [{"by": ch, "start": s, "end": e} for ch, s, e in r.holds]
     return exp
 
 
@@ -355,19 +439,43 @@ def write_expectation(call: Call, r: Rendered, out_dir: Path) -> Path:
     return exp
 
 
-def write_call(call: Call, r: Rendered, out_dir: Path) -> list[Path]:
-    """16 kHz PCM WAV, its 8 kHz G.711 copy (sox), and the expectation JSON."""
-    wav = out_dir / f"{call.name}.wav"
+def write_call(call: Call, r: Rendered, out_dir: Path, workdir: Path) -> list[Path]:
+    """PCM WAV at the call's rate, its 8 kHz G.711 copy (sox), the mono sides if asked, and the
+    expectation JSON."""
     data = np.stack([r.tracks[c] for c in ("agent", "caller")], axis=1) if call.stereo else r.tracks["caller"]
-    sf.write(str(wav), data, RATE, subtype="PCM_16")
+    wav = write_pcm(data, out_dir / f"{call.name}.wav", call.rate, workdir)
     law = call.g711
     g711 = out_dir / f"{call.name}_8k_{law}.wav"
     encoding = "u-law" if law == "ulaw" else "a-law"
+    wide = wav if call.rate == RATE else write_pcm(data, workdir / f"{call.name}.wav", RATE, workdir)
     subprocess.run(
-        ["sox", "-R", "-D", str(wav), "-r", "8000", "-e", encoding, "-b", "8", str(g711)],
+        ["sox", "-R", "-D", str(wide), "-r", "8000", "-e", encoding, "-b", "8", str(g711)],
         check=True, capture_output=True,
     )
-    return [wav, g711, write_expectation(call, r, out_dir)]
+    return [wav, g711, *write_sides(call, r, out_dir, workdir), write_expectation(call, r, out_dir)]
+
+
+def write_sides(call: Call, r: Rendered, out_dir: Path, workdir: Path) -> list[Path]:
+    """Each channel alone as mono PCM at the call's rate, same length and timeline as the call."""
+    if not call.sides:
+        return []
+    (out_dir / SIDES_DIR).mkdir(exist_ok=True)
+    return [write_pcm(track, out_dir / SIDES_DIR / f"{call.name}.{party}.wav", call.rate, workdir)
+            for party, track in r.tracks.items()]
+
+
+def write_pcm(data: np.ndarray, dst: Path, rate: int, workdir: Path) -> Path:
+    """16-bit PCM WAV of 16 kHz float samples at ``rate`` (sox resamples: no dither, fixed seed)."""
+    if rate == RATE:
+        sf.write(str(dst), data, RATE, subtype="PCM_16")
+        return dst
+    wide = workdir / "wide.wav"
+    sf.write(str(wide), data, RATE, subtype="PCM_16")
+    subprocess.run(
+        ["sox", "-R", "-D", str(wide), "-r", str(rate), "-e", "signed-integer", "-b", "16", str(dst)],
+        check=True, capture_output=True,
+    )
+    return dst
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -391,7 +499,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.only and call.name not in args.only:
                 continue
             r = render_call(call, Path(tmp))
-            for p in [write_expectation(call, r, args.out)] if args.expect_only else write_call(call, r, args.out):
+            for p in [write_expectation(call, r, args.out)] if args.expect_only else write_call(call, r, args.out, Path(tmp)):
                 print(p)
     return 0
 

@@ -72,9 +72,10 @@ def format_call(call: CallDetail | dict[str, Any]) -> str:
         lines += [
             f"Tone:       {arc}" + (f"  ({len(s['tone_alerts'])} alert(s))" if s.get("tone_alerts") else ""),
             f"Dead air:   {s.get('dead_air_total_s', 0):.1f}s in {s.get('dead_air_count', 0)} gap(s);"
-            f"  talk-over {s.get('talk_over_count', 0)};  talk ratio caller {ratio.get('caller', 0):.0%}"
-            f" / agent {ratio.get('agent', 0):.0%}",
+            f"  talk-over {s.get('talk_over_count', 0)}{_by_party(s.get('talk_over_by') or {})};"
+            f"  talk ratio caller {ratio.get('caller', 0):.0%} / agent {ratio.get('agent', 0):.0%}",
             f"IVR path:   {' > '.join(s.get('ivr_path') or []) or '-'}",
+            *_conversation_lines(s),
         ]
         if s.get("key_phrases"):
             lines.append(f"Key phrases: {', '.join(s['key_phrases'])}")
@@ -85,6 +86,34 @@ def format_call(call: CallDetail | dict[str, Any]) -> str:
     for u in c.get("transcript") or []:
         transcript.add_row(f"{u['t_start']:.1f}", u["party"], u["text"])
     return "\n".join(lines) + "\n\n" + _render(transcript)
+
+
+def _by_party(counts: dict[str, int]) -> str:
+    """`` (caller 1, agent 0)``, or nothing when nobody did it."""
+    if not any(counts.values()):
+        return ""
+    return " (" + ", ".join(f"{party} {n}" for party, n in counts.items()) + ")"
+
+
+def _conversation_lines(s: dict[str, Any]) -> list[str]:
+    """Queue, holds, response gaps and each party's tone: only what the call had."""
+    lines: list[str] = []
+    q = s.get("queue") or {}
+    if q.get("name") or q.get("agent_ids"):
+        lines.append(
+            f"Queue:      {' > '.join(q.get('queues') or []) or q.get('name') or '-'}, waited {q.get('wait_s', 0):.0f}s;"
+            f"  agent(s) {', '.join(q.get('agent_ids') or []) or '-'};  transfers {q.get('transfers', 0)}"
+        )
+    hold = s.get("hold") or {}
+    if hold.get("count"):
+        lines.append(f"Hold:       {hold['count']} time(s), {hold.get('total_s', 0):.1f}s")
+    gaps = s.get("agent_response_gap_s") or {}
+    if gaps.get("count"):
+        lines.append(f"Agent gap:  {gaps.get('mean_s', 0):.1f}s mean, {gaps.get('max_s', 0):.1f}s max"
+                     f" over {gaps['count']} answer(s)")
+    for party, tone in (s.get("tone_by_party") or {}).items():
+        lines.append(f"Tone {party + ':':<8}{tone.get('start')} -> {tone.get('end')} (worst {tone.get('worst')})")
+    return lines
 
 
 def format_summary_brief(summary: CallSummary | dict[str, Any]) -> str:
@@ -100,4 +129,6 @@ def format_summary_brief(summary: CallSummary | dict[str, Any]) -> str:
         lines.append(f'  said: "{s["reason_phrase"]}"')
     for f in s.get("follow_ups") or []:
         lines.append(f"  follow-up: {f['text']} [due: {f['due']}]")
+    for line in _conversation_lines(s):
+        lines.append(f"  {line}")
     return "\n".join(lines) + "\n"

@@ -1,9 +1,10 @@
 """Offline, deterministic after-call summary from a call's events.
 
 Keyword and pattern rules over the final transcripts, plus counts from the detectors (tone, dead
-air, talk-over, DTMF, IVR). Transcripts from an offline recognizer are noisy, so each conclusion
-needs a clear cue and a margin over the alternatives, and otherwise stays ``"unknown"``; each one
-carries the transcript spans it came from. The rules themselves are in ``summaries.summary_rules``.
+air, talk-over, DTMF, IVR) and measures of the conversation (``summaries.conversation``: talk
+ratio while an agent was connected, holds, response gaps, queue). Transcripts from an offline
+recognizer are noisy, so each conclusion needs a clear cue and a margin over the alternatives, and
+otherwise stays ``"unknown"``; each one carries the transcript spans it came from. The rules themselves are in ``summaries.summary_rules``.
 
 Redact first (``summaries.redact``), then summarize: the summary quotes transcripts.
 """
@@ -25,12 +26,12 @@ from speech.events import (
     FinalTranscript,
     IvrAction,
     IvrStep,
-    SpeechEnded,
     TalkOver,
     ToneAlert,
     ToneUpdate,
 )
 from speech.frames import Party
+from summaries import conversation
 from summaries.spoken import digit_runs
 from summaries.summary import (
     UNKNOWN,
@@ -49,6 +50,7 @@ from summaries.summary_rules import (
     DTMF_NODE_KINDS,
     DUE_PATTERN,
     ESCALATION_CUES,
+    IN_CALL_STEP,
     MIN_NUMBER_DIGITS,
     NUMBER_CONTEXT,
     PASSIVE_ACTION,
@@ -88,7 +90,7 @@ def summarize(events: Iterable[Event], *, call_id: str | None = None, rules: Sum
     evidence["reason"] = reason_ev
     actions, actions_ev = _matches(utts, (ACTION_PATTERN, PASSIVE_ACTION), party=Party.AGENT.value, rules=rules)
     evidence["actions_taken"] = actions_ev
-    follow_ups, fu_ev = _follow_ups(utts, PROMISE_PATTERN, "agent", rules)
+    follow_ups, fu_ev = _follow_ups(utts, PROMISE_PATTERN, "agent", rules, skip=IN_CALL_STEP)
     evidence["follow_ups"] = fu_ev
     next_steps, ns_ev = _follow_ups(utts, CALLER_STEP_PATTERN, "caller", rules)
     evidence["next_steps"] = ns_ev
@@ -110,6 +112,8 @@ def summarize(events: Iterable[Event], *, call_id: str | None = None, rules: Sum
     duration = ended.duration if ended and ended.duration else (evs[-1].t if evs else 0.0)
     dead_total, dead_count = _dead_air(evs, duration)
     ivr_path, ivr_end = _ivr(evs)
+    turns = conversation.speech_turns(evs, [conversation.Turn(u.party, u.start, u.end) for u in utts])
+    holds = conversation.hold_spans(evs, duration)
     return CallSummary(
         call_id=cid,
         producer="offline",
@@ -131,8 +135,13 @@ def summarize(events: Iterable[Event], *, call_id: str | None = None, rules: Sum
         tone_alerts=alerts,
         dead_air_total_s=round(dead_total, 2),
         dead_air_count=dead_count,
-        talk_ratio=_talk_ratio(evs, utts),
+        talk_ratio=conversation.talk_ratio(turns, conversation.connected_windows(evs, duration)),
         talk_over_count=sum(isinstance(e, TalkOver) for e in evs),
+        talk_over_by=conversation.talk_over_by(evs),
+        hold=conversation.hold_stats(holds),
+        agent_response_gap_s=conversation.response_gaps(turns, holds, rules.max_response_gap_s),
+        tone_by_party=conversation.tone_by_party(evs),
+        queue=conversation.queue_stats(evs),
         dtmf="".join(e.digit for e in evs if isinstance(e, DtmfDigit)),
         ivr_path=ivr_path,
         duration=round(duration, 2),
@@ -188,6 +197,8 @@ def _reason(utts: list[_Utt], rules: SummaryRules) -> tuple[str, str, tuple[Evid
 def _matches(
     utts: list[_Utt], patterns: Sequence[re.Pattern[str]], *, party: str, rules: SummaryRules
 ) -> tuple[tuple[str, ...], tuple[Evidence, ...]]:
+    """Phrases ``party`` said that match, and the utterance of each (``evidence[i]`` supports
+    phrase ``i``, so every action has its own transcript times)."""
     found: list[str] = []
     ev: list[Evidence] = []
     for u in utts:
@@ -198,14 +209,15 @@ def _matches(
                 phrase = m.group(1).strip()[: rules.max_phrase_chars]
                 if phrase and phrase.lower() not in (f.lower() for f in found):
                     found.append(phrase)
-                    if not ev or ev[-1] != u.evidence:
-                        ev.append(u.evidence)
+                    ev.append(u.evidence)
     return tuple(found), tuple(ev)
 
 
 def _follow_ups(
-    utts: list[_Utt], pattern: re.Pattern[str], owner: str, rules: SummaryRules
+    utts: list[_Utt], pattern: re.Pattern[str], owner: str, rules: SummaryRules, *, skip: re.Pattern[str] | None = None
 ) -> tuple[tuple[FollowUp, ...], tuple[Evidence, ...]]:
+    """What the agent said will happen after the call (``owner`` does it); ``skip``: phrasings
+    about the call itself ("I'll put you on hold"). Each carries its utterance's start time."""
     out: list[FollowUp] = []
     ev: list[Evidence] = []
     for u in utts:
@@ -213,7 +225,7 @@ def _follow_ups(
             continue
         for m in pattern.finditer(u.text):
             text = m.group(1).strip()[: rules.max_phrase_chars]
-            if not text:
+            if not text or (skip is not None and skip.match(text)):
                 continue
             due = DUE_PATTERN.search(text) or DUE_PATTERN.search(u.text)
             out.append(FollowUp(text=text, due=due.group(1).lower() if due else UNKNOWN, owner=owner, t=round(u.start, 2)))
@@ -331,22 +343,6 @@ def _dead_air(evs: Sequence[Event], duration: float) -> tuple[float, int]:
         total += duration - open_start
         count += 1
     return total, count
-
-
-def _talk_ratio(evs: Sequence[Event], utts: list[_Utt]) -> dict[str, float]:
-    spans: defaultdict[str, float] = defaultdict(float)
-    ends = [e for e in evs if isinstance(e, SpeechEnded)]
-    if ends:
-        for e in ends:
-            spans[(e.party or Party.CALLER).value] += e.duration
-    else:
-        for u in utts:
-            spans[u.party] += max(0.0, u.end - u.start)
-    total = sum(spans.values())
-    parties = (Party.CALLER.value, Party.AGENT.value)
-    if total <= 0:
-        return {p: 0.0 for p in parties}
-    return {p: round(spans[p] / total, 3) for p in parties}
 
 
 def _ivr(evs: Sequence[Event]) -> tuple[tuple[str, ...], float]:

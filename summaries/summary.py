@@ -65,6 +65,48 @@ class ToneAlertNote:
     reasons: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class PartyTone:
+    """One party's tone over the call: first and last label, and the worst label heard."""
+
+    start: str = UNKNOWN
+    end: str = UNKNOWN
+    worst: str = UNKNOWN
+
+
+@dataclass(frozen=True, slots=True)
+class HoldStats:
+    """Holds of the call; one still open at hang-up counts up to the end of the call."""
+
+    count: int = 0
+    total_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseGaps:
+    """Caller stops, agent starts: the silences in between (agent turns that follow a caller turn
+    within ``SummaryRules.max_response_gap_s``, without a hold between). ``count`` 0: none seen."""
+
+    count: int = 0
+    mean_s: float = 0.0
+    max_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    """The call's way through the ACD: the first queue, all queues, the wait, who answered."""
+
+    name: str = ""
+    """The first queue the caller entered ("" if none)."""
+    queues: tuple[str, ...] = ()
+    """Every queue the call went through (entered, overflowed or was transferred to), in order."""
+    wait_s: float = 0.0
+    """Time waited in queues before agents answered, plus an unanswered wait at the end."""
+    agent_ids: tuple[str, ...] = ()
+    """Agents who joined, in order."""
+    transfers: int = 0
+
+
 @dataclass(frozen=True)
 class CallSummary:
     """What happened on a call, for the CRM, the webhook and the console."""
@@ -91,7 +133,15 @@ class CallSummary:
     dead_air_total_s: float = 0.0
     dead_air_count: int = 0
     talk_ratio: dict[str, float] = field(default_factory=dict)
+    """Party → share of speech; with an agent, counted only while the agent was connected."""
     talk_over_count: int = 0
+    talk_over_by: dict[str, int] = field(default_factory=dict)
+    """Party → talk-overs that party started."""
+    hold: HoldStats = field(default_factory=HoldStats)
+    agent_response_gap_s: ResponseGaps = field(default_factory=ResponseGaps)
+    tone_by_party: dict[str, PartyTone] = field(default_factory=dict)
+    """Party → its tone; only parties with tone updates."""
+    queue: QueueStats = field(default_factory=QueueStats)
     dtmf: str = ""
     ivr_path: tuple[str, ...] = ()
     duration: float = 0.0
@@ -134,7 +184,25 @@ class CallSummary:
             }
         if "talk_ratio" in d:
             d["talk_ratio"] = dict(d["talk_ratio"] or {})
+        if "talk_over_by" in d:
+            d["talk_over_by"] = dict(d["talk_over_by"] or {})
+        if "hold" in d:
+            d["hold"] = HoldStats(**_pick(HoldStats, d["hold"] or {}))
+        if "agent_response_gap_s" in d:
+            d["agent_response_gap_s"] = ResponseGaps(**_pick(ResponseGaps, d["agent_response_gap_s"] or {}))
+        if "queue" in d:
+            d["queue"] = _queue_stats(d["queue"] or {})
+        if "tone_by_party" in d:
+            d["tone_by_party"] = {k: PartyTone(**_pick(PartyTone, v)) for k, v in (d["tone_by_party"] or {}).items()}
         return cls(**d)
+
+
+def _queue_stats(data: dict[str, Any]) -> QueueStats:
+    q = _pick(QueueStats, data)
+    for key in ("queues", "agent_ids"):
+        if key in q:
+            q[key] = tuple(q[key] or ())
+    return QueueStats(**q)
 
 
 def _pick(cls: type[DataclassInstance], data: dict[str, Any]) -> dict[str, Any]:

@@ -27,6 +27,9 @@ class SummaryRules:
     early_bonus: float = 0.5
     """Callers state the reason early: cue hits in their first utterances count extra."""
     max_phrase_chars: int = 120
+    max_response_gap_s: float = 10.0
+    """An agent turn starting later than this after the caller stopped is not an answer to it
+    (the agent was busy, or the caller's turn was before a transfer): no response gap."""
     max_key_phrases: int = 8
     min_key_word_count: int = 2
 
@@ -81,18 +84,32 @@ ESCALATION_CUES = (
 )
 
 ACTION_PATTERN = re.compile(
-    r"\b(?:i(?:'ve| have)|we(?:'ve| have)|i just|i went ahead and|i've gone ahead and)\s+"
-    r"((?:\w+ed|sent|reset|issued|made|set up|put|done)\b[^.?!]*)",
+    # What the agent did, first person: "I've refunded", "I have just sent", "we've gone ahead and
+    # cancelled", "I just reset"; whisper writes "I've", pocketsphinx "i have".
+    r"\b(?:i(?:'ve| have)|we(?:'ve| have)|i just|i went ahead and)"
+    r"(?:\s+(?:just|already|also|now|gone ahead and|went ahead and))?\s+"
+    r"((?:\w+ed|sent|reset|issued|made|set up|put|done|given|taken|paid|written)\b"
+    r"(?:(?!,? and (?:i|we)\b)[^.?!])*)",  # "... and I have sent ...": the next action starts
     re.I,
 )
 PASSIVE_ACTION = re.compile(
     r"\b((?:your|the) [\w ]{1,40}? (?:has|have) been (?:\w+ed|sent|reset|issued|made)\b[^.?!]*)", re.I
 )
 PROMISE_PATTERN = re.compile(
-    r"\b(?:i will|i'll|we will|we'll|someone will|a technician will|you will receive|you'll receive|you'll get|you will get)\s+"
+    # What the agent will do after the call, first person: "I will call you back tomorrow", "I'll
+    # send you an email", "I'm going to escalate this"; or what the caller will get.
+    r"\b(?:i will|i'll|we will|we'll|i am going to|i'm going to|we are going to|we're going to|someone will"
+    r"|a technician will|you will receive|you'll receive|you'll get|you will get)\s+"
     r"([^.?!]*)",
     re.I,
 )
+IN_CALL_STEP = re.compile(
+    r"^(?:also\s+)?(?:need|have to|just|be right back|be with you|put you on hold|place you on hold|transfer you"
+    r"|connect you|pull up|take a look|have a look|verify)\b",
+    re.I,
+)
+"""Promise-shaped words that are about the call itself ("I'll need your account number", "I'll
+put you on hold", "I'm going to transfer you"): no follow-up after it."""
 CALLER_STEP_PATTERN = re.compile(
     r"\b(?:you (?:will )?need to|you should|you'll need to|please|make sure (?:you|to))\s+"
     r"((?:restart|reboot|unplug|check|reply|call|send|log|sign|update|confirm|try|keep|wait|visit|go)\b[^.?!]*)",

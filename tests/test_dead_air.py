@@ -13,8 +13,14 @@ from speech.events import (
     DeadAirEnded,
     DeadAirStarted,
     DtmfDigit,
+    HoldEnded,
+    HoldStarted,
+    PartyJoined,
+    PartyLeft,
     PlaybackEnded,
     PlaybackStarted,
+    QueueAction,
+    QueueUpdate,
     SpeechEnded,
     SpeechStarted,
 )
@@ -199,3 +205,89 @@ def test_inband_keys_in_the_gap_are_activity(tts):
     assert [d.digit for d in digits] == ["5"]
     assert abs(digits[0].t - (gap_start + 3.0)) < 0.02
     assert not of_type(events, DeadAirStarted)
+
+
+# --- bridged calls: holds, queue music, an agent who leaves ------------------------------------
+
+A, C = Party.AGENT, Party.CALLER
+
+
+def bridged(seconds: float, marks: list, threshold: float = 5.0):
+    """Only the dead-air stage, on silent caller and agent channels, with scripted events."""
+    frames = frames_from_tracks({C: silence(seconds), A: silence(seconds)})
+    return run_stages([DeadAirStage(DeadAirSettings(threshold_s=threshold))], frames, inject=marks)
+
+
+def said(party: Party, start: float, end: float) -> list:
+    return [SpeechStarted(t=start, party=party), SpeechEnded(t=end, party=party, start=start, duration=end - start)]
+
+
+def test_a_hold_is_never_dead_air():
+    """8 s of hold between two agent turns: the silence counts only from HoldEnded."""
+    marks = [
+        PartyJoined(t=0.2, party=A, agent_id="a1", queue="billing"),
+        *said(A, 0.5, 2.0),
+        HoldStarted(t=2.5, party=A, by=A),
+        HoldEnded(t=10.5, party=A, by=A, start=2.5, duration=8.0),
+    ]
+    events = bridged(18.0, marks)
+    (started,) = of_type(events, DeadAirStarted)
+    assert started.start == 10.5 and abs(started.t - 15.5) < 1e-6
+
+
+def test_a_hold_ends_dead_air_already_alerted():
+    marks = [*said(C, 0.5, 1.0), HoldStarted(t=8.0, party=A, by=A)]
+    events = bridged(20.0, marks)
+    (started,) = of_type(events, DeadAirStarted)
+    (ended,) = of_type(events, DeadAirEnded)
+    assert (started.start, ended.end) == (1.0, 8.0), "the hold started at 8 s and never ended: no more dead air"
+
+
+def test_queue_wait_with_hold_music_is_not_dead_air():
+    """20 s in a queue with music and nobody speaking, then the agent: no dead air in the queue,
+    and the stage is live again once the music stops (silence after the agent's greeting)."""
+    marks = [
+        *said(C, 0.3, 1.0),
+        QueueUpdate(t=1.0, queue="billing", action=QueueAction.ENTERED, position=1),
+        PlaybackStarted(t=1.0, kind="hold", name="billing"),
+        QueueUpdate(t=21.0, queue="billing", action=QueueAction.CONNECTED, wait_s=20.0, agent_id="a1"),
+        PlaybackEnded(t=21.0, kind="hold", name="billing"),
+        PartyJoined(t=21.0, party=A, agent_id="a1", queue="billing", wait_s=20.0),
+        *said(A, 21.5, 23.0),
+    ]
+    events = bridged(29.0, marks)
+    (started,) = of_type(events, DeadAirStarted)
+    assert started.start == 23.0 and abs(started.t - 28.0) < 1e-6
+
+
+def test_both_parties_silent_is_dead_air_while_bridged():
+    marks = [PartyJoined(t=0.2, party=A, agent_id="a1"), *said(A, 0.5, 2.0), *said(C, 2.5, 4.0), *said(C, 10.0, 11.0)]
+    events = bridged(12.0, marks)
+    (started,) = of_type(events, DeadAirStarted)
+    (ended,) = of_type(events, DeadAirEnded)
+    assert (started.start, ended.start, ended.end) == (4.0, 4.0, 10.0)
+
+
+def test_an_agent_who_leaves_mid_utterance_stops_speaking():
+    """No SpeechEnded comes for an agent whose leg is gone: leaving ends their utterance, and the
+    caller, alone in silence, gets dead air from then on."""
+    marks = [*said(C, 0.3, 1.0), SpeechStarted(t=1.5, party=A), PartyLeft(t=3.0, party=A, agent_id="a1", reason="hangup")]
+    events = bridged(10.0, marks)
+    (started,) = of_type(events, DeadAirStarted)
+    assert started.start == 3.0 and abs(started.t - 8.0) < 1e-6
+
+
+def test_a_hold_ends_when_its_holder_leaves_but_not_when_the_other_party_does():
+    holder_left = [*said(A, 0.3, 1.0), HoldStarted(t=1.0, party=A, by=A),
+                   PartyLeft(t=2.0, party=A, agent_id="a1", reason="transfer")]
+    (started,) = of_type(bridged(10.0, holder_left), DeadAirStarted)
+    assert started.start == 2.0
+    caller_left = [*said(A, 0.3, 1.0), HoldStarted(t=1.0, party=A, by=A), PartyLeft(t=2.0, party=C, reason="hangup")]
+    assert not of_type(bridged(10.0, caller_left), DeadAirStarted)
+
+
+def test_silence_goes_on_across_the_agent_leaving():
+    """Leaving is not speech: 3 s of silence before the agent hangs up and 3 s after are one gap."""
+    marks = [*said(A, 0.3, 1.0), PartyLeft(t=4.0, party=A, agent_id="a1", reason="hangup")]
+    (started,) = of_type(bridged(8.0, marks), DeadAirStarted)
+    assert started.start == 1.0 and abs(started.t - 6.0) < 1e-6

@@ -83,7 +83,7 @@ def test_every_problem_on_one_line(tmp_path: Path) -> None:
 
 def test_committed_fixture_expectations_load() -> None:
     files = sorted(FIXTURES.glob("*.expect.json"))
-    assert len(files) == 5
+    assert len(files) == 7  # five one-party calls, two bridged calls (caller and agent)
     for f in files:
         exp = load_expectation(f)
         assert exp.source == f and exp.keywords and exp.rendered is not None
