@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 import aiomqtt
 
+from live.call_agents import CallAgents
 from live.outbox import Outbox
 from live.topics import Message, Topics, active_calls_message, messages_for
 from speech.events import CallEnded, CallStarted, Event
@@ -107,6 +108,7 @@ class MqttPublisher:
         self.backoff = backoff
         self.client_id = client_id or f"callcenter-pub-{uuid.uuid4().hex[:12]}"
         self._active: dict[str, dict[str, Any]] = json.loads(self.outbox.get_meta(_ACTIVE_META_KEY) or "{}")
+        self.call_agents = CallAgents()
         self._lock = threading.Lock()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -123,9 +125,18 @@ class MqttPublisher:
 
         Safe to call from any thread (the wake-up is handed to the loop thread-safely).
         """
-        messages = messages_for(event, self.topics)
-        with self._lock:  # the active list and its message must follow outbox order
+        with self._lock:  # the active list, the agent map and the outbox follow event order
+            messages = messages_for(event, self.topics, agent_feed=self.call_agents.route(event))
             self._append(event, messages)
+        self._notify()
+
+    def publish_messages(self, messages: list[Message]) -> None:
+        """Queue ready-made messages (the ACD's retained snapshots, ``live.acd_feed``) durably,
+        in order with the events; never blocks on the broker."""
+        if not messages:
+            return
+        with self._lock:
+            self.outbox.append(messages)
         self._notify()
 
     def _append(self, event: Event, messages: list[Message]) -> None:

@@ -1,8 +1,10 @@
 """The agent console: a FastAPI app that follows calls on the broker and shows them live.
 
-Its lifespan runs one aiomqtt subscriber (``{prefix}/calls/+/events`` and the retained
-``state`` topics) that feeds :class:`~live.console.state.LiveCalls`; browsers get events by
-server-sent events. Pages are plain HTML with a little vanilla JS (static/), no build step.
+Its lifespan runs one aiomqtt subscriber (``{prefix}/calls/+/events``, the retained
+``state`` topics and agents' retained ``{prefix}/agents/+/state``) that feeds
+:class:`~live.console.state.LiveCalls`; browsers get events by server-sent events. Pages are
+plain HTML with a little vanilla JS (static/), no build step. With ``agents`` (the ACD, injected)
+agents log in to their own page and supervisors see the queues (``live.console.agents``).
 """
 
 from __future__ import annotations
@@ -22,8 +24,11 @@ from fastapi.responses import FileResponse, JSONResponse, Response, StreamingRes
 from fastapi.staticfiles import StaticFiles
 
 from live.console import auth
+from live.console.agents import PUBLIC_PATHS, AgentConsole, agent_may_reach, agent_router
 from live.console.history import CallHistory
-from live.console.state import LiveCalls, _Stream
+from live.console.sse import SSE_KEEPALIVE_S as SSE_KEEPALIVE_S
+from live.console.sse import sse_response
+from live.console.state import LiveCalls
 from live.console.timeline import render_timeline
 from live.publisher import NO_DELAY, MqttConfig, tls_context
 from live.topics import Topics
@@ -31,8 +36,6 @@ from live.topics import Topics
 log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
-SSE_KEEPALIVE_S = 15.0
-"""Comment line sent on idle streams so proxies keep them open."""
 RECONNECT_MAX_S = 5.0
 
 
@@ -46,13 +49,18 @@ def create_console_app(
     broker_username: str | None = None,
     broker_password: str | None = None,
     broker_tls: ssl.SSLContext | None = None,
+    agents: AgentConsole | None = None,
+    session_secret: bytes | None = None,
 ) -> FastAPI:
     """The console app. ``broker_host=None`` skips the broker (events via ``app.state.live``);
-    ``broker_username``/``broker_password``/``broker_tls`` as for the publisher."""
+    ``broker_username``/``broker_password``/``broker_tls`` as for the publisher. ``agents``: the
+    ACD, for agents' logins, pages and the queue view (none: token access only);
+    ``session_secret`` signs agents' session cookies (default: derived from the token)."""
     if not token:
         raise ValueError("the console needs a non-empty token")
     topics = Topics(topic_prefix)
     live = LiveCalls()
+    sessions = auth.AgentSessions(session_secret or auth.session_secret(token))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -70,19 +78,29 @@ def create_console_app(
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            if agents is not None:
+                await asyncio.to_thread(agents.close)
 
     app = FastAPI(title="callcenter console", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.live = live
     app.state.history = history
+    app.state.agent_sessions = sessions
 
     @app.middleware("http")
     async def require_token(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
+        path = request.url.path
+        if agents is not None and (path in PUBLIC_PATHS or (
+                agent_may_reach(path) and sessions.from_request(request) is not None)):
+            return await call_next(request)  # the agent routes check the rest
         denied = auth.check(request, token)
         if denied is not None:
             return denied
         return await call_next(request)
+
+    if agents is not None:
+        app.include_router(agent_router(agents, live, sessions, token))
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
@@ -134,7 +152,7 @@ def create_console_app(
         """List-changing events of every call, after a ``calls`` snapshot."""
         stream = live.open_stream(None)
         first = [("calls", live.list())]
-        return _sse(request, live, stream, first)
+        return sse_response(request, live, stream, first)
 
     @app.get("/api/calls/{call_id}/stream")
     async def stream_call(call_id: str, request: Request) -> StreamingResponse:
@@ -147,7 +165,7 @@ def create_console_app(
             record = await _call_record(call_id, live, history, missing_ok=True)
             past = record["events"]
         first = [("reset", {"call_id": call_id})] + [("event", e) for e in past]
-        return _sse(request, live, stream, first)
+        return sse_response(request, live, stream, first)
 
     return app
 
@@ -176,51 +194,20 @@ async def _call_record(call_id: str, live: LiveCalls, history: CallHistory | Non
     raise HTTPException(404, "unknown call")
 
 
-def _sse(
-    request: Request, live: LiveCalls, stream: _Stream, first: list[tuple[str, Any]]
-) -> StreamingResponse:
-    # The stream was opened before ``first`` was read, with no await in between for live calls,
-    # so the queue holds exactly the events after the replay.
-    async def body() -> AsyncIterator[str]:
-        try:
-            for name, data in first:
-                yield _frame(name, data)
-            while True:
-                try:
-                    event = await asyncio.wait_for(stream.queue.get(), SSE_KEEPALIVE_S)
-                except TimeoutError:
-                    if await request.is_disconnected():
-                        return
-                    yield ": keepalive\n\n"
-                    continue
-                if event is None or stream.overflowed and stream.queue.empty():
-                    return
-                yield _frame("event", event)
-        finally:
-            live.close_stream(stream)
-
-    return StreamingResponse(
-        body(), media_type="text/event-stream",
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-    )
-
-
-def _frame(name: str, data: Any) -> str:
-    return f"event: {name}\ndata: {json.dumps(data, separators=(',', ':'), ensure_ascii=False)}\n\n"
-
-
 async def _follow_broker(host: str, port: int, topics: Topics, live: LiveCalls,
                          client_args: dict[str, Any]) -> None:
     """Subscribe and feed ``live`` forever, reconnecting with backoff."""
     delay = 0.2
     events_filter = topics.all_calls("events")
     state_filter = topics.all_calls("state")
+    agents_filter = topics.all_agents("state")
     while True:
         try:
             async with aiomqtt.Client(host, port, socket_options=NO_DELAY, keepalive=15,
                                       **client_args) as client:
                 await client.subscribe(events_filter, qos=1)
                 await client.subscribe(state_filter, qos=1)
+                await client.subscribe(agents_filter, qos=1)
                 delay = 0.2
                 log.info("console following MQTT broker %s:%d", host, port)
                 async for msg in client.messages:
@@ -229,8 +216,12 @@ async def _follow_broker(host: str, port: int, topics: Topics, live: LiveCalls,
                     except (TypeError, ValueError):
                         log.warning("ignoring a malformed message on %s", msg.topic)
                         continue
+                    if not isinstance(event, dict):
+                        continue
                     if msg.topic.matches(events_filter):
                         live.ingest(event)
+                    elif msg.topic.matches(agents_filter):
+                        live.ingest_agent_state(event)
                     elif msg.retain:
                         live.ingest(event, retained_state=True)
         except aiomqtt.MqttError as exc:

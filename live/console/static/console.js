@@ -50,25 +50,33 @@ function initIndex() {
   follow("/api/stream", { calls: render, event: refresh });
 }
 
-// ---- one call -----------------------------------------------------------------------------
-function initCall() {
-  const callId = decodeURIComponent(location.pathname.split("/")[2]);
-  $("#title").textContent = "Call " + callId;
-  const timeline = $("#timeline");
-  const timelineUrl = "/calls/" + encodeURIComponent(callId) + "/timeline.svg";
+// ---- one call: the rendering the call page and the agent page share -------------------------
+// Elements it fills when the page has them: #transcript (lines with data-party, data-final),
+// #tone-fill/#tone-label (last reading) and #tone-caller/#tone-agent (per party), #alerts,
+// #deadair + #deadair-timer, #hold + #hold-timer, #path, #collected, #queue-info, #summary(-card),
+// #status, #who.
+function callView() {
   let partials = {};
   let dead = null;
-  let timelineDirty = false;
+  let held = null;
+  const has = (id) => document.querySelector(id) !== null;
 
   const reset = () => {
     partials = {};
     dead = null;
-    for (const id of ["#transcript", "#alerts", "#path", "#summary"]) $(id).replaceChildren();
+    held = null;
+    for (const id of ["#transcript", "#alerts", "#path", "#summary", "#collected"]) if (has(id)) $(id).replaceChildren();
     $("#deadair").hidden = true;
+    if (has("#hold")) $("#hold").hidden = true;
+    if (has("#queue-info")) $("#queue-info").textContent = "";
     $("#summary-card").hidden = true;
-    $("#tone-fill").style.width = "0";
-    $("#tone-label").textContent = "no reading yet";
-    timeline.src = timelineUrl + "?t=" + Date.now();
+    if (has("#tone-fill")) { $("#tone-fill").style.width = "0"; $("#tone-label").textContent = "no reading yet"; }
+    for (const node of document.querySelectorAll(".tone-party")) {
+      node.querySelector(".fill").style.width = "0";
+      node.querySelector(".fill").className = "fill";
+      node.querySelector(".label").textContent = "no reading yet";
+      delete node.dataset.label;
+    }
   };
 
   const line = (party, text, partial) => {
@@ -76,11 +84,13 @@ function initCall() {
     let node = partials[party];
     if (!node) {
       node = el("div", "line " + party);
+      node.dataset.party = party;
       node.append(el("span", "who", party), el("span", "text"));
       box.append(node);
     }
     node.querySelector(".text").textContent = text;
     node.classList.toggle("partial", partial);
+    node.dataset.final = partial ? "false" : "true";
     partials[party] = partial ? node : undefined;
     box.scrollTop = box.scrollHeight;
   };
@@ -98,23 +108,49 @@ function initCall() {
 
   const step = (text) => $("#path").append(el("li", "", text));
 
+  const collected = (detail) => {
+    if (!has("#collected") || !detail || !detail.store_as) return;
+    const shown = detail.digits !== undefined ? String(detail.digits)
+      : (detail.secure ? "•".repeat(detail.length || 0) + " (secure)" : (detail.length || 0) + " digits");
+    const dd = el("dd", "", shown);
+    dd.dataset.field = detail.store_as;
+    $("#collected").append(el("dt", "", detail.store_as), dd);
+  };
+
+  const queueInfo = (text) => { if (has("#queue-info")) $("#queue-info").textContent = text; };
+
   const setStatus = (ended) => {
     const badge = $("#status");
     badge.textContent = ended ? "ended" : "live";
     badge.classList.toggle("ended", ended);
   };
 
-  const handlers = {
-    "call.started": (e) => { $("#who").textContent = [e.caller, e.callee].filter(Boolean).join(" → "); setStatus(false); },
-    "call.ended": (e) => { setStatus(true); $("#deadair").hidden = true; dead = null; timelineDirty = true; },
-    "transcript.partial": (e) => line(e.party || "caller", e.text, true),
-    "transcript.final": (e) => line(e.party || "caller", e.text, false),
-    "tone.update": (e) => {
+  const tone = (e) => {
+    if (has("#tone-fill")) {
       const fill = $("#tone-fill");
       fill.style.width = Math.round(100 * e.score) + "%";
       fill.className = "fill " + e.label;
       $("#tone-label").textContent = e.label + " (" + e.score.toFixed(2) + ")";
+    }
+    const per = document.querySelector("#tone-" + (e.party || "caller"));
+    if (per) {
+      per.querySelector(".fill").style.width = Math.round(100 * e.score) + "%";
+      per.querySelector(".fill").className = "fill " + e.label;
+      per.querySelector(".label").textContent = e.label + " (" + e.score.toFixed(2) + ")";
+      per.dataset.label = e.label;
+    }
+  };
+
+  const handlers = {
+    "call.started": (e) => { $("#who").textContent = [e.caller, e.callee].filter(Boolean).join(" → "); setStatus(false); },
+    "call.ended": (e) => {
+      setStatus(true); $("#deadair").hidden = true; dead = null;
+      if (has("#hold")) $("#hold").hidden = true;
+      held = null;
     },
+    "transcript.partial": (e) => line(e.party || "caller", e.text, true),
+    "transcript.final": (e) => line(e.party || "caller", e.text, false),
+    "tone.update": tone,
     "tone.alert": (e) => {
       const kind = (e.kind || "alert").replace("_", " ");
       alert(kind + (e.label && e.label !== e.kind ? " – " + e.label : "") + " (" + e.score.toFixed(2) + ")", e.reasons);
@@ -130,8 +166,37 @@ function initCall() {
       alert("dead air " + e.duration.toFixed(1) + " s", [], "dead_air");
     },
     "dtmf": (e) => step("key " + e.digit),
-    "ivr.step": (e) => step(e.node + ": " + e.action + (e.detail && Object.keys(e.detail).length ? " " + JSON.stringify(e.detail) : "")),
+    "ivr.step": (e) => {
+      step(e.node + ": " + e.action + (e.detail && Object.keys(e.detail).length ? " " + JSON.stringify(e.detail) : ""));
+      if (e.action === "collect") collected(e.detail);
+    },
     "playback.started": (e) => step("▶ " + e.kind + " " + e.name),
+    "queue.update": (e) => {
+      const where = e.queue ? "in " + e.queue : "";
+      if (e.action === "entered" || e.action === "position") {
+        queueInfo("waiting " + where + (e.position ? ", position " + e.position : "") + " (" + Math.round(e.wait_s) + " s)");
+      } else if (e.action === "connected") {
+        queueInfo("waited " + Math.round(e.wait_s) + " s " + where);
+      } else if (e.action === "transferred") {
+        step("transferred to " + e.target);
+      }
+    },
+    "party.joined": (e) => {
+      if (e.party !== "agent") return;
+      queueInfo((e.queue ? "waited " + Math.round(e.wait_s) + " s in " + e.queue : "transferred") +
+        (e.ring_s ? ", rang " + Math.round(e.ring_s) + " s" : ""));
+      step("agent " + (e.agent_id || "") + " joined");
+    },
+    "party.left": (e) => step((e.party || "party") + " " + (e.agent_id || "") + " left (" + e.reason + ")"),
+    "hold.started": (e) => {
+      held = { since: performance.now() };
+      if (has("#hold")) $("#hold").hidden = false;
+    },
+    "hold.ended": (e) => {
+      held = null;
+      if (has("#hold")) $("#hold").hidden = true;
+      step("hold " + e.duration.toFixed(0) + " s");
+    },
     "summary": (e) => {
       const dl = $("#summary");
       dl.replaceChildren();
@@ -139,25 +204,138 @@ function initCall() {
         dl.append(el("dt", "", k), el("dd", "", typeof v === "string" ? v : JSON.stringify(v)));
       }
       $("#summary-card").hidden = false;
-      timelineDirty = true;
     },
   };
 
   setInterval(() => {
     if (dead) $("#deadair-timer").textContent = Math.floor(dead.base + (performance.now() - dead.since) / 1000);
+    if (held && has("#hold-timer")) $("#hold-timer").textContent = Math.floor((performance.now() - held.since) / 1000);
   }, 250);
+
+  const handle = (e) => { const fn = handlers[e.type]; if (fn) fn(e); };
+  return { reset, handle };
+}
+
+function initCall() {
+  const callId = decodeURIComponent(location.pathname.split("/")[2]);
+  $("#title").textContent = "Call " + callId;
+  const timeline = $("#timeline");
+  const timelineUrl = "/calls/" + encodeURIComponent(callId) + "/timeline.svg";
+  const view = callView();
+  let timelineDirty = false;
+  const redraw = ["transcript.final", "dead_air.ended", "tone.update", "call.ended", "summary"];
+
   setInterval(() => {
     if (timelineDirty) { timelineDirty = false; timeline.src = timelineUrl + "?t=" + Date.now(); }
   }, 2000);
 
   follow("/api/calls/" + encodeURIComponent(callId) + "/stream", {
-    reset: reset,
+    reset: () => { view.reset(); timeline.src = timelineUrl + "?t=" + Date.now(); },
     event: (e) => {
-      const fn = handlers[e.type];
-      if (fn) fn(e);
-      if (e.type === "transcript.final" || e.type === "dead_air.ended" || e.type === "tone.update") timelineDirty = true;
+      view.handle(e);
+      if (redraw.includes(e.type)) timelineDirty = true;
     },
   });
+}
+
+// ---- the agent's own page: their state, and their current call opening by itself -----------
+function initAgent() {
+  const view = callView();
+  let me = null;
+
+  const showState = (state, reason) => {
+    const badge = $("#agent-state");
+    badge.textContent = state.replace("_", " ") + (reason ? " (" + reason + ")" : "");
+    badge.dataset.state = state;
+    for (const b of document.querySelectorAll("[data-set-state]")) b.disabled = b.dataset.setState === state;
+  };
+
+  const load = async () => {
+    const r = await fetch("/api/agent/me");
+    if (r.status === 401) {  // the session is no longer valid: back to the login form
+      await fetch("/api/agent/logout", { method: "POST" });
+      location.href = "/agent";
+      return;
+    }
+    me = await r.json();
+    $("#agent-name").textContent = me.name ? me.name + " (" + me.agent_id + ")" : me.agent_id;
+    document.body.dataset.agent = me.agent_id;
+    $("#nav-queues").hidden = !me.supervisor;
+    showState(me.state, me.reason);
+  };
+
+  for (const b of document.querySelectorAll("[data-set-state]")) {
+    b.addEventListener("click", async () => {
+      const state = b.dataset.setState;
+      const reason = state === "not_ready" ? $("#not-ready-reason").value : "";
+      const r = await fetch("/api/agent/state", {
+        method: "POST", headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ state, reason }),
+      });
+      const body = await r.json();
+      $("#agent-msg").textContent = r.ok ? "" : (body.detail || "refused");
+      if (body.state) showState(body.state, body.reason);
+    });
+  }
+
+  const openCall = (callId) => {
+    view.reset();
+    const call = $("#call");
+    call.hidden = !callId;
+    $("#no-call").hidden = !!callId;
+    call.dataset.callId = callId || "";
+    if (callId) $("#title").textContent = "Call " + callId;
+  };
+
+  load().then(() => follow("/api/agent/stream", {
+    agent: (e) => showState(e.state, e.reason),
+    reset: (d) => openCall(d.call_id),
+    event: (e) => {
+      view.handle(e);
+      if (e.type === "agent.state" && me && e.agent_id === me.agent_id) showState(e.state, e.reason);
+    },
+  }));
+}
+
+// ---- queues (supervisors) -------------------------------------------------------------------
+function initQueues() {
+  const secs = (s) => Math.round(s || 0) + " s";
+  const render = (queues, agents) => {
+    const qbody = $("#queues tbody");
+    qbody.replaceChildren();
+    $("#no-queues").hidden = queues.length > 0;
+    for (const q of queues) {
+      const tr = el("tr");
+      tr.dataset.queue = q.queue;
+      const byState = Object.entries(q.agents || {}).map(([k, v]) => k.replace("_", " ") + ": " + v).join(", ");
+      const callers = (q.callers || []).map((c) => c.call_id + " (" + secs(c.wait_s) + ", " + c.status + ")").join("; ");
+      tr.append(el("td", "", q.queue), el("td", "waiting", String(q.waiting)), el("td", "", secs(q.longest_wait_s)),
+        el("td", "", byState || "–"), el("td", "", callers || "–"));
+      qbody.append(tr);
+    }
+    const abody = $("#agents tbody");
+    abody.replaceChildren();
+    for (const a of agents) {
+      const tr = el("tr");
+      tr.dataset.agent = a.agent_id;
+      tr.dataset.state = a.state;
+      tr.append(el("td", "", a.agent_id), el("td", "", a.name || ""), el("td", "state " + a.state, a.state.replace("_", " ")),
+        el("td", "", a.reason || ""), el("td", "", (a.skills || []).join(", ")), el("td", "", a.live_call_id || ""));
+      abody.append(tr);
+    }
+  };
+  const refresh = async () => {
+    const [q, a] = await Promise.all([fetch("/api/queues"), fetch("/api/agents")]);
+    const conn = $("#conn");
+    if (q.ok && a.ok) {
+      render(await q.json(), await a.json());
+      conn.textContent = "live"; conn.classList.add("ok");
+    } else {
+      conn.textContent = q.status === 403 ? "supervisors only" : "unavailable"; conn.classList.remove("ok");
+    }
+  };
+  refresh();
+  setInterval(refresh, 2000);
 }
 
 // ---- history ------------------------------------------------------------------------------
@@ -191,3 +369,5 @@ const page = document.body.dataset.page;
 if (page === "index") initIndex();
 else if (page === "call") initCall();
 else if (page === "history") initHistory();
+else if (page === "agent") initAgent();
+else if (page === "queues") initQueues();
