@@ -77,6 +77,22 @@ def _parser() -> argparse.ArgumentParser:
     k.add_argument("--hangup-after", type=float, help="seconds after which to hang up")
     k.add_argument("--local-port", type=int, default=0)
 
+    g = sub.add_parser("agent", help="a test agent's phone: register, answer calls, play, record")
+    from telephony.test_agent import add_arguments as agent_arguments
+
+    agent_arguments(g)
+
+    ag = sub.add_parser("agents", help="the agents directory (settings.acd.agents_file)")
+    agsub = ag.add_subparsers(dest="agents_command", required=True)
+    aa = agsub.add_parser("add", help="add or replace an agent (SIP digest HA1 + console password hash)")
+    aa.add_argument("id", help="agent id: the SIP user its phone registers as")
+    aa.add_argument("--password", help="asked for when left out (keeps it out of shell history)")
+    aa.add_argument("--skills", default="", help="queues served, comma-separated: billing,agents")
+    aa.add_argument("--name", default="")
+    aa.add_argument("--supervisor", action="store_true")
+    aa.add_argument("--contact", help="a static SIP URI to ring instead of the registrar's contact")
+    agsub.add_parser("list", help="the agents in the file (no secrets)")
+
     a = sub.add_parser("api", help="serve the CRM REST API (OpenAPI at /openapi.json)")
     a.add_argument("--host")
     a.add_argument("--port", type=int)
@@ -153,6 +169,12 @@ def main(argv: list[str] | None = None) -> int:
             from callcenter.testcall import run_test_call
 
             return asyncio.run(run_test_call(args, settings))
+        if args.command == "agent":
+            from telephony.test_agent import run_from_args
+
+            return asyncio.run(run_from_args(args, settings.sip))
+        if args.command == "agents":
+            return _agents(args, settings)
         if args.command == "ivr":
             from ivr.prompts import main as render_main
 
@@ -247,6 +269,49 @@ def _claim_outbox(data_dir: Path) -> tuple[Path, Any]:
         except OSError:
             lock.close()
     raise CliError(f"more than 64 concurrent replays publish from {data_dir}")
+
+
+def _agents(args: argparse.Namespace, settings: Settings) -> int:
+    """``agents add`` / ``agents list`` on ``settings.agents_file`` (written owner-only)."""
+    from pydantic import ValidationError
+
+    from telephony.acd.directory import (
+        DirectoryError,
+        load_directory,
+        make_agent,
+        save_directory,
+        upsert_agent,
+    )
+
+    path = settings.agents_file
+    try:
+        directory = load_directory(path)
+    except DirectoryError as exc:
+        raise CliError(str(exc)) from None
+    if args.agents_command == "list":
+        print(f"{path} (realm {directory.realm}): {len(directory.agents)} agent(s)")
+        for a in directory.agents:
+            reach = f"contact {a.contact}" if a.contact else ("registers" if a.ha1 else "cannot register")
+            role = " supervisor" if a.supervisor else ""
+            print(f"  {a.id:<16} {a.name or '-':<20} skills={','.join(a.skills) or '-'} {reach}{role}")
+        return 0
+    password = args.password
+    if password is None:
+        import getpass
+
+        password = getpass.getpass(f"password for {args.id}: ")
+    if not password:
+        raise CliError("an empty password is not allowed")
+    skills = [s.strip() for s in args.skills.split(",") if s.strip()]
+    try:
+        agent = make_agent(args.id, password, realm=directory.realm, name=args.name, skills=skills,
+                           supervisor=args.supervisor, contact=args.contact)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise CliError(f"agent {args.id!r}: {problems}") from None
+    save_directory(upsert_agent(directory, agent), path)
+    print(f"{'updated' if directory.get(agent.id) else 'added'} agent {agent.id} in {path}")
+    return 0
 
 
 def _calls(args: argparse.Namespace, settings: Settings) -> int:

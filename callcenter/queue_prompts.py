@@ -12,6 +12,9 @@ import logging
 import math
 from pathlib import Path
 
+import numpy as np
+import soundfile as sf
+
 from ivr.prompts import PromptRenderError, render_text
 from telephony.leg import CallLeg
 
@@ -49,6 +52,32 @@ class QueuePrompts:
             log.warning("could not render the %s announcement", key, exc_info=True)
             return
         await leg.play(wav)
+
+
+HOLD_MUSIC_RATE = 16000
+HOLD_NOTES_HZ = (261.63, 329.63, 392.00, 523.25, 392.00, 329.63, 293.66, 349.23, 440.00, 349.23)
+"""A slow C-major/D-minor arpeggio: recognizably music, not a tone the DTMF detector could take
+for a key, and nothing the recognizer turns into words."""
+HOLD_NOTE_S = 0.6
+HOLD_LEVEL_DBFS = -24.0
+
+
+def hold_music(folder: Path) -> Path:
+    """The hold-music loop (rendered once into ``folder``) for flows that ship none."""
+    path = Path(folder) / "hold_music.wav"
+    if path.exists():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    n = int(HOLD_MUSIC_RATE * HOLD_NOTE_S)
+    t = np.arange(n) / HOLD_MUSIC_RATE
+    envelope = np.minimum(1.0, np.minimum(t / 0.05, (HOLD_NOTE_S - t) / 0.15))
+    notes = [(np.sin(2 * np.pi * f * t) + 0.3 * np.sin(2 * np.pi * 2 * f * t)) * envelope for f in HOLD_NOTES_HZ]
+    loop = np.concatenate(notes)
+    loop *= 10 ** (HOLD_LEVEL_DBFS / 20) / np.max(np.abs(loop))
+    tmp = path.with_suffix(".tmp.wav")
+    sf.write(str(tmp), (loop * 32767).astype(np.int16), HOLD_MUSIC_RATE, subtype="PCM_16")
+    tmp.replace(path)
+    return path
 
 
 FEATURE_CODES = {

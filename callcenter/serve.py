@@ -22,7 +22,7 @@ from typing import Any
 
 from callcenter.settings import Settings
 from callcenter.supervisor import Supervisor
-from callcenter.worker import read_worker_stats
+from callcenter.worker import caller_slots, read_worker_stats
 from telephony.kamailio import (
     FrontError,
     FrontLimits,
@@ -61,6 +61,10 @@ class Service:
     """Where worker stderr goes (``worker<i>.log``); None: inherited (the terminal)."""
     supervisor: Supervisor | None = None
     worker_cfg: Path | None = None
+    registrar: Any = None
+    """Agents' registration at the front (``callcenter.agents_registrar.AgentsRegistrar``)."""
+    on_agent_change: list[Any] = field(default_factory=list)
+    """Callbacks given each agent ``StateChange`` the registrar sync makes (to publish them)."""
 
     @property
     def sip_uri(self) -> str:
@@ -132,11 +136,13 @@ async def start_service(settings: Settings, *, ready_timeout: float = 60.0, log_
             svc.front = KamailioFront(
                 settings.sip.host, settings.sip.port, [Worker(settings.sip.host, p) for p in ports],
                 settings.data_dir / "kamailio", transports=settings.sip.transports,
-                limits=FrontLimits(max_calls_per_worker=settings.sip.max_calls),
+                # a bridged call holds two of a worker's 4 call slots (caller and agent legs)
+                limits=FrontLimits(max_calls_per_worker=caller_slots(settings)),
             )
             await svc.front.start()
         svc.supervisor = Supervisor(svc, lambda i: _spawn_worker(svc, i))
         svc.supervisor.start()
+        await _start_registrar(svc)
         if settings.console.enabled:
             await _start_console(svc, worker_settings)
             if settings.store.api_enabled:
@@ -211,6 +217,7 @@ async def _wait_workers(svc: Service, wait_s: float) -> None:
 
 
 async def _start_console(svc: Service, settings: Settings) -> None:
+    from callcenter.agent_console import build_agent_console
     from callcenter.api_server import start_uvicorn
     from callcenter.history import StoreHistory
     from live.console.app import broker_options, create_console_app
@@ -221,6 +228,7 @@ async def _start_console(svc: Service, settings: Settings) -> None:
         token=settings.console.token, broker_host=settings.mqtt.host or "127.0.0.1",
         broker_port=settings.mqtt.port, topic_prefix=settings.mqtt.topic_prefix, history=history,
         **broker_options(settings.mqtt),  # the broker's username, password and TLS
+        agents=build_agent_console(settings),  # agents' logins and states, the queue view
     )
 
     async def health() -> dict[str, Any]:
@@ -233,6 +241,17 @@ async def _start_console(svc: Service, settings: Settings) -> None:
         raise ServeError(str(exc)) from exc
 
 
+async def _start_registrar(svc: Service) -> None:
+    """Agents register at the front: credentials from the agents file, contacts into the ACD
+    store (``callcenter.agents_registrar``). Without a front there is no registrar."""
+    if svc.front is None:
+        return
+    from callcenter.agents_registrar import AgentsRegistrar
+
+    svc.registrar = AgentsRegistrar(svc.settings, svc.front, svc.on_agent_change)
+    await svc.registrar.start()
+
+
 async def stop_service(svc: Service) -> None:
     """Reverse order: console, front closed to new calls, workers (SIGTERM: they hang up and
     finish their calls), front, broker.
@@ -241,6 +260,9 @@ async def stop_service(svc: Service) -> None:
     """
     if svc.supervisor is not None:
         await svc.supervisor.stop()  # a worker stopping on purpose is not restarted
+    if svc.registrar is not None:
+        await svc.registrar.stop()
+        svc.registrar = None
     if svc.api is not None:
         await svc.api.stop()
         svc.api = None

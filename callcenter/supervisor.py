@@ -137,6 +137,7 @@ class Supervisor:
             except FrontError as exc:
                 log.warning("front could not drop worker %d: %s", i, exc)
         await asyncio.to_thread(_mark_dead, self.svc.settings.data_dir, i, pid, rc)
+        await self._free_agents(i)
         lost = await asyncio.to_thread(lost_calls, self.svc.settings.data_dir, i)
         health.calls_lost += len(lost)
         log.error("worker %d (pid %d) died (exit %s): %d live call(s) lost, %d caller(s) sent BYE; "
@@ -146,6 +147,22 @@ class Supervisor:
                 await self._store_lost(call)
             except Exception:  # one bad spool must not keep the worker down
                 log.exception("could not store a call lost with worker %d", i)
+
+    async def _free_agents(self, i: int) -> None:
+        """The dead worker's callers left its queues and the agents it rang or bridged are free
+        (their legs died with it): the shared ACD store must not keep them busy."""
+        from telephony.acd.store import AcdStore
+
+        store = AcdStore(self.svc.settings.store_url)
+        try:
+            changes = await asyncio.to_thread(store.release_worker, f"worker{i}")
+        except Exception:  # noqa: BLE001 - the store may be down; the restart must go on
+            log.warning("could not release worker %d's agents in the ACD store", i, exc_info=True)
+            return
+        finally:
+            store.close()
+        if changes:
+            log.warning("worker %d's %d agent(s) set ready again", i, len(changes))
 
     async def _store_lost(self, call: LostCall) -> None:
         data_dir = self.svc.settings.data_dir

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from callcenter.aftercall import AfterCall
 from callcenter.call_session import AcdContext, CallOutcome, CallSession
 from callcenter.call_spool import CallSpool
-from callcenter.queue_prompts import FEATURE_CODES, QueuePrompts
+from callcenter.queue_prompts import FEATURE_CODES, QueuePrompts, hold_music
 from callcenter.settings import Settings
 from callcenter.wiring import prepare_process
 from ivr.flow import load_flow
@@ -158,9 +158,11 @@ async def run_worker(settings: Settings, *, port: int, index: int = 0, stop: asy
                 sink(event)
 
         sinks = [fan_out]  # one sink: the session redacts it once (the live redactor is stateful)
-        endpoint = SipEndpoint(settings.sip, port=port, record_dir=data / "recordings", name=f"worker{index}")
+        endpoint = SipEndpoint(settings.sip, port=port, record_dir=data / "recordings", name=f"worker{index}",
+                               max_incoming=caller_slots(settings))
         await endpoint.start()
-        hold = flow.prompt_path("hold", prompts_dir) if "hold" in flow.prompts else None
+        hold = (flow.prompt_path("hold", prompts_dir) if "hold" in flow.prompts
+                else await asyncio.to_thread(hold_music, data / "prompts" / "acd"))
         acd, acd_prompts = await _acd_context(settings, endpoint, port, index)
         log.warning("worker %d answering on %s:%d", index, settings.sip.host, port)
         stats.write()
@@ -231,6 +233,16 @@ async def run_worker(settings: Settings, *, port: int, index: int = 0, stop: asy
         with contextlib.suppress(OSError):
             stats.write()
     return 0
+
+
+def caller_slots(settings: Settings) -> int:
+    """Callers one worker takes: all its call slots, or half when agents may be bridged (each
+    caller then needs a slot for their agent's leg)."""
+    try:
+        has_agents = bool(load_directory(settings.agents_file).agents)
+    except DirectoryError:
+        has_agents = False
+    return max(1, settings.sip.max_calls // 2) if has_agents else settings.sip.max_calls
 
 
 async def _acd_context(settings: Settings, endpoint: SipEndpoint, port: int,

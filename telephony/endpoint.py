@@ -28,7 +28,7 @@ from telephony.admission import BUSY, OVERLOADED, REFUSE_HOLD_S, MediaBudget, Re
 from telephony.call_media import PortPool, codec_of
 from telephony.call_ops import Answer, CallCommand, Hangup
 from telephony.calls import CallRegistry, PjAccount, PjCall
-from telephony.items import CallFailed, EndpointError
+from telephony.items import CallFailed, EndpointError, EndpointFull
 from telephony.leg import DEFAULT_INBOX_FRAMES, CallLeg
 from telephony.pjthread import POLL_MS, PjThread
 from telephony.settings import SipSettings
@@ -98,12 +98,19 @@ class SipEndpoint:
         name: str = "ep",
         max_calls: int = MAX_CALLS,
         inbox_frames: int = DEFAULT_INBOX_FRAMES,
+        registration: pjlib.Registration | None = None,
+        max_incoming: int | None = None,
     ) -> None:
+        """``registration``: REGISTER the account with digest credentials (an agent's phone)."""
         self.settings = settings
+        self.registration = registration
         self.port = settings.port if port is None else port
         self.record_dir = Path(record_dir) if record_dir is not None and settings.record else None
         self.name = name
         self.max_calls = min(max_calls, MAX_CALLS)
+        self.max_incoming = self.max_calls if max_incoming is None else min(max_incoming, self.max_calls)
+        """Incoming calls taken at once; the other slots are kept for the calls we place (a
+        B2BUA's agent legs)."""
         self.inbox_frames = inbox_frames
         self.uri = f"sip:{name}@{settings.host}:{self.port}"
         self._pj = PjThread(self, name=f"pjsip-{name}")
@@ -168,24 +175,53 @@ class SipEndpoint:
 
     async def accept(self) -> CallLeg:
         """Answer the next incoming call (200 OK) and return it once the ACK arrived."""
+        while True:
+            leg = await self.ringing()
+            if await self.answer(leg):
+                return leg
+
+    async def ringing(self) -> CallLeg:
+        """The next incoming call, ringing (180 sent), not answered: ``answer`` it, or let it
+        ring until the caller gives up (a phone nobody picks up)."""
         assert self._incoming is not None, "start() first"
         while True:
             leg = await self._incoming.get()
-            if leg.ended is not None:
-                continue  # cancelled while ringing
-            try:
-                await self._call_op(leg.key, Answer(200))
-            except EndpointError:
-                if self._pj.stopped:
-                    raise
-                continue  # the caller gave up between ringing and our answer
-            try:
-                ok = await asyncio.wait_for(asyncio.shield(leg._confirmed), ANSWER_TIMEOUT_S)
-            except TimeoutError:
-                await self._call_op(leg.key, Hangup())
-                continue
-            if ok:
-                return leg
+            if leg.ended is None:
+                return leg  # else cancelled while ringing
+
+    async def answer(self, leg: CallLeg) -> bool:
+        """200 OK to a ringing call; True once its ACK arrived, False if the caller gave up."""
+        try:
+            await self._call_op(leg.key, Answer(200))
+        except EndpointError:
+            if self._pj.stopped:
+                raise
+            return False  # the caller gave up between ringing and our answer
+        try:
+            return await asyncio.wait_for(asyncio.shield(leg._confirmed), ANSWER_TIMEOUT_S)
+        except TimeoutError:
+            await self._call_op(leg.key, Hangup())
+            return False
+
+    async def registration_status(self) -> pjlib.RegStatus:
+        """Where the account's REGISTER stands (see ``registration``)."""
+        assert self.registration is not None, "no registration configured"
+        return await self._pj.submit(self._reg_status)
+
+    async def wait_registered(self, timeout_s: float = 10.0) -> pjlib.RegStatus:
+        """Wait for the registrar's verdict: the status once registered (200) or refused
+        (401, 403...), or the last one seen after ``timeout_s`` (``active`` False)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while True:
+            st = await self.registration_status()
+            if st.active or st.status >= 300 or loop.time() >= deadline:
+                return st
+            await asyncio.sleep(0.05)
+
+    def _reg_status(self) -> pjlib.RegStatus:
+        assert self._acc is not None
+        return pjlib.registration_status(self._acc)
 
     async def place_call(self, uri: str, *, answer_timeout_s: float = 30.0, record: bool = True,
                          on_placed: Callable[[CallLeg], None] | None = None) -> CallLeg:
@@ -238,7 +274,7 @@ class SipEndpoint:
         self._ep = _Library(self._budget)
         pjlib.create_library(cfg, self._ep)
         acc = PjAccount(self)
-        pjlib.create_account(acc, cfg, self.uri)
+        pjlib.create_account(acc, cfg, self.uri, self.registration)
         self._acc = acc
 
     def poll(self, timeout_ms: int) -> None:
@@ -287,7 +323,8 @@ class SipEndpoint:
         self._budget.opened()  # pjsua made this call's media transport before telling us
         now = time.monotonic()
         refusal: Refusal | None
-        if self._stopping or self._calls.slots_used >= self.max_calls:
+        incoming = sum(1 for c in self._calls.live.values() if c.leg is not None and c.leg.party is Party.CALLER)
+        if self._stopping or self._calls.slots_used >= self.max_calls or incoming >= self.max_incoming:
             refusal = BUSY
         elif self._budget.exhausted(now):
             refusal = OVERLOADED
@@ -374,7 +411,7 @@ class SipEndpoint:
     def _make_call(self, key: int, uri: str, record: bool = True) -> CallLeg:
         assert self._acc is not None
         if self._calls.slots_used >= self.max_calls:
-            raise CallFailed(486, "too many calls on this endpoint")
+            raise EndpointFull(486, "too many calls on this endpoint")
         if self._budget.exhausted(time.monotonic()):
             raise CallFailed(503, "endpoint overloaded")
         call = PjCall(self, self._acc)

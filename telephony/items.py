@@ -49,5 +49,9 @@ class CallFailed(Exception):
         self.reason = reason
 
 
+class EndpointFull(CallFailed):
+    """Our own endpoint has no call slot left for an outgoing call (not the far end's answer)."""
+
+
 class EndpointError(RuntimeError):
     """The SIP endpoint could not start or a command failed on the PJSIP thread."""

@@ -10,6 +10,10 @@ end_worker_dialogs`). For UAs that send in-dialog requests to the dialed address
 route (sipp's stock scenarios), it relays them by Call-ID (an htable entry set on the 2xx). A
 full worker (486) or a dead one (timeout, 503) fails over to the next; OPTIONS pings mark dead
 workers inactive within about a second, and active again once they answer. RTP flows directly.
+
+It is also the agents' registrar (digest auth against each agent's HA1, contacts in memory) and
+routes workers' calls to agents' phones and agents' feature codes to workers; Python fills the
+credentials and reads the contacts over JSON-RPC on ``rpc_url`` (``telephony.acd.registrar``).
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from telephony.net import free_port
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +65,8 @@ def modules_dir() -> str | None:
 
 
 TEMPLATE = Path(__file__).resolve().parent / "kamailio_front.cfg"
+DEFAULT_REALM = "callcenter"
+"""The digest realm until Python sets the directory's own (``RegistrarRpc.set_credentials``)."""
 
 
 @dataclass(frozen=True)
@@ -82,11 +90,14 @@ class FrontLimits:
 
 def render_config(
     host: str, port: int, rundir: Path, *, transports: Sequence[str] = ("udp", "tcp"), children: int = 2,
-    probing: bool = True, limits: FrontLimits | None = None,
+    probing: bool = True, limits: FrontLimits | None = None, rpc_port: int | None = None,
+    realm: str = DEFAULT_REALM,
 ) -> str:
-    """The dispatcher config from ``kamailio_front.cfg`` (admission control, failover)."""
+    """The dispatcher config from ``kamailio_front.cfg`` (admission control, failover, the
+    agents' registrar). ``rpc_port``: JSON-RPC over HTTP on 127.0.0.1 (default ``port + 1000``)."""
     lim = limits or FrontLimits()
     values = {
+        "RPC_PORT": str(rpc_port if rpc_port is not None else port + 1000), "REALM": realm,
         "HOST": host, "PORT": str(port), "RUNDIR": str(rundir), "CHILDREN": str(children),
         "LISTENS": "\n".join(f"listen={t}:{host}:{port}" for t in transports),
         "MODULES": modules_dir() or MODULES_DIRS[0], "PROBING": "1" if probing else "0",
@@ -110,8 +121,10 @@ class KamailioFront:
 
     def __init__(self, host: str, port: int, workers: Sequence[Worker], rundir: Path,
                  *, transports: Sequence[str] = ("udp", "tcp"), probing: bool = True,
-                 limits: FrontLimits | None = None) -> None:
-        """``probing``: OPTIONS-ping workers and skip dead ones (workers must answer OPTIONS)."""
+                 limits: FrontLimits | None = None, rpc_port: int | None = None) -> None:
+        """``probing``: OPTIONS-ping workers and skip dead ones (workers must answer OPTIONS).
+        ``rpc_port``: JSON-RPC over HTTP on 127.0.0.1; None: a free port, picked once and kept
+        across restarts (Python reaches it through ``rpc_url``)."""
         self.host = host
         self.port = port
         self.workers = list(workers)
@@ -119,7 +132,13 @@ class KamailioFront:
         self.transports = tuple(transports)
         self.probing = probing
         self.limits = limits or FrontLimits()
+        self.rpc_port = rpc_port or free_port("127.0.0.1")
         self.proc: asyncio.subprocess.Process | None = None
+
+    @property
+    def rpc_url(self) -> str:
+        """Kamailio's JSON-RPC endpoint (loopback only): htable, usrloc, dispatcher commands."""
+        return f"http://127.0.0.1:{self.rpc_port}/RPC"
 
     @property
     def config_path(self) -> Path:
@@ -130,7 +149,7 @@ class KamailioFront:
         (self.rundir / "dispatcher.list").write_text(render_dispatcher_list(self.workers))
         self.config_path.write_text(render_config(
             self.host, self.port, self.rundir, transports=self.transports, probing=self.probing,
-            limits=self.limits,
+            limits=self.limits, rpc_port=self.rpc_port,
         ))
         return self.config_path
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pjsua2 as pj
 
@@ -72,11 +72,55 @@ def create_library(cfg: LibConfig, ep: pj.Endpoint) -> None:
     ep.libStart()
 
 
-def create_account(acc: pj.Account, cfg: LibConfig, uri: str) -> None:
+@dataclass(frozen=True, slots=True)
+class Registration:
+    """Register the endpoint's account at ``registrar`` (``host:port``) as ``user`` with digest
+    credentials: an agent's phone. The password never leaves this object's repr."""
+
+    registrar: str
+    user: str
+    password: str = field(repr=False)
+    realm: str = "*"
+    """``*``: answer a challenge from any realm."""
+    expires_s: int = 60
+    """Re-REGISTER interval: a restarted front (contacts in memory) knows the phone again
+    within this time."""
+
+    @property
+    def aor(self) -> str:
+        return f"sip:{self.user}@{self.registrar}"
+
+
+@dataclass(frozen=True, slots=True)
+class RegStatus:
+    """The account's registration as pjsua last saw it."""
+
+    active: bool
+    status: int
+    """Last REGISTER's final status (200, 401, 403, 408...); 0 or 1xx while none arrived."""
+    reason: str
+    expires_s: int
+
+
+def create_account(acc: pj.Account, cfg: LibConfig, uri: str, registration: Registration | None = None) -> None:
     acfg = pj.AccountConfig()
     acfg.idUri = uri
     acfg.mediaConfig.transportConfig.boundAddress = cfg.settings.host
+    if registration is not None:
+        acfg.idUri = registration.aor
+        acfg.regConfig.registrarUri = f"sip:{registration.registrar}"
+        acfg.regConfig.timeoutSec = registration.expires_s
+        acfg.regConfig.retryIntervalSec = 5
+        acfg.natConfig.sipOutboundUse = 0  # plain RFC 3261 contacts: the front has no outbound module
+        acfg.sipConfig.authCreds.append(
+            pj.AuthCredInfo("digest", registration.realm, registration.user, 0, registration.password))
     acc.create(acfg, True)
+
+
+def registration_status(acc: pj.Account) -> RegStatus:
+    info = acc.getInfo()
+    return RegStatus(bool(info.regIsActive), int(info.regStatus), str(info.regStatusText),
+                     int(info.regExpiresSec))
 
 
 def set_codecs(ep: pj.Endpoint, codecs: tuple[str, ...]) -> None:

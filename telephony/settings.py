@@ -44,6 +44,9 @@ class AcdSettings(_Frozen):
     announce_every_s: float = Field(30.0, gt=0)
     """While waiting the caller hears hold music and, this often, their position and expected
     wait."""
+    announce_first_s: float = Field(5.0, ge=0)
+    """The first announcement comes after this much music (a caller an agent takes at once
+    hears none)."""
     poll_s: float = Field(0.5, gt=0)
     """How often a waiting call looks for a free agent in the shared store."""
     max_wait_s: float = Field(0.0, ge=0)

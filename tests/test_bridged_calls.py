@@ -11,7 +11,8 @@ ACD moved the agent ringing → on call → wrap-up.
 from __future__ import annotations
 
 import asyncio
-import json
+import contextlib
+import time
 from pathlib import Path
 
 import numpy as np
@@ -41,12 +42,16 @@ AGENT_SAYS = "I am sorry about that. I have refunded the second charge and I wil
 CALLER_SPEAKS_AT = 8.0
 """Caller's call time when they start talking (after pressing 0, the hold prompt, the ring)."""
 HANGUP_AT = 28.0
+WRAP_UP_S = 3.0
+RING_TIMEOUT_S = 4.0
+HOLD_S = 4.0
 AGENT_SPEAKS_AFTER = 13.0
 """Seconds after the agent answers (~4 s into the call) that the agent starts talking."""
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def bridged(tmp_path_factory: pytest.TempPathFactory, tts):
+async def env(tmp_path_factory: pytest.TempPathFactory):
+    """One service (one worker, whisper) and alice's phone at her static contact."""
     tmp = tmp_path_factory.mktemp("bridge")
     agent_port = free_port()
     data = tmp / "data"
@@ -57,42 +62,99 @@ async def bridged(tmp_path_factory: pytest.TempPathFactory, tts):
     settings = load_settings(overrides={
         "data_dir": str(data), "sip.port": free_port(), "sip.worker_base_port": consecutive_free_ports(1),
         "sip.workers": 1, "sip.front": "none", "mqtt.enabled": False, "console.enabled": False,
-        "asr.engine": "whisper", "ivr.flow": str(short_timeout_flow(tmp)), "acd.wrap_up_s": 30.0,
+        "asr.engine": "whisper", "ivr.flow": str(short_timeout_flow(tmp)),
+        "acd.wrap_up_s": WRAP_UP_S, "acd.ring_timeout_s": RING_TIMEOUT_S,
     }, environ={})
     svc = await start_service(settings, log_dir=tmp / "logs")
-    caller_wav = tts(CALLER_SAYS, pad_before=CALLER_SPEAKS_AT, pad_after=0.5)
-    agent_wav = tts(AGENT_SAYS, voice="en-us+f3", pad_before=0.3)
     try:
         async with SipEndpoint(SipSettings(), port=agent_port, record_dir=tmp / "agent_rec", name="alice") as phone:
-            async def agent() -> dict:
-                leg = await asyncio.wait_for(phone.accept(), 60)
-                answered_t = asyncio.get_running_loop().time()
-                frames: list[AudioFrame] = []
-
-                async def speak() -> None:
-                    await asyncio.sleep(AGENT_SPEAKS_AFTER)  # the caller speaks first
-                    await leg.play(agent_wav)
-
-                speaker = asyncio.create_task(speak())
-                while True:
-                    item = await leg.inbox.get()
-                    if isinstance(item, LegEnded):
-                        break
-                    if isinstance(item, AudioFrame):
-                        frames.append(item)
-                speaker.cancel()
-                heard = np.concatenate([f.samples() for f in frames]) if frames else np.zeros(0, np.int16)
-                return {"heard": heard, "answered_t": answered_t, "recording": leg.recording_path}
-
-            agent_task = asyncio.create_task(agent())
-            caller = await place_call(svc.sip_uri, "--dtmf", "0", "--dtmf-first", "--play", str(caller_wav),
-                                      "--hangup-after", str(HANGUP_AT), "--record-dir", str(tmp / "caller_rec"))
-            agent_result = await asyncio.wait_for(agent_task, 30)
-            record = await wait_record(svc, caller["call_id"])
-            yield {"svc": svc, "caller": caller, "agent": agent_result, "record": record,
-                   "caller_wav": caller_wav, "agent_wav": agent_wav, "tmp": tmp}
+            yield {"svc": svc, "phone": phone, "tmp": tmp}
     finally:
         await stop_service(svc)
+
+
+async def agent_phone(phone: SipEndpoint, *, play: Path | None = None, play_after: float = 0.0,
+                      hold_at: float | None = None, hold_for: float = 0.0,
+                      hangup_at: float | None = None) -> dict:
+    """Answer the next call on alice's phone and act out a script (seconds after answer);
+    returns what the phone heard."""
+    leg = await asyncio.wait_for(phone.accept(), 60)
+    frames: list[AudioFrame] = []
+
+    async def script() -> None:
+        if play is not None:
+            await asyncio.sleep(play_after)
+            await leg.play(play)
+        if hold_at is not None:
+            await asyncio.sleep(max(0.0, hold_at - leg.call_time))
+            await leg.hold()
+            await asyncio.sleep(hold_for)
+            await leg.unhold()
+        if hangup_at is not None:
+            await asyncio.sleep(max(0.0, hangup_at - leg.call_time))
+            await leg.hangup()
+
+    actor = asyncio.create_task(script())
+    while True:
+        item = await leg.inbox.get()
+        if isinstance(item, LegEnded):
+            break
+        if isinstance(item, AudioFrame):
+            frames.append(item)
+    actor.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await actor
+    heard = np.concatenate([f.samples() for f in frames]) if frames else np.zeros(0, np.int16)
+    return {"heard": heard}
+
+
+async def wait_ready(svc: Service, agent_id: str = "alice", timeout_s: float = 20) -> None:
+    store = AcdStore(svc.settings.store_url)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while (row := store.agent(agent_id)) is None or row.state is not AgentStatus.READY:
+            assert time.monotonic() < deadline, row
+            await asyncio.sleep(0.3)
+    finally:
+        store.close()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def bridged(env, tts):
+    svc, tmp = env["svc"], env["tmp"]
+    caller_wav = tts(CALLER_SAYS, pad_before=CALLER_SPEAKS_AT, pad_after=0.5)
+    agent_wav = tts(AGENT_SAYS, voice="en-us+f3", pad_before=0.3)
+    await wait_ready(svc)
+    agent_task = asyncio.create_task(agent_phone(env["phone"], play=agent_wav, play_after=AGENT_SPEAKS_AFTER))
+    caller = await place_call(svc.sip_uri, "--dtmf", "0", "--dtmf-first", "--play", str(caller_wav),
+                              "--hangup-after", str(HANGUP_AT), "--record-dir", str(tmp / "caller_rec"))
+    agent_result = await asyncio.wait_for(agent_task, 30)
+    record = await wait_record(svc, caller["call_id"])
+    return {"svc": svc, "caller": caller, "agent": agent_result, "record": record,
+            "caller_wav": caller_wav, "agent_wav": agent_wav, "tmp": tmp}
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def held(env, bridged, tts):
+    """The agent puts the caller on hold for HOLD_S, then hangs up: the caller's call ends."""
+    svc, tmp = env["svc"], env["tmp"]
+    await wait_ready(svc)
+    agent_task = asyncio.create_task(agent_phone(env["phone"], hold_at=3.0, hold_for=HOLD_S, hangup_at=3.0 + HOLD_S + 3.0))
+    caller = await place_call(svc.sip_uri, "--dtmf", "0", "--hangup-after", "40",
+                              "--record-dir", str(tmp / "held_rec"))
+    await asyncio.wait_for(agent_task, 30)
+    record = await wait_record(svc, caller["call_id"])
+    return {"caller": caller, "record": record, "detail": _stored(svc, caller["call_id"])}
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def unanswered(env, held):
+    """Alice's phone rings and nobody answers; the caller gives up in the queue."""
+    svc = env["svc"]
+    await wait_ready(svc)
+    caller = await place_call(svc.sip_uri, "--dtmf", "0", "--hangup-after", str(RING_TIMEOUT_S + 9))
+    record = await wait_record(svc, caller["call_id"])
+    return {"caller": caller, "record": record, "detail": _stored(svc, caller["call_id"])}
 
 
 def _stored(svc: Service, call_id: str):
@@ -149,11 +211,49 @@ async def test_record_has_both_parties(bridged) -> None:
 
 
 async def test_agent_goes_to_wrap_up_after_the_call(bridged) -> None:
-    store = AcdStore(bridged["svc"].settings.store_url)
+    detail = _stored(bridged["svc"], bridged["caller"]["call_id"])
+    states = [e["state"] for e in detail.events if e["type"] == "agent.state"]
+    assert states == ["ringing", "on_call", "wrap_up"], states
+    left = [e for e in detail.events if e["type"] == "party.left"]
+    assert left and left[0]["reason"] == "ended"  # the caller hung up; the service ended the agent's leg
+
+
+async def test_agent_hold_plays_music_to_the_caller_and_is_not_dead_air(held) -> None:
+    events = held["detail"].events
+    starts = [e for e in events if e["type"] == "hold.started"]
+    ends = [e for e in events if e["type"] == "hold.ended"]
+    assert len(starts) == 1 and len(ends) == 1, [e["type"] for e in events]
+    assert ends[0]["duration"] == pytest.approx(HOLD_S, abs=1.5)
+    h0, h1 = starts[0]["t"], ends[0]["t"]
+    for e in events:
+        if e["type"] == "dead_air.started":
+            assert not (h0 <= e["t"] <= h1), (e, h0, h1)
+    summary = held["detail"].summary
+    assert summary is not None and summary.to_dict()["hold"]["count"] == 1
+    # the caller heard the music while held (their recording: channel 2 is what they heard)
+    recs = sorted(Path(held["caller"]["recording_path"]).parent.glob("*.wav"))
+    audio, rate = sf.read(str(recs[0]), dtype="int16")
+    during = audio[int(rate * (h0 + 0.5)): int(rate * (h1 - 0.5)), 1].astype(np.float64)
+    assert np.sqrt(np.mean(during**2)) > 300
+
+
+async def test_agent_hanging_up_ends_the_callers_call(held) -> None:
+    assert held["caller"]["hangup_by"] == "remote", held["caller"]
+    left = [e for e in held["detail"].events if e["type"] == "party.left"]
+    assert left and left[0]["reason"] == "hangup"
+
+
+async def test_unanswered_agent_is_set_not_ready_and_the_abandoned_wait_is_counted(env, unanswered) -> None:
+    events = unanswered["detail"].events
+    queue = [(e["action"], e.get("agent_id", "")) for e in events if e["type"] == "queue.update"]
+    assert ("ringing", "alice") in queue and ("no_answer", "alice") in queue, queue
+    assert queue[-1][0] == "abandoned"
+    abandoned = [e for e in events if e["type"] == "queue.update" and e["action"] == "abandoned"][0]
+    assert abandoned["wait_s"] > RING_TIMEOUT_S
+    store = AcdStore(env["svc"].settings.store_url)
     try:
         row = store.agent("alice")
+        assert row is not None and (row.state, row.reason) == (AgentStatus.NOT_READY, "no_answer")
+        assert unanswered["caller"]["call_id"] in [a["call_id"] for a in store.abandoned("agents")]
     finally:
         store.close()
-    assert row is not None
-    assert row.state is AgentStatus.WRAP_UP and row.calls_taken == 1, row
-    print(json.dumps({"agent_state": row.state.value}))

@@ -21,7 +21,7 @@ from typing import Any
 from speech.events import AgentStateChanged, Event, QueueAction, QueueUpdate
 from speech.frames import Party
 from telephony.acd.store import AcdStore, Claim, StateChange
-from telephony.items import CallFailed
+from telephony.items import CallFailed, EndpointFull
 from telephony.leg import CallLeg
 from telephony.settings import AcdSettings
 
@@ -134,9 +134,7 @@ class QueueCall:
                 await self._sleep(self.settings.poll_s)
         finally:
             if music is not None:
-                music.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await music
+                await _cancel(music)
                 self.caller.stop_playback()
 
     async def connect_agent(self, agent_id: str, queue: str = "") -> Connected | None:
@@ -188,6 +186,8 @@ class QueueCall:
                     elif exc is None:
                         await task.result().hangup()  # a second answer under ring-all
                         failed.append((claim, 0))
+                    elif isinstance(exc, EndpointFull):
+                        failed.append((claim, -1))  # our slots, not the agent's doing
                     else:
                         failed.append((claim, exc.status if isinstance(exc, CallFailed) else 0))
         finally:
@@ -253,28 +253,33 @@ class QueueCall:
         return LeftQueue(outcome, queue, wait)
 
     async def _hold(self, position: int, expected: float) -> None:
-        """Music, with the position and expected wait at the start and every
-        ``announce_every_s`` (the music stops for the announcement)."""
+        """Music, interrupted by the position and expected wait after ``announce_first_s`` and
+        then every ``announce_every_s``."""
         assert self._music is not None
+        pause = self.settings.announce_first_s
         while self.caller.ended is None:
-            if self._announce is not None and position > 0:
-                await self._announce(position, expected)
-            music = asyncio.create_task(self._music())
+            music = asyncio.create_task(self._loop_music())
             try:
-                await asyncio.wait_for(asyncio.shield(music), self.settings.announce_every_s)
+                await asyncio.wait_for(asyncio.shield(music), pause)
             except TimeoutError:
                 pass
             finally:
-                music.cancel()
+                await _cancel(music)
                 self.caller.stop_playback()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await music
+            pause = self.settings.announce_every_s
             position = await asyncio.to_thread(self.store.position, self.call_id)
-            if position:
+            if position and self.caller.ended is None:
                 expected = await asyncio.to_thread(self.store.expected_wait_s, self._queue, position,
                                                    self.settings.default_handle_s)
                 self._queue_event(self._queue, QueueAction.POSITION, position=position,
                                   expected_wait_s=expected)
+                if self._announce is not None:
+                    await self._announce(position, expected)
+
+    async def _loop_music(self) -> None:
+        assert self._music is not None
+        while self.caller.ended is None:
+            await self._music()
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -288,3 +293,9 @@ class QueueCall:
         self._emit(AgentStateChanged(call_id=self.call_id, t=self._now(), party=Party.AGENT,
                                      agent_id=change.agent_id, state=change.state,
                                      previous=change.previous, reason=change.reason))
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task

@@ -1,0 +1,197 @@
+"""The ACD with the whole service: agents register at the Kamailio front, callers queue, workers ring
+and bridge them.
+
+Real SIP on 127.0.0.1: ``callcenter serve`` (Kamailio front with its registrar, 2 workers,
+whisper), agents' phones (``telephony.test_agent``, digest-registered) and callers
+(``telephony.test_caller``), each its own process. Scenarios run one after the other on one
+service: two agents and three callers (the third waits, hears its position, and gets the agent
+who finished wrap-up first), an agent's blind transfer to another agent, a feature code, and a
+worker killed and restarted with agents registered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from callcenter.serve import Service, start_service, stop_service
+from callcenter.settings import load_settings
+from speech.events import AgentStatus
+from speech.ports import consecutive_free_ports
+from summaries.store import CrmStore
+from telephony.acd.directory import Directory, make_agent, save_directory
+from telephony.acd.store import AcdStore
+from telephony.kamailio import kamailio_binary
+from tests.sip_tools import free_port
+from tests.test_serve_calls import place_call, short_timeout_flow, wait_record
+
+pytestmark = [
+    pytest.mark.sip,
+    pytest.mark.slow,
+    pytest.mark.asyncio(loop_scope="module"),
+    pytest.mark.skipif(kamailio_binary() is None, reason="kamailio not installed (apt-get install kamailio)"),
+]
+
+PASSWORDS = {"alice": "alice-pw-1", "bob": "bob-pw-2"}
+WRAP_UP_S = 4.0
+AGENT_TALKS_S = 7.0
+"""Each agent hangs up this long after answering (then wrap-up)."""
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def svc(tmp_path_factory: pytest.TempPathFactory):
+    tmp = tmp_path_factory.mktemp("acd")
+    data = tmp / "data"
+    data.mkdir()
+    save_directory(Directory(agents=tuple(make_agent(i, pw, skills=("agents",), rounds=1000)
+                                          for i, pw in PASSWORDS.items())), data / "agents.yaml")
+    settings = load_settings(overrides={
+        "data_dir": str(data), "sip.port": free_port(), "sip.worker_base_port": consecutive_free_ports(2),
+        "sip.workers": 2, "sip.front": "kamailio", "mqtt.enabled": False, "console.enabled": False,
+        "asr.engine": "whisper", "ivr.flow": str(short_timeout_flow(tmp)),
+        "acd.wrap_up_s": WRAP_UP_S, "acd.ring_timeout_s": 6.0, "acd.announce_first_s": 2.0,
+        "acd.announce_every_s": 4.0, "acd.registrar_poll_s": 0.5,
+    }, environ={})
+    service = await start_service(settings, log_dir=tmp / "logs")
+    try:
+        yield service
+    finally:
+        await stop_service(service)
+
+
+async def start_agent(svc: Service, agent_id: str, *args: str) -> asyncio.subprocess.Process:
+    uri = f"sip:{agent_id}@{svc.settings.sip.host}:{svc.settings.sip.port}"
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "telephony.test_agent", uri, "--password", PASSWORDS[agent_id], *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, stdin=asyncio.subprocess.DEVNULL)
+
+
+async def agent_result(proc: asyncio.subprocess.Process, timeout_s: float = 90.0) -> dict[str, Any]:
+    out, err = await asyncio.wait_for(proc.communicate(), timeout_s)
+    lines = [ln for ln in out.decode().splitlines() if ln.startswith("{")]
+    assert lines, f"test agent printed no result: {err.decode()[-1500:]}"
+    return json.loads(lines[-1])
+
+
+async def wait_state(svc: Service, agent_id: str, state: AgentStatus, timeout_s: float = 20.0) -> None:
+    store = AcdStore(svc.settings.store_url)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while (row := store.agent(agent_id)) is None or row.state is not state:
+            assert time.monotonic() < deadline, (agent_id, row)
+            await asyncio.sleep(0.2)
+    finally:
+        store.close()
+
+
+def events_of(svc: Service, call_id: str) -> list[dict[str, Any]]:
+    store = CrmStore(svc.settings.store_url)
+    store.start()
+    try:
+        detail = store.get_call(call_id)
+        assert detail is not None, call_id
+        return list(detail.events)
+    finally:
+        store.stop()
+
+
+def queue_steps(events: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    return [(e["action"], e.get("agent_id", "")) for e in events if e["type"] == "queue.update"]
+
+
+async def test_two_agents_three_callers_the_third_waits_then_gets_the_first_free_agent(svc: Service) -> None:
+    alice = await start_agent(svc, "alice", "--calls", "2", "--hangup-after", str(AGENT_TALKS_S))
+    bob = await start_agent(svc, "bob", "--calls", "1", "--hangup-after", str(AGENT_TALKS_S + 3))
+    await wait_state(svc, "alice", AgentStatus.READY)
+    await wait_state(svc, "bob", AgentStatus.READY)
+
+    async def caller(delay: float) -> dict[str, Any]:
+        await asyncio.sleep(delay)
+        return await place_call(svc.sip_uri, "--dtmf", "0", "--dtmf-first", "--hangup-after", "45")
+
+    results = await asyncio.gather(caller(0.0), caller(1.5), caller(3.0))
+    agents = await asyncio.gather(agent_result(alice), agent_result(bob))
+    assert all(r["answered"] for r in results), results
+    records = [await wait_record(svc, r["call_id"]) for r in results]
+    assert all(rec["stored"] for rec in records)
+    steps = [queue_steps(events_of(svc, r["call_id"])) for r in results]
+    connected = [[a for act, a in s if act == "connected"] for s in steps]
+    assert connected[0] == ["alice"] and connected[1] == ["bob"], steps  # longest idle first
+    third = steps[2]
+    assert ("connected", "alice") in third, third  # alice finished (and wrapped up) first
+    positions = [e for e in events_of(svc, results[2]["call_id"])
+                 if e["type"] == "queue.update" and e["action"] == "position"]
+    assert positions and positions[0]["position"] == 1, positions
+    waited = [e["wait_s"] for e in events_of(svc, results[2]["call_id"])
+              if e["type"] == "queue.update" and e["action"] == "connected"][0]
+    assert waited > AGENT_TALKS_S, waited  # the first call plus alice's wrap-up
+    alice_res, bob_res = agents
+    assert alice_res["registered"] and len([c for c in alice_res["calls"] if c["answered"]]) == 2, alice_res
+    assert bob_res["registered"] and len([c for c in bob_res["calls"] if c["answered"]]) == 1, bob_res
+    # the agents heard their callers' IVR-free audio path: a bridged call, not silence
+    assert all(c["frames_heard"] > 100 for c in alice_res["calls"] + bob_res["calls"])
+
+
+async def test_agent_transfers_the_caller_to_another_agent(svc: Service) -> None:
+    await wait_state(svc, "alice", AgentStatus.READY, timeout_s=30)
+    await wait_state(svc, "bob", AgentStatus.READY, timeout_s=30)
+    store = AcdStore(svc.settings.store_url)
+    try:
+        store.set_state("bob", AgentStatus.NOT_READY, "break")  # so alice takes the call
+    finally:
+        store.close()
+    front = f"{svc.settings.sip.host}:{svc.settings.sip.port}"
+    alice = await start_agent(svc, "alice", "--transfer-to", f"sip:bob@{front}", "--transfer-after", "3")
+    bob = await start_agent(svc, "bob", "--hangup-after", "5")
+    await wait_state(svc, "alice", AgentStatus.READY)
+    caller = await place_call(svc.sip_uri, "--dtmf", "0", "--dtmf-first", "--hangup-after", "30")
+    alice_res, bob_res = await asyncio.gather(agent_result(alice), agent_result(bob))
+    assert alice_res["calls"] and alice_res["calls"][0]["answered"], alice_res
+    assert bob_res["calls"] and bob_res["calls"][0]["answered"], bob_res
+    assert caller["hangup_by"] == "remote", caller  # bob hung up: the caller's call ended
+    await wait_record(svc, caller["call_id"])
+    events = events_of(svc, caller["call_id"])
+    joined = [e["agent_id"] for e in events if e["type"] == "party.joined"]
+    left = [(e["agent_id"], e["reason"]) for e in events if e["type"] == "party.left"]
+    assert joined == ["alice", "bob"], events
+    assert left == [("alice", "transfer"), ("bob", "hangup")], left
+    assert ("transferred", "alice") in queue_steps(events)
+
+
+async def test_feature_code_sets_the_agent_not_ready_and_ready(svc: Service) -> None:
+    await wait_state(svc, "alice", AgentStatus.READY, timeout_s=30)
+    proc = await start_agent(svc, "alice", "--dial", "*2")
+    res = await agent_result(proc)
+    assert res["registered"] and res["dialed"] is not None, res
+    await wait_state(svc, "alice", AgentStatus.NOT_READY, timeout_s=10)
+    proc = await start_agent(svc, "alice", "--dial", "*1")
+    await agent_result(proc)
+    await wait_state(svc, "alice", AgentStatus.READY, timeout_s=10)
+
+
+async def test_a_restarted_worker_still_reaches_registered_agents(svc: Service) -> None:
+    await wait_state(svc, "alice", AgentStatus.READY, timeout_s=30)
+    alice = await start_agent(svc, "alice", "--calls", "2", "--hangup-after", "3", "--wait-call", "90")
+    await wait_state(svc, "alice", AgentStatus.READY)
+    for stats in svc.worker_stats():
+        os.kill(stats["pid"], signal.SIGKILL)
+    deadline = time.monotonic() + 90
+    while not ((h := svc.health())["status"] == "ok" and all(w["restarts"] >= 1 for w in h["workers"])):
+        assert time.monotonic() < deadline, h
+        await asyncio.sleep(0.5)
+    first = await place_call(svc.sip_uri, "--dtmf", "0", "--dtmf-first", "--hangup-after", "12")
+    second = await place_call(svc.sip_uri, "--dtmf", "0", "--dtmf-first", "--hangup-after", "18")
+    res = await agent_result(alice)
+    assert len([c for c in res["calls"] if c["answered"]]) == 2, res
+    for call in (first, second):
+        await wait_record(svc, call["call_id"])
+        assert ("connected", "alice") in queue_steps(events_of(svc, call["call_id"]))
+
