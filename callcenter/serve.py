@@ -63,6 +63,9 @@ class Service:
     worker_cfg: Path | None = None
     registrar: Any = None
     """Agents' registration at the front (``callcenter.agents_registrar.AgentsRegistrar``)."""
+    acd_feed: Any = None
+    """Queue snapshots and agent states on MQTT (``live.acd_feed.AcdFeed``) and its publisher."""
+    acd_publisher: Any = None
     on_agent_change: list[Any] = field(default_factory=list)
     """Callbacks given each agent ``StateChange`` the registrar sync makes (to publish them)."""
 
@@ -143,6 +146,7 @@ async def start_service(settings: Settings, *, ready_timeout: float = 60.0, log_
         svc.supervisor = Supervisor(svc, lambda i: _spawn_worker(svc, i))
         svc.supervisor.start()
         await _start_registrar(svc)
+        await _start_acd_feed(svc, worker_settings)
         if settings.console.enabled:
             await _start_console(svc, worker_settings)
             if settings.store.api_enabled:
@@ -252,6 +256,21 @@ async def _start_registrar(svc: Service) -> None:
     await svc.registrar.start()
 
 
+async def _start_acd_feed(svc: Service, settings: Settings) -> None:
+    """Agents' states and queue snapshots on MQTT (``agents/{id}/state``, ``queues/{q}/snapshot``),
+    read from the shared ACD store: they change outside any call (registrations, wrap-ups that
+    end, states set in the console)."""
+    if not settings.mqtt.enabled:
+        return
+    from callcenter.agent_console import build_acd_feed
+    from live.publisher import MqttPublisher
+
+    svc.acd_publisher = MqttPublisher(settings.mqtt, settings.data_dir / "mqtt-outbox-acd.sqlite")
+    await svc.acd_publisher.start()
+    svc.acd_feed = build_acd_feed(settings, svc.acd_publisher)
+    await svc.acd_feed.start()
+
+
 async def stop_service(svc: Service) -> None:
     """Reverse order: console, front closed to new calls, workers (SIGTERM: they hang up and
     finish their calls), front, broker.
@@ -293,6 +312,12 @@ async def stop_service(svc: Service) -> None:
         with contextlib.suppress(Exception):
             svc.store.close()  # type: ignore[attr-defined]
         svc.store = None
+    if svc.acd_feed is not None:
+        await svc.acd_feed.stop()
+        svc.acd_feed = None
+    if svc.acd_publisher is not None:
+        await svc.acd_publisher.stop(drain=True, timeout=5)
+        svc.acd_publisher = None
     if svc.broker is not None:
         await svc.broker.stop()  # type: ignore[attr-defined]
         svc.broker = None

@@ -14,6 +14,7 @@ from speech.asr.base import AsrEngine
 from speech.asr_stage import AsrStage
 from speech.dead_air import DeadAirStage
 from speech.dtmf import DtmfStage
+from speech.frames import Party
 from speech.pipeline import CallPipeline
 from speech.stage import Stage
 from speech.talk_over import TalkOverStage
@@ -53,6 +54,7 @@ STAGES: tuple[StageFactory, ...] = (
     lambda d: TalkOverStage(d.settings.talk_over),
     _asr,  # its transcripts re-enter here, so only the stages below see them
     lambda d: ToneStage(d.settings.tone),  # last: scores utterances with their finals
+    lambda d: ToneStage(d.settings.tone, party=Party.AGENT, alerts=False),  # the agent's tone, shown
 )
 """The one place the stage order lives. Adding a stage: write it, add its factory here."""
 

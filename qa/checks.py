@@ -134,7 +134,7 @@ def tone(exp: Expectation, call: Call) -> list[Mismatch]:
     if exp.tone is None:
         return []
     want = exp.tone
-    labels = [e.label for e in call.of(ToneUpdate)]
+    labels = [e.label for e in call.of(ToneUpdate) if e.party in (None, Party.CALLER)]  # the caller's tone
     out = []
     if want.final_label_in is not None:
         final = labels[-1] if labels else None

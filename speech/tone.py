@@ -80,7 +80,8 @@ class _Entry:
 
 
 class ToneStage(Stage):
-    """Scores the caller's tension per utterance; see the module docstring."""
+    """Scores one party's tension per utterance (the caller's by default; a bridged call has a
+    second one for the agent); see the module docstring."""
 
     name = "tone"
 
@@ -92,8 +93,13 @@ class ToneStage(Stage):
         prosody_config: ProsodyConfig | None = None,
         neutral: NeutralProsody | None = None,
         lexicon: LexicalScorer | None = None,
+        party: Party = Party.CALLER,
+        alerts: bool = True,
     ) -> None:
         self.settings = settings
+        self.party = party
+        self.alerts = alerts
+        """Rising-tension and anger alerts (the agent's tone is shown, not alerted on)."""
         self.tuning = tuning or ToneTuning()
         self._prosody_config = prosody_config or ProsodyConfig()
         self._lexicon = lexicon or LexicalScorer()
@@ -120,7 +126,7 @@ class ToneStage(Stage):
     # -- Stage ------------------------------------------------------------------------------
 
     def process_frame(self, frame: AudioFrame) -> list[Event]:
-        if frame.party is not Party.CALLER or self._playing:
+        if frame.party is not self.party or (self._playing and self.party is Party.CALLER):
             return []
         if self._open is not None:
             _append_bounded(self._open.frames, frame, self.tuning.max_utterance_s)
@@ -135,7 +141,7 @@ class ToneStage(Stage):
         if isinstance(event, PlaybackEnded):
             self._playing = max(0, self._playing - 1)
             return []
-        if event.party is not Party.CALLER:
+        if event.party is not self.party:
             return []
         if isinstance(event, SpeechStarted):
             self._start_utterance(event.t)
@@ -257,7 +263,7 @@ class ToneStage(Stage):
         self._record(_Entry(t=t, start=utt.start, label=label, score=score))
         trend = self._trend()
         signals = _signals(utt.prosody, delta, prosody_tension, lexical, wps, self._baseline.complete)
-        update = ToneUpdate(t=t, party=Party.CALLER, label=label, score=score, trend=trend,
+        update = ToneUpdate(t=t, party=self.party, label=label, score=score, trend=trend,
                             signals=signals, start=utt.start, end=utt.end)
         log.debug("tone update: label=%s score=%.2f trend=%+.2f", label, score, trend)
         return [update, *self._alerts(t, label, score, trend, delta, lexical)]
@@ -316,6 +322,8 @@ class ToneStage(Stage):
     def _alerts(self, t: float, label: str, score: float, trend: float,
                 delta: ProsodyDelta | None, lexical: LexicalSignal | None) -> list[Event]:
         s = self.settings
+        if not self.alerts:
+            return []
         if score < s.tense_score:
             self._rising_armed = self._angry_armed = True
             return []
@@ -324,10 +332,10 @@ class ToneStage(Stage):
         if self._rising_armed and trend >= s.rising_trend:
             self._rising_armed = False
             why = (f"tension rising {trend:+.2f} per utterance", *reasons)
-            out.append(ToneAlert(t=t, party=Party.CALLER, kind="rising_tension", label=label, score=score, reasons=why))
+            out.append(ToneAlert(t=t, party=self.party, kind="rising_tension", label=label, score=score, reasons=why))
         if self._angry_armed and label == ANGRY:
             self._angry_armed = False
-            out.append(ToneAlert(t=t, party=Party.CALLER, kind="angry", label=label, score=score, reasons=reasons))
+            out.append(ToneAlert(t=t, party=self.party, kind="angry", label=label, score=score, reasons=reasons))
         if out:
             log.info("tone alert: %s", ",".join(a.kind for a in out if isinstance(a, ToneAlert)))
         return out

@@ -101,7 +101,8 @@ def summarize(events: Iterable[Event], *, call_id: str | None = None, rules: Sum
     key_phrases = _key_phrases(utts, [*reason_hits, *res_hits], rules)
     evidence["key_phrases"] = tuple(u.evidence for u in utts if any(k in u.text.lower() for k in key_phrases))
 
-    tones = [e for e in evs if isinstance(e, ToneUpdate)]
+    # the call's tone arc is the caller's (the agent's has its own line, ``tone_by_party``)
+    tones = [e for e in evs if isinstance(e, ToneUpdate) and e.party in (None, Party.CALLER)]
     arc = tuple(ToneMark(round(e.t, 2), e.label, round(e.score, 3)) for e in tones)
     peak = max(tones, key=lambda e: (e.score, TONE_ORDER.get(e.label, 1))).label if tones else UNKNOWN
     alerts = tuple(ToneAlertNote(round(e.t, 2), e.kind, tuple(e.reasons)) for e in evs if isinstance(e, ToneAlert))

@@ -141,16 +141,15 @@ async def test_two_agents_three_callers_the_third_waits_then_gets_the_first_free
 
 
 async def test_agent_transfers_the_caller_to_another_agent(svc: Service) -> None:
-    await wait_state(svc, "alice", AgentStatus.READY, timeout_s=30)
-    await wait_state(svc, "bob", AgentStatus.READY, timeout_s=30)
+    front = f"{svc.settings.sip.host}:{svc.settings.sip.port}"
+    bob = await start_agent(svc, "bob", "--hangup-after", "5")
+    await wait_state(svc, "bob", AgentStatus.READY)
     store = AcdStore(svc.settings.store_url)
     try:
-        store.set_state("bob", AgentStatus.NOT_READY, "break")  # so alice takes the call
+        assert store.set_state("bob", AgentStatus.NOT_READY, "break")  # so alice takes the call
     finally:
         store.close()
-    front = f"{svc.settings.sip.host}:{svc.settings.sip.port}"
     alice = await start_agent(svc, "alice", "--transfer-to", f"sip:bob@{front}", "--transfer-after", "3")
-    bob = await start_agent(svc, "bob", "--hangup-after", "5")
     await wait_state(svc, "alice", AgentStatus.READY)
     caller = await place_call(svc.sip_uri, "--dtmf", "0", "--dtmf-first", "--hangup-after", "30")
     alice_res, bob_res = await asyncio.gather(agent_result(alice), agent_result(bob))
@@ -167,18 +166,21 @@ async def test_agent_transfers_the_caller_to_another_agent(svc: Service) -> None
 
 
 async def test_feature_code_sets_the_agent_not_ready_and_ready(svc: Service) -> None:
-    await wait_state(svc, "alice", AgentStatus.READY, timeout_s=30)
-    proc = await start_agent(svc, "alice", "--dial", "*2")
-    res = await agent_result(proc)
-    assert res["registered"] and res["dialed"] is not None, res
-    await wait_state(svc, "alice", AgentStatus.NOT_READY, timeout_s=10)
-    proc = await start_agent(svc, "alice", "--dial", "*1")
-    await agent_result(proc)
-    await wait_state(svc, "alice", AgentStatus.READY, timeout_s=10)
+    # alice's desk phone stays registered; she dials the codes from a second device
+    phone = await start_agent(svc, "alice", "--wait-call", "60")
+    try:
+        await wait_state(svc, "alice", AgentStatus.READY)
+        res = await agent_result(await start_agent(svc, "alice", "--dial", "*2"))
+        assert res["registered"] and res["dialed"] is not None, res
+        await wait_state(svc, "alice", AgentStatus.NOT_READY, timeout_s=10)
+        await agent_result(await start_agent(svc, "alice", "--dial", "*1"))
+        await wait_state(svc, "alice", AgentStatus.READY, timeout_s=10)
+    finally:
+        phone.kill()
+        await phone.wait()
 
 
 async def test_a_restarted_worker_still_reaches_registered_agents(svc: Service) -> None:
-    await wait_state(svc, "alice", AgentStatus.READY, timeout_s=30)
     alice = await start_agent(svc, "alice", "--calls", "2", "--hangup-after", "3", "--wait-call", "90")
     await wait_state(svc, "alice", AgentStatus.READY)
     for stats in svc.worker_stats():
