@@ -10,8 +10,9 @@ Reported per level, side by side:
 - **queue-to-agent connect time**: from the caller entering the queue to the agent's answer
   (the ``connected`` queue event's ``wait_s`` plus ring time, from the stored events);
 - **agent-answer-to-audio time**: from the agent's answer to the first frame in which the
-  agent hears the caller's voice (the caller talks from the moment the bridge is up, so this
-  is the bridge's set-up plus the audio path, measured on the agent phone's own recording);
+  agent hears the caller (the caller side is played without its leading silence and looped,
+  so the caller is never quiet: this is the bridge's set-up plus the audio path, measured on
+  the agent phone's own recording);
 - worker CPU per bridged call-second (psutil over the worker processes);
 - the baseline in the same run: the same callers with no agent (IVR and queue music only).
 
@@ -83,6 +84,20 @@ async def _run(*args: str, timeout_s: float = 120) -> dict[str, Any]:
     return result
 
 
+def continuous_caller(tmp: Path) -> Path:
+    """The caller side with its pauses under -40 dBFS cut out, looped to the call's length."""
+    audio, rate = sf.read(str(CALLER_SIDE), dtype="int16")
+    frame = rate // 50
+    n = len(audio) // frame
+    frames = audio[: n * frame].reshape(n, frame)
+    dbfs = 20 * np.log10(np.sqrt(np.mean(frames.astype(np.float64) ** 2, axis=1)) / 32768 + 1e-12)
+    voiced = frames[dbfs > VOICE_DBFS].reshape(-1)
+    reps = int(np.ceil(CALL_S * rate / max(1, len(voiced))))
+    out = tmp / "caller-continuous.wav"
+    sf.write(str(out), np.tile(voiced, reps)[: int(CALL_S * rate)], rate, subtype="PCM_16")
+    return out
+
+
 def _first_voice_s(wav: str) -> float | None:
     audio, rate = sf.read(wav, dtype="int16")
     frame = rate // 50
@@ -117,7 +132,7 @@ async def run_level(svc: Service, n: int, tmp: Path, *, with_agents: bool) -> di
         await asyncio.sleep(3)  # registered and ready
     cpu0 = _worker_cpu(svc)
     callers = [_run("-m", "telephony.test_caller", svc.sip_uri, "--dtmf", "0", "--dtmf-first",
-                    "--play", str(CALLER_SIDE), "--hangup-after", str(CALL_S), "--json") for _ in range(n)]
+                    "--play", str(continuous_caller(tmp)), "--hangup-after", str(CALL_S), "--json") for _ in range(n)]
     results = await asyncio.gather(*callers)
     agent_results = await asyncio.gather(*agents)
     await asyncio.sleep(3)
