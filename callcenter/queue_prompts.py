@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -74,7 +75,7 @@ def hold_music(folder: Path) -> Path:
     notes = [(np.sin(2 * np.pi * f * t) + 0.3 * np.sin(2 * np.pi * 2 * f * t)) * envelope for f in HOLD_NOTES_HZ]
     loop = np.concatenate(notes)
     loop *= 10 ** (HOLD_LEVEL_DBFS / 20) / np.max(np.abs(loop))
-    tmp = path.with_suffix(".tmp.wav")
+    tmp = path.with_suffix(f".{os.getpid()}.tmp.wav")  # workers render it at the same time
     sf.write(str(tmp), (loop * 32767).astype(np.int16), HOLD_MUSIC_RATE, subtype="PCM_16")
     tmp.replace(path)
     return path

@@ -107,7 +107,9 @@ def render_text(text: str, target: Path, *, voice: str = DEFAULT_VOICE, rate: in
     if target.exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
+    # staged beside the target and renamed over it: workers rendering the same sentence at the
+    # same time each write whole files, and a reader never sees half of one
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         _render_one(target.stem, text, target, Path(tmp), voice=voice, rate=rate, speed=speed)
     return target
 

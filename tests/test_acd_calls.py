@@ -109,8 +109,9 @@ def queue_steps(events: list[dict[str, Any]]) -> list[tuple[str, str]]:
 
 async def test_two_agents_three_callers_the_third_waits_then_gets_the_first_free_agent(svc: Service) -> None:
     alice = await start_agent(svc, "alice", "--calls", "2", "--hangup-after", str(AGENT_TALKS_S))
-    bob = await start_agent(svc, "bob", "--calls", "1", "--hangup-after", str(AGENT_TALKS_S + 3))
     await wait_state(svc, "alice", AgentStatus.READY)
+    await asyncio.sleep(0.5)  # so alice has been idle longest
+    bob = await start_agent(svc, "bob", "--calls", "1", "--hangup-after", str(AGENT_TALKS_S + 3))
     await wait_state(svc, "bob", AgentStatus.READY)
 
     async def caller(delay: float) -> dict[str, Any]:

@@ -329,6 +329,8 @@ async def test_worker_rings_the_registered_agent_through_the_front(rig: Rig, tts
         await rig.worker.place_call(f"sip:bob@{rig.hostport}", answer_timeout_s=5, record=False)
     assert refused.value.status in (404, 480)
     leg = await rig.worker.place_call(f"sip:alice@{rig.hostport}", answer_timeout_s=10, record=False)
+    await asyncio.sleep(0.5)  # the phone's media is up a moment after the ACK on a loaded machine
+    assert await leg.play(caller_says)
     assert await leg.play(caller_says)
     await asyncio.sleep(1.0)
     await leg.hangup()

@@ -95,7 +95,7 @@ def call_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     work.mkdir()
     call = payment_call(r)
     rendered = r.render_call(call, work)
-    wav, g711, _ = r.write_call(call, rendered, out)
+    wav, g711, *_ = r.write_call(call, rendered, out, work)
     assert wav.exists() and g711.exists()
     return {"16k": wav, "8k": g711}
 

@@ -122,8 +122,10 @@ async def test_caller_presses_0_and_talks_with_a_registered_agent_seen_live(tmp_
     assert detail is not None and detail.summary is not None
     text = {p: " ".join(e["text"].lower() for e in detail.events
                         if e["type"] == "transcript.final" and e["party"] == p) for p in ("caller", "agent")}
-    assert "refund" in text["agent"] or "refunded" in text["agent"], text
-    assert text["caller"].strip(), text
+    # what the agent side says (espeak-ng through G.711 twice: words, not exact sentences)
+    heard = set(text["agent"].replace(".", " ").replace(",", " ").split())
+    assert len(heard & {"order", "verify", "hold", "waiting", "email", "refund", "refunded", "covered"}) >= 3, text
+    assert len(text["caller"].split()) >= 5, text
     summary = detail.summary.to_dict()
     assert summary["talk_ratio"]["agent"] > 0.2 and summary["talk_ratio"]["caller"] > 0.2, summary["talk_ratio"]
     assert summary["hold"]["count"] == 1 and summary["hold"]["total_s"] == pytest.approx(3.0, abs=1.5)

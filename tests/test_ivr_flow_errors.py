@@ -96,7 +96,7 @@ CASES = [
     ("hangup without prompt", broken("{kind: hangup, prompt: bye}", "{kind: hangup}"),
      "nodes.done.prompt", ["a hangup node needs a 'prompt'"]),
     ("key of another kind", broken("{kind: queue,", "{kind: queue, goto: done,"),
-     "nodes.queue", ["unknown key(s) goto", "allowed: kind, prompt, queue"]),
+     "nodes.queue", ["unknown key(s) goto", "allowed: callback, kind, max_wait_s, overflow, prompt, queue"]),
     ("orphan node", BASE + "  spare: {kind: hangup, prompt: bye}\n", "nodes.spare", ["cannot be reached from start 'menu'"]),
     ("bad prompt name", broken('  bye: "Goodbye."', '  bye: "Goodbye."\n  "good bye": "x"'),
      "prompts.good bye", ["prompt name 'good bye'"]),
