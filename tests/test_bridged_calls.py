@@ -25,14 +25,13 @@ from callcenter.settings import load_settings
 from speech.events import AgentStatus
 from speech.frames import AudioFrame
 from speech.ports import consecutive_free_ports
-from summaries.store import CrmStore
 from telephony.acd.directory import Directory, make_agent, save_directory
 from telephony.acd.store import AcdStore
 from telephony.endpoint import SipEndpoint
 from telephony.items import LegEnded
 from telephony.settings import SipSettings
 from tests.sip_tools import free_port
-from tests.test_serve_calls import place_call, short_timeout_flow, wait_record
+from tests.test_serve_calls import place_call, short_timeout_flow, stored, wait_record
 from tests.test_sip_call import aligned_correlation
 
 pytestmark = [pytest.mark.sip, pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
@@ -144,7 +143,7 @@ async def held(env, bridged, tts):
                               "--record-dir", str(tmp / "held_rec"))
     await asyncio.wait_for(agent_task, 30)
     record = await wait_record(svc, caller["call_id"])
-    return {"caller": caller, "record": record, "detail": _stored(svc, caller["call_id"])}
+    return {"caller": caller, "record": record, "detail": stored(svc, caller["call_id"])}
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -154,16 +153,7 @@ async def unanswered(env, held):
     await wait_ready(svc)
     caller = await place_call(svc.sip_uri, "--dtmf", "0", "--hangup-after", str(RING_TIMEOUT_S + 9))
     record = await wait_record(svc, caller["call_id"])
-    return {"caller": caller, "record": record, "detail": _stored(svc, caller["call_id"])}
-
-
-def _stored(svc: Service, call_id: str):
-    store = CrmStore(svc.settings.store_url)
-    store.start()
-    try:
-        return store.get_call(call_id)
-    finally:
-        store.stop()
+    return {"caller": caller, "record": record, "detail": stored(svc, caller["call_id"])}
 
 
 async def test_agent_hears_the_caller_through_the_bridge(bridged) -> None:
@@ -196,7 +186,7 @@ async def test_record_has_both_parties(bridged) -> None:
     assert aligned_correlation(ref_agent, agent_ch[late].astype(np.int16), rate) > 0.7
     assert np.sqrt(np.mean(caller_ch[late] ** 2)) > 100
 
-    detail = _stored(bridged["svc"], bridged["caller"]["call_id"])
+    detail = stored(bridged["svc"], bridged["caller"]["call_id"])
     assert detail is not None and detail.summary is not None
     finals = [e for e in detail.events if e["type"] == "transcript.final"]
     by_party = {p: " ".join(e["text"].lower() for e in finals if e["party"] == p) for p in ("caller", "agent")}
@@ -211,7 +201,7 @@ async def test_record_has_both_parties(bridged) -> None:
 
 
 async def test_agent_goes_to_wrap_up_after_the_call(bridged) -> None:
-    detail = _stored(bridged["svc"], bridged["caller"]["call_id"])
+    detail = stored(bridged["svc"], bridged["caller"]["call_id"])
     states = [e["state"] for e in detail.events if e["type"] == "agent.state"]
     assert states == ["ringing", "on_call", "wrap_up"], states
     left = [e for e in detail.events if e["type"] == "party.left"]
