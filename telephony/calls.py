@@ -34,6 +34,7 @@ class CallEvents(Protocol):
     def on_transfer_status(self, call: PjCall, status: int, final: bool) -> None: ...
     def on_dtmf(self, call: PjCall, digit: str, source: str, duration: float) -> None: ...
     def on_transfer_request(self, call: PjCall, prm: pj.OnCallTransferRequestParam) -> None: ...
+    def on_call_replaced(self, call: PjCall, prm: pj.OnCallReplacedParam) -> None: ...
 
 
 class PjAccount(pj.Account):
@@ -92,6 +93,12 @@ class PjCall(pj.Call):
         except Exception:  # noqa: BLE001
             prm.statusCode = 500
             log.exception("transfer request handler failed")
+
+    def onCallReplaced(self, prm: pj.OnCallReplacedParam) -> None:  # noqa: N802
+        try:
+            self.events.on_call_replaced(self, prm)
+        except Exception:  # noqa: BLE001
+            log.exception("call replaced handler failed")
 
     def onDtmfDigit(self, prm: pj.OnDtmfDigitParam) -> None:  # noqa: N802
         try:

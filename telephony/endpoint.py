@@ -256,6 +256,17 @@ class SipEndpoint:
         b._unlink(a)
         await self._pj.submit(lambda: self._set_bridge(a.key, b.key, False))
 
+    async def transfer_replaces(self, leg: CallLeg, other: CallLeg) -> None:
+        """Attended transfer: REFER ``leg``'s far end to ``other``'s far end with ``Replaces``
+        (the consultation call ``other`` is taken over; RFC 3891)."""
+        await self._pj.submit(lambda: self._xfer_replaces(leg.key, other.key))
+
+    def _xfer_replaces(self, ka: int, kb: int) -> None:
+        ca, cb = self._calls.get(ka), self._calls.get(kb)
+        if ca is None or cb is None:
+            raise EndpointError("call has ended")
+        ca.xferReplaces(cb, pj.CallOpParam())
+
     async def _call_op(self, key: int, command: CallCommand) -> None:
         await self._pj.submit(lambda: self._apply(key, command))
 
@@ -514,6 +525,18 @@ class SipEndpoint:
         self._budget.opened()
         new_leg = self._new_leg(key, call, Party.AGENT, record=False)
         self._pj.post(referrer._on_transfer_requested, uri, new_leg)
+
+    def on_call_replaced(self, call: PjCall, prm: pj.OnCallReplacedParam) -> None:
+        """An INVITE with Replaces took ``call``'s place (pjsua answered it): the conversation
+        goes on in a new leg, which the old leg's owner gets as ``CallReplaced``."""
+        assert self._acc is not None
+        new = PjCall(self, self._acc, prm.newCallId)
+        prm.newCall = new
+        self._budget.opened()
+        old = call.leg
+        new_leg = self._new_leg(next(self._keys), new, old.party if old is not None else Party.AGENT, record=False)
+        if old is not None:
+            self._pj.post(old._on_replaced, new_leg)
 
     def on_dtmf(self, call: PjCall, digit: str, source: str, duration: float) -> None:
         if call.leg is not None:

@@ -40,6 +40,15 @@ class TransferRequested:
     t: float = 0.0
 
 
+@dataclass(frozen=True, slots=True)
+class CallReplaced:
+    """An INVITE with ``Replaces`` took this call's place (the far end's attended transfer):
+    the conversation goes on in ``leg``; this leg ends next."""
+
+    leg: object
+    t: float = 0.0
+
+
 class CallFailed(Exception):
     """An outbound call was not answered; ``status`` is the final SIP status code."""
 

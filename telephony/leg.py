@@ -17,7 +17,7 @@ import numpy as np
 from speech.events import DtmfDigit
 from speech.frames import FRAME_MS, AudioFrame, Party, pcm_dbfs
 from telephony.call_ops import CallCommand, CallOp, Hangup, Hold, SendDtmf, Transfer, Unhold
-from telephony.items import HoldChanged, LegEnded, TransferRequested
+from telephony.items import CallReplaced, HoldChanged, LegEnded, TransferRequested
 from telephony.media_port import MediaBridge
 from telephony.prompts import chunk_pcm, load_pcm
 from telephony.recorder import StereoRecorder
@@ -30,7 +30,7 @@ DEFAULT_INBOX_FRAMES = 500
 PARTNER_BACKLOG = 5
 """Frames of a bridged partner's audio kept for mixing into our recording (100 ms of drift)."""
 
-InboxItem = AudioFrame | DtmfDigit | HoldChanged | TransferRequested | LegEnded
+InboxItem = AudioFrame | DtmfDigit | HoldChanged | TransferRequested | CallReplaced | LegEnded
 """What ``CallLeg.inbox`` yields, in call-time order; ``LegEnded`` comes last."""
 
 
@@ -203,6 +203,10 @@ class CallLeg:
     def _on_transfer_requested(self, uri: str, leg: CallLeg | None) -> None:
         if self.ended is None:
             self.inbox.put_nowait(TransferRequested(uri=uri, leg=leg, t=self.call_time))
+
+    def _on_replaced(self, leg: CallLeg) -> None:
+        if self.ended is None:
+            self.inbox.put_nowait(CallReplaced(leg=leg, t=self.call_time))
 
     def _on_transfer(self, status: int) -> None:
         self.transfer_status = status

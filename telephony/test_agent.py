@@ -28,7 +28,7 @@ import numpy as np
 from speech.events import DtmfDigit
 from speech.frames import AudioFrame
 from telephony.endpoint import SipEndpoint
-from telephony.items import CallFailed, LegEnded
+from telephony.items import CallFailed, CallReplaced, LegEnded
 from telephony.leg import CallLeg
 from telephony.net import free_port
 from telephony.pjlib import Registration
@@ -58,6 +58,10 @@ class AgentCall:
     dtmf: list[str] = field(default_factory=list)
     played: bool = False
     held: bool = False
+    replaced: bool = False
+    """The call was taken over by an INVITE with Replaces (we were the consulted agent)."""
+    consulted: bool = False
+    """We consulted another agent and transferred the call to them (attended)."""
     transfer_status: int | None = None
     end_reason: str = ""
     """``remote`` (the other side hung up), ``local`` (we did), ``transferred``, ``cancelled``
@@ -100,6 +104,9 @@ class AgentScript:
     hold_for: float = 2.0
     transfer_to: str | None = None
     transfer_after: float = 1.0
+    consult: str | None = None
+    """Attended transfer: after ``transfer_after``, hold the call, call this URI, and once it
+    answers transfer the caller to it (REFER with Replaces)."""
     hangup_after: float | None = None
     """Seconds from answer; None: wait for the other side's BYE."""
     wait_call_s: float = 60.0
@@ -183,7 +190,7 @@ async def _take_calls(endpoint: SipEndpoint, script: AgentScript, result: TestAg
             call.end_reason, call.status = "cancelled", ended.status
             continue
         call.answered, call.answered_at = True, round(time.time(), 3)
-        await _run_call(leg, script, call, _numbered(script.record, n))
+        await _run_call(leg, script, call, _numbered(script.record, n), endpoint)
 
 
 def _numbered(path: Path | None, n: int) -> Path | None:
@@ -193,20 +200,27 @@ def _numbered(path: Path | None, n: int) -> Path | None:
     return path.with_name(f"{path.stem}-{n + 1}{path.suffix}")
 
 
-async def _run_call(leg: CallLeg, script: AgentScript, call: AgentCall, record: Path | None) -> None:
+async def _run_call(leg: CallLeg, script: AgentScript, call: AgentCall, record: Path | None,
+                    endpoint: SipEndpoint) -> None:
     heard: list[np.ndarray] = []
-    listener = asyncio.create_task(_listen(leg, call, heard))
+    current = [leg]
+    """The call's leg now: a Replaces moves the conversation to a new one."""
+    listener = asyncio.create_task(_listen(current, call, heard))
     actions = [asyncio.create_task(_play(leg, script, call))]
     if script.hold_after is not None:
         actions.append(asyncio.create_task(_hold(leg, script.hold_after, script.hold_for, call)))
     if script.transfer_to is not None:
         actions.append(asyncio.create_task(_transfer(leg, script.transfer_to, script.transfer_after)))
+    consulting: list[CallLeg] = []
+    if script.consult is not None:
+        actions.append(asyncio.create_task(
+            _attended(endpoint, leg, script.consult, script.transfer_after, call, consulting)))
     try:
         await asyncio.wait({listener}, timeout=script.hangup_after)
         if not listener.done():
             call.end_reason = "local"
             with contextlib.suppress(RuntimeError):
-                await leg.hangup()
+                await current[0].hangup()
             await asyncio.wait_for(listener, 5.0)
     finally:
         for task in (*actions, listener):
@@ -214,6 +228,14 @@ async def _run_call(leg: CallLeg, script: AgentScript, call: AgentCall, record: 
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        for other in consulting:  # the consulted agent's side is replaced, or we end it
+            if other.ended is None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(other.wait_ended(), 3.0)
+            if other.ended is None:
+                with contextlib.suppress(Exception):
+                    await other.hangup()
+    leg = current[0]
     ended = leg.ended
     call.status = ended.status if ended else 0
     if not call.end_reason:
@@ -241,9 +263,13 @@ def _write_wav(path: Path, pcm: np.ndarray, rate: int) -> None:
         wav.close()
 
 
-async def _listen(leg: CallLeg, call: AgentCall, heard: list[np.ndarray]) -> None:
+async def _listen(current: list[CallLeg], call: AgentCall, heard: list[np.ndarray]) -> None:
     while True:
-        item = await leg.inbox.get()
+        item = await current[0].inbox.get()
+        if isinstance(item, CallReplaced) and isinstance(item.leg, CallLeg):
+            current[0] = item.leg  # the transferred caller, in place of the consultation
+            call.replaced = True
+            continue
         if isinstance(item, LegEnded):
             return
         if isinstance(item, DtmfDigit):
@@ -267,6 +293,19 @@ async def _hold(leg: CallLeg, after: float, hold_for: float, call: AgentCall) ->
     await leg.unhold()
 
 
+async def _attended(endpoint: SipEndpoint, leg: CallLeg, target: str, after: float, call: AgentCall,
+                    consulting: list[CallLeg]) -> None:
+    """Hold the caller, consult ``target``, then hand the caller over (REFER with Replaces)."""
+    await asyncio.sleep(after)
+    await leg.hold()
+    call.held = True
+    other = await endpoint.place_call(target, answer_timeout_s=15.0, record=False,
+                                      on_placed=consulting.append)
+    await asyncio.sleep(1.0)  # "I have a customer for you"
+    await endpoint.transfer_replaces(leg, other)
+    call.consulted = True
+
+
 async def _transfer(leg: CallLeg, target: str, after: float) -> None:
     await asyncio.sleep(after)
     await leg.transfer(target)
@@ -288,6 +327,7 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--hold-for", type=float, default=2.0)
     ap.add_argument("--transfer-to", help="blind-transfer (REFER) the call to this URI")
     ap.add_argument("--transfer-after", type=float, default=1.0)
+    ap.add_argument("--consult", help="attended transfer: hold, call this URI, then transfer the caller to it")
     ap.add_argument("--hangup-after", type=float, help="hang up this long after answering")
     ap.add_argument("--dial", help="dial this user at the front instead (a feature code: '*1')")
     ap.add_argument("--port", type=int, help="local SIP port (default: a free one)")
@@ -299,6 +339,7 @@ def script_of(args: argparse.Namespace) -> AgentScript:
         play=args.play, play_delay=args.play_delay, record=args.record, answer_after=args.answer_after,
         answer=not args.no_answer, calls=args.calls, hold_after=args.hold_after, hold_for=args.hold_for,
         transfer_to=args.transfer_to, transfer_after=args.transfer_after, hangup_after=args.hangup_after,
+        consult=args.consult,
         wait_call_s=args.wait_call,
     )
 

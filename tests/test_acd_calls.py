@@ -166,6 +166,32 @@ async def test_agent_transfers_the_caller_to_another_agent(svc: Service) -> None
     assert ("transferred", "alice") in queue_steps(events)
 
 
+async def test_attended_transfer_alice_consults_bob_then_hands_the_caller_over(svc: Service) -> None:
+    front = f"{svc.settings.sip.host}:{svc.settings.sip.port}"
+    bob = await start_agent(svc, "bob", "--hangup-after", "9")
+    await wait_state(svc, "bob", AgentStatus.READY)
+    store = AcdStore(svc.settings.store_url)
+    try:
+        assert store.set_state("bob", AgentStatus.NOT_READY, "break")  # so alice takes the call
+    finally:
+        store.close()
+    alice = await start_agent(svc, "alice", "--consult", f"sip:bob@{front}", "--transfer-after", "2")
+    await wait_state(svc, "alice", AgentStatus.READY)
+    caller = await place_call(svc.sip_uri, "--dtmf", "0", "--dtmf-first", "--hangup-after", "40")
+    alice_res, bob_res = await asyncio.gather(agent_result(alice), agent_result(bob))
+    a, b = alice_res["calls"][0], bob_res["calls"][0]
+    assert a["answered"] and a["consulted"] and a["held"], alice_res  # she held the caller, consulted
+    assert b["answered"] and b["replaced"], bob_res  # bob's consultation became the caller's call
+    assert caller["hangup_by"] == "remote", caller  # bob hung up: the caller's call ended
+    await wait_record(svc, caller["call_id"])
+    events = events_of(svc, caller["call_id"])
+    assert [e["agent_id"] for e in events if e["type"] == "party.joined"] == ["alice", "bob"], events
+    assert [(e["agent_id"], e["reason"]) for e in events if e["type"] == "party.left"] == [
+        ("alice", "transfer"), ("bob", "hangup")]
+    holds = [e for e in events if e["type"] == "hold.ended"]
+    assert len(holds) == 1 and holds[0]["duration"] > 0.5, holds  # music while alice consulted
+
+
 async def test_feature_code_sets_the_agent_not_ready_and_ready(svc: Service) -> None:
     # alice's desk phone stays registered; she dials the codes from a second device
     phone = await start_agent(svc, "alice", "--wait-call", "60")
