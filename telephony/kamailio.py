@@ -239,11 +239,17 @@ class KamailioFront:
         text = await self.rpc("dlg.profile_list", "worker", worker.uri)
         return [d for d in _parse_dialogs(text) if d.state < DIALOG_DELETED]
 
+    async def agent_legs(self, worker: Worker) -> list[FrontDialog]:
+        """The calls ``worker`` placed to agents' phones through the front (its B2BUA legs)."""
+        text = await self.rpc("dlg.profile_list", "agent_leg", f"sip:{worker.host}:{worker.port}")
+        return [d for d in _parse_dialogs(text) if d.state < DIALOG_DELETED]
+
     async def end_worker_dialogs(self, worker: Worker) -> list[str]:
-        """BYE both sides of every dialog of ``worker`` (its callers are not left in a dead call);
-        returns their Call-IDs. Their capacity is released at once."""
+        """BYE both sides of every dialog of ``worker`` (its callers, and the agents it bridged
+        them to, are not left in a dead call); returns their Call-IDs. Their capacity is
+        released at once."""
         ended = []
-        for dlg in await self.worker_dialogs(worker):
+        for dlg in [*await self.worker_dialogs(worker), *await self.agent_legs(worker)]:
             try:
                 await self.rpc("dlg.end_dlg", str(dlg.h_entry), str(dlg.h_id))
                 ended.append(dlg.call_id)

@@ -207,6 +207,35 @@ async def test_feature_code_sets_the_agent_not_ready_and_ready(svc: Service) -> 
         await phone.wait()
 
 
+async def test_a_worker_dying_mid_call_ends_both_legs_and_frees_the_agent(svc: Service) -> None:
+    alice = await start_agent(svc, "alice", "--hangup-after", "60")
+    await wait_state(svc, "alice", AgentStatus.READY)
+    caller = asyncio.create_task(place_call(svc.sip_uri, "--dtmf", "0", "--dtmf-first", "--hangup-after", "60"))
+    await wait_state(svc, "alice", AgentStatus.ON_CALL)
+    await asyncio.sleep(2)
+    busy = [s for s in svc.worker_stats() if s["active_calls"] >= 1]
+    assert len(busy) == 1, svc.worker_stats()
+    started = time.monotonic()
+    os.kill(busy[0]["pid"], signal.SIGKILL)
+    res, alice_res = await asyncio.gather(caller, agent_result(alice))
+    assert res["hangup_by"] == "remote", res  # the front sent both sides a BYE ...
+    call = alice_res["calls"][0]
+    assert call["answered"] and call["end_reason"] == "remote", call
+    assert time.monotonic() - started < 30  # ... long before their own 60 s hang-ups
+    record = await wait_record(svc, res["call_id"])
+    assert record["end_reason"] == "worker_lost" and record["stored"], record
+    store = AcdStore(svc.settings.store_url)
+    try:  # serve freed her in the store (she then logs out as her phone goes away)
+        row = store.agent("alice")
+        assert row is not None and row.state is not AgentStatus.ON_CALL, row
+    finally:
+        store.close()
+    deadline = time.monotonic() + 90
+    while svc.health()["status"] != "ok":
+        assert time.monotonic() < deadline, svc.health()
+        await asyncio.sleep(0.5)
+
+
 async def test_a_restarted_worker_still_reaches_registered_agents(svc: Service) -> None:
     alice = await start_agent(svc, "alice", "--calls", "2", "--hangup-after", "3", "--wait-call", "90")
     await wait_state(svc, "alice", AgentStatus.READY)
