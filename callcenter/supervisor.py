@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from callcenter.call_spool import WORKER_LOST, LostCall, lost_calls
 from callcenter.worker import call_record_path
-from telephony.kamailio import FrontError, Worker, _udp_options_ok
+from telephony.kamailio import FrontError, Worker, _udp_options_ok, reap_group
 
 if TYPE_CHECKING:
     from callcenter.aftercall import AfterCall
@@ -219,6 +219,7 @@ class Supervisor:
         while not self.stopping and front is not None and front.proc is not None:
             started = time.monotonic()
             rc = await front.proc.wait()
+            reap_group(front.proc.pid)  # its forked workers outlive a killed main process
             if self._stopped():
                 return
             if time.monotonic() - started > HEALTHY_AFTER_S:

@@ -19,6 +19,7 @@ credentials and reads the contacts over JSON-RPC on ``rpc_url`` (``telephony.acd
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import shutil
@@ -195,7 +196,10 @@ class KamailioFront:
     async def stop(self) -> None:
         """SIGTERM the process group (main and workers); idempotent."""
         proc, self.proc = self.proc, None
-        if proc is None or proc.returncode is not None:
+        if proc is None:
+            return
+        if proc.returncode is not None:
+            reap_group(proc.pid)  # the main process died: its forked workers may live on
             return
         try:
             os.killpg(proc.pid, signal.SIGTERM)
@@ -256,6 +260,13 @@ class KamailioFront:
             except FrontError as exc:  # the dialog ended meanwhile
                 log.debug("could not end a dialog: %s", exc)
         return ended
+
+
+def reap_group(pgid: int) -> None:
+    """SIGKILL what is left of a Kamailio whose main process died (it runs in its own session,
+    so its process group is its pid): forked workers would otherwise hold on forever."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
 
 
 DIALOG_DELETED = 5
