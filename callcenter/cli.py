@@ -74,6 +74,8 @@ def _parser() -> argparse.ArgumentParser:
     k.add_argument("--dtmf", nargs="*", default=[], help="keys to press, e.g. 1 2 #")
     k.add_argument("--dtmf-delay", type=float, default=1.0, help="seconds before each key")
     k.add_argument("--inband", action="store_true", help="send DTMF as audio tones, not RFC 4733")
+    k.add_argument("--dtmf-first", action="store_true",
+                   help="press the keys, then play (press 0, then talk to the agent)")
     k.add_argument("--hangup-after", type=float, help="seconds after which to hang up")
     k.add_argument("--local-port", type=int, default=0)
 

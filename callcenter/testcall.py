@@ -29,6 +29,7 @@ async def run_test_call(args: argparse.Namespace, settings: Settings) -> int:
         dtmf_mode="inband" if args.inband else "rfc4733",
         port=args.local_port or None,
         record_dir=settings.data_dir / "test-calls",
+        dtmf_first=args.dtmf_first,
     )
     print(json.dumps(result.to_dict(), indent=2, default=str))
     return 0 if result.answered else 1
