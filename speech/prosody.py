@@ -11,6 +11,7 @@ decided by energy and zero-crossing rate, because yin reports a pitch for every 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import librosa
 import numpy as np
@@ -69,9 +70,27 @@ class Prosody:
 def warm_up() -> None:
     """librosa's first ``yin`` call in a process takes ~1 s (lazy imports and set-up); a live
     call's first utterance would pay it on the event loop, delaying that call's transcript and
-    IVR choice. Processes that serve calls run this once before the first one."""
-    t = np.arange(ANALYSIS_RATE // 2, dtype=np.float32) / ANALYSIS_RATE
-    analyze(0.3 * np.sin(2 * np.pi * 150 * t), ANALYSIS_RATE)
+    IVR choice. Processes that serve calls run this once before the first one.
+
+    One process at a time (a lock file beside the system's temp files, per installation):
+    librosa's numba kernels are compiled on first use into a cache in its package folder, and
+    two workers of a fresh installation compiling them at the same moment crashed one of them
+    (a segfault in numba's gufunc loading a half-written cache entry)."""
+    import fcntl
+    import hashlib
+    import tempfile
+
+    import librosa
+
+    key = hashlib.sha1(str(Path(librosa.__file__).resolve()).encode()).hexdigest()[:12]
+    lock_path = Path(tempfile.gettempdir()) / f"callcenter-numba-{key}.lock"
+    with open(lock_path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            t = np.arange(ANALYSIS_RATE // 2, dtype=np.float32) / ANALYSIS_RATE
+            analyze(0.3 * np.sin(2 * np.pi * 150 * t), ANALYSIS_RATE)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def analyze(samples: np.ndarray, sample_rate: int, config: ProsodyConfig | None = None) -> Prosody:
