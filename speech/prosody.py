@@ -10,8 +10,10 @@ decided by energy and zero-crossing rate, because yin reports a pitch for every 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import librosa
 import numpy as np
@@ -70,25 +72,35 @@ class Prosody:
 def warm_up() -> None:
     """librosa's first ``yin`` call in a process takes ~1 s (lazy imports and set-up); a live
     call's first utterance would pay it on the event loop, delaying that call's transcript and
-    IVR choice. Processes that serve calls run this once before the first one.
+    IVR choice. Processes that serve calls run this once before the first one."""
+    t = np.arange(ANALYSIS_RATE // 2, dtype=np.float32) / ANALYSIS_RATE
+    analyze(0.3 * np.sin(2 * np.pi * 150 * t), ANALYSIS_RATE)
 
-    One process at a time (a lock file beside the system's temp files, per installation):
-    librosa's numba kernels are compiled on first use into a cache in its package folder, and
-    two workers of a fresh installation compiling them at the same moment crashed one of them
-    (a segfault in numba's gufunc loading a half-written cache entry)."""
+
+T = TypeVar("T")
+_compiled = False
+
+
+def _first_use_locked(run: Callable[[], T]) -> T:
+    """Run a process's first pitch analysis under an inter-process lock (a lock file beside the
+    system's temp files, one per librosa installation). librosa's numba kernels are compiled on
+    first use into a cache in its package folder; processes doing that at the same moment on a
+    fresh installation crashed (segfaults in numba loading a half-written cache entry: 2 of 9
+    cold starts of 3 processes; none of 12 with the lock)."""
+    global _compiled
+    if _compiled:
+        return run()
     import fcntl
     import hashlib
     import tempfile
 
-    import librosa
-
     key = hashlib.sha1(str(Path(librosa.__file__).resolve()).encode()).hexdigest()[:12]
-    lock_path = Path(tempfile.gettempdir()) / f"callcenter-numba-{key}.lock"
-    with open(lock_path, "a") as lock:
+    with open(Path(tempfile.gettempdir()) / f"callcenter-numba-{key}.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            t = np.arange(ANALYSIS_RATE // 2, dtype=np.float32) / ANALYSIS_RATE
-            analyze(0.3 * np.sin(2 * np.pi * 150 * t), ANALYSIS_RATE)
+            out = run()
+            _compiled = True
+            return out
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
@@ -118,7 +130,8 @@ def analyze(samples: np.ndarray, sample_rate: int, config: ProsodyConfig | None 
     active_s = float(idx[-1] - idx[0] + 1) * HOP_S
 
     voiced = audible & (level_db >= level_db.max() - cfg.voiced_floor_db) & (zcr <= cfg.voiced_max_zcr)
-    f0 = librosa.yin(x, fmin=cfg.fmin_hz, fmax=cfg.fmax_hz, sr=ANALYSIS_RATE, frame_length=frame_len, hop_length=hop)
+    f0 = _first_use_locked(lambda: librosa.yin(x, fmin=cfg.fmin_hz, fmax=cfg.fmax_hz, sr=ANALYSIS_RATE,
+                                               frame_length=frame_len, hop_length=hop))
     n = min(len(f0), len(voiced))
     f0, voiced, power = f0[:n], voiced[:n], power[:n]
     # yin clamps to its search range when it finds no period: those frames are not voiced.
