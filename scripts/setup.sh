@@ -36,5 +36,7 @@ if [ ! -f "$stamp" ]; then
   spec="."
   [ -n "$EXTRAS" ] && spec=".[$EXTRAS]"
   .venv/bin/pip install -q -e "$spec"
+  # numba kernels of librosa compiled once, here, before any worker starts (speech/prosody.py)
+  .venv/bin/python -c "from speech.prosody import precompile; precompile()"
   touch "$stamp"
 fi

@@ -141,53 +141,46 @@ async def test_two_agents_three_callers_the_third_waits_then_gets_the_first_free
     assert all(c["frames_heard"] > 100 for c in alice_res["calls"] + bob_res["calls"])
 
 
-async def test_agent_transfers_the_caller_to_another_agent(svc: Service) -> None:
-    front = f"{svc.settings.sip.host}:{svc.settings.sip.port}"
-    bob = await start_agent(svc, "bob", "--hangup-after", "5")
+async def transfer_call(svc: Service, bob_hangs_up_s: float, *alice_args: str,
+                        ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
+    """Bob on a break (so alice takes the caller), alice's phone scripted with ``alice_args``
+    (a transfer to bob): the caller's result, alice's, bob's, and the call's stored events."""
+    bob = await start_agent(svc, "bob", "--hangup-after", str(bob_hangs_up_s))
     await wait_state(svc, "bob", AgentStatus.READY)
     store = AcdStore(svc.settings.store_url)
     try:
-        assert store.set_state("bob", AgentStatus.NOT_READY, "break")  # so alice takes the call
+        assert store.set_state("bob", AgentStatus.NOT_READY, "break")
     finally:
         store.close()
-    alice = await start_agent(svc, "alice", "--transfer-to", f"sip:bob@{front}", "--transfer-after", "3")
-    await wait_state(svc, "alice", AgentStatus.READY)
-    caller = await place_call(svc.sip_uri, "--dtmf", "0", "--dtmf-first", "--hangup-after", "30")
-    alice_res, bob_res = await asyncio.gather(agent_result(alice), agent_result(bob))
-    assert alice_res["calls"] and alice_res["calls"][0]["answered"], alice_res
-    assert bob_res["calls"] and bob_res["calls"][0]["answered"], bob_res
-    assert caller["hangup_by"] == "remote", caller  # bob hung up: the caller's call ended
-    await wait_record(svc, caller["call_id"])
-    events = events_of(svc, caller["call_id"])
-    joined = [e["agent_id"] for e in events if e["type"] == "party.joined"]
-    left = [(e["agent_id"], e["reason"]) for e in events if e["type"] == "party.left"]
-    assert joined == ["alice", "bob"], events
-    assert left == [("alice", "transfer"), ("bob", "hangup")], left
-    assert ("transferred", "alice") in queue_steps(events)
-
-
-async def test_attended_transfer_alice_consults_bob_then_hands_the_caller_over(svc: Service) -> None:
-    front = f"{svc.settings.sip.host}:{svc.settings.sip.port}"
-    bob = await start_agent(svc, "bob", "--hangup-after", "9")
-    await wait_state(svc, "bob", AgentStatus.READY)
-    store = AcdStore(svc.settings.store_url)
-    try:
-        assert store.set_state("bob", AgentStatus.NOT_READY, "break")  # so alice takes the call
-    finally:
-        store.close()
-    alice = await start_agent(svc, "alice", "--consult", f"sip:bob@{front}", "--transfer-after", "2")
+    alice = await start_agent(svc, "alice", *alice_args)
     await wait_state(svc, "alice", AgentStatus.READY)
     caller = await place_call(svc.sip_uri, "--dtmf", "0", "--dtmf-first", "--hangup-after", "40")
     alice_res, bob_res = await asyncio.gather(agent_result(alice), agent_result(bob))
-    a, b = alice_res["calls"][0], bob_res["calls"][0]
-    assert a["answered"] and a["consulted"] and a["held"], alice_res  # she held the caller, consulted
-    assert b["answered"] and b["replaced"], bob_res  # bob's consultation became the caller's call
     assert caller["hangup_by"] == "remote", caller  # bob hung up: the caller's call ended
     await wait_record(svc, caller["call_id"])
     events = events_of(svc, caller["call_id"])
     assert [e["agent_id"] for e in events if e["type"] == "party.joined"] == ["alice", "bob"], events
     assert [(e["agent_id"], e["reason"]) for e in events if e["type"] == "party.left"] == [
         ("alice", "transfer"), ("bob", "hangup")]
+    return caller, alice_res, bob_res, events
+
+
+async def test_agent_transfers_the_caller_to_another_agent(svc: Service) -> None:
+    front = f"{svc.settings.sip.host}:{svc.settings.sip.port}"
+    _, alice_res, bob_res, events = await transfer_call(
+        svc, 5, "--transfer-to", f"sip:bob@{front}", "--transfer-after", "3")
+    assert alice_res["calls"] and alice_res["calls"][0]["answered"], alice_res
+    assert bob_res["calls"] and bob_res["calls"][0]["answered"], bob_res
+    assert ("transferred", "alice") in queue_steps(events)
+
+
+async def test_attended_transfer_alice_consults_bob_then_hands_the_caller_over(svc: Service) -> None:
+    front = f"{svc.settings.sip.host}:{svc.settings.sip.port}"
+    _, alice_res, bob_res, events = await transfer_call(
+        svc, 9, "--consult", f"sip:bob@{front}", "--transfer-after", "2")
+    a, b = alice_res["calls"][0], bob_res["calls"][0]
+    assert a["answered"] and a["consulted"] and a["held"], alice_res  # she held the caller, consulted
+    assert b["answered"] and b["replaced"], bob_res  # bob's consultation became the caller's call
     holds = [e for e in events if e["type"] == "hold.ended"]
     assert len(holds) == 1 and holds[0]["duration"] > 0.5, holds  # music while alice consulted
 
