@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import re
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, Protocol
@@ -30,9 +29,9 @@ from speech.events import (
 )
 from speech.frames import AudioFrame, Party
 from speech.pipeline import CallPipeline
-from telephony.acd.queue_call import Connected, LeftQueue, QueueCall, QueueOptions
+from telephony.acd.queue_call import Connected, LeftQueue, QueueCall, QueueOptions, cancel_task
 from telephony.items import HoldChanged, LegEnded, TransferRequested
-from telephony.leg import CallLeg
+from telephony.leg import CallLeg, uri_user
 
 log = logging.getLogger(__name__)
 
@@ -64,13 +63,11 @@ class AgentBridge:
     """Queue → agent → bridged conversation for one caller leg."""
 
     def __init__(self, *, caller: CallLeg, queue_call: QueueCall, endpoint: Bridger, pipeline: CallPipeline,
-                 hold_music: Callable[[], Coroutine[Any, Any, None]] | None,
                  queues: frozenset[str] = frozenset()) -> None:
         self.caller = caller
         self.acd = queue_call
         self.endpoint = endpoint
         self.pipeline = pipeline
-        self._music = hold_music
         self._queues = queues
         self.outcome = AgentOutcome()
 
@@ -125,15 +122,13 @@ class AgentBridge:
                         held_at = self.pipeline.now
                         self.outcome.holds += 1
                         self._push(HoldStarted(t=held_at, party=Party.AGENT, by=Party.AGENT))
-                        hold_music = asyncio.create_task(self._loop_music())
+                        hold_music = asyncio.create_task(self.acd.loop_music())
                     elif not item.held and hold_music is not None:
-                        await _stop(hold_music)
+                        await cancel_task(hold_music)
                         self.caller.stop_playback()
                         hold_music = None
                         await self.endpoint.bridge(self.caller, agent)
-                        now = self.pipeline.now
-                        self._push(HoldEnded(t=now, party=Party.AGENT, by=Party.AGENT, start=held_at,
-                                             duration=max(0.0, now - held_at)))
+                        self._hold_ended(held_at)
                 elif isinstance(item, TransferRequested):
                     next_step = await self._transfer(item, conn)
                     if next_step is not None:
@@ -149,10 +144,8 @@ class AgentBridge:
         finally:
             caller_gone.cancel()
             if hold_music is not None:
-                await _stop(hold_music)
-                now = self.pipeline.now
-                self._push(HoldEnded(t=now, party=Party.AGENT, by=Party.AGENT, start=held_at,
-                                     duration=max(0.0, now - held_at)))
+                await cancel_task(hold_music)
+                self._hold_ended(held_at)
             await self.acd.finished(agent_id)
         return next_step
 
@@ -161,7 +154,7 @@ class AgentBridge:
         it (``item.leg``). An agent target joins when it answers; a queue name (or a failed ring)
         puts the caller back in line, in that queue or the one they came from."""
         self.outcome.transfers += 1
-        target = _user_of(item.uri)
+        target = uri_user(item.uri) or item.uri
         self._push(QueueUpdate(t=self.pipeline.now, queue=conn.queue, action=QueueAction.TRANSFERRED,
                                target=target, agent_id=conn.agent_id))
         leg = item.leg if isinstance(item.leg, CallLeg) else None
@@ -194,27 +187,15 @@ class AgentBridge:
             if isinstance(item, AudioFrame | DtmfDigit):
                 self._agent_item(item, offset)
 
-    async def _loop_music(self) -> None:
-        if self._music is None:
-            return
-        while self.caller.ended is None:
-            await self._music()
+    def _hold_ended(self, held_at: float) -> None:
+        now = self.pipeline.now
+        self._push(HoldEnded(t=now, party=Party.AGENT, by=Party.AGENT, start=held_at,
+                             duration=max(0.0, now - held_at)))
 
     def _push(self, event: Any) -> None:
         if not event.call_id:
             event = dataclasses.replace(event, call_id=self.caller.call_id)
         self.pipeline.push_event(event)
-
-
-async def _stop(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError, Exception):
-        await task
-
-
-def _user_of(uri: str) -> str:
-    m = re.search(r"sips?:([^@;>]+)@", uri)
-    return m.group(1) if m else uri
 
 
 def music_player(leg: CallLeg, wav: Path | None) -> Callable[[], Coroutine[Any, Any, None]] | None:

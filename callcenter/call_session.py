@@ -179,7 +179,6 @@ class CallSession:
     async def _run_ivr(self, ivr: IvrSession, media: LegMedia, pipeline: CallPipeline) -> Any:
         result = await ivr.run()
         if media.routed_to and self.acd is not None and self.leg.ended is None:
-            self.agent = AgentOutcome(queue=media.routed_to)
             await self._queue(media.routed_to, pipeline)
         elif media.routed_to and self.hold_prompt is not None:
             # In the queue: hold music until the caller hangs up (no agents in this process).
@@ -215,7 +214,7 @@ class CallSession:
                                music=music, announce=announce, front=acd.front, static_agents=acd.static_agents)
         queues = frozenset(n.queue for n in self.flow.nodes.values() if isinstance(n, QueueNode))
         bridge = AgentBridge(caller=leg, queue_call=queue_call, endpoint=acd.endpoint, pipeline=pipeline,
-                             hold_music=music, queues=queues)
+                             queues=queues)
         self.agent = bridge.outcome
         await bridge.run(options)
 

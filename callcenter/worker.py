@@ -20,7 +20,6 @@ import faulthandler
 import json
 import logging
 import os
-import re
 import signal
 import sys
 from collections.abc import Callable
@@ -37,8 +36,9 @@ from callcenter.wiring import prepare_process
 from ivr.flow import load_flow
 from speech.events import AgentStateChanged, AgentStatus
 from speech.frames import Party
-from telephony.acd.directory import DirectoryError, load_directory
+from telephony.acd.directory import Directory, DirectoryError, load_directory
 from telephony.acd.store import AcdStore
+from telephony.leg import uri_user
 
 if TYPE_CHECKING:
     from speech.events import Event
@@ -158,12 +158,13 @@ async def run_worker(settings: Settings, *, port: int, index: int = 0, stop: asy
                 sink(event)
 
         sinks = [fan_out]  # one sink: the session redacts it once (the live redactor is stateful)
+        directory = _agents(settings)
         endpoint = SipEndpoint(settings.sip, port=port, record_dir=data / "recordings", name=f"worker{index}",
-                               max_incoming=caller_slots(settings))
+                               max_incoming=caller_slots(settings, directory))
         await endpoint.start()
         hold = (flow.prompt_path("hold", prompts_dir) if "hold" in flow.prompts
                 else await asyncio.to_thread(hold_music, data / "prompts" / "acd"))
-        acd, acd_prompts = await _acd_context(settings, endpoint, port, index)
+        acd, acd_prompts = await _acd_context(settings, directory, endpoint, port, index)
         log.warning("worker %d answering on %s:%d", index, settings.sip.host, port)
         stats.write()
 
@@ -173,7 +174,7 @@ async def run_worker(settings: Settings, *, port: int, index: int = 0, stop: asy
             stats.write()
 
         async def serve_call(leg: CallLeg) -> None:
-            if leg.local_uri and _dialed_user(leg.local_uri) in FEATURE_CODES:
+            if leg.local_uri and uri_user(leg.local_uri) in FEATURE_CODES:
                 await _feature_code(leg, acd, acd_prompts, fan_out)
                 return
             recording = getattr(leg, "recording_path", None)
@@ -235,25 +236,32 @@ async def run_worker(settings: Settings, *, port: int, index: int = 0, stop: asy
     return 0
 
 
-def caller_slots(settings: Settings) -> int:
+def caller_slots(settings: Settings, directory: Directory | None = None) -> int:
     """Callers one worker takes: all its call slots, or half when agents may be bridged (each
-    caller then needs a slot for their agent's leg)."""
-    try:
-        has_agents = bool(load_directory(settings.agents_file).agents)
-    except DirectoryError:
-        has_agents = False
+    caller then needs a slot for their agent's leg). ``directory``: the agents file, already
+    read (else it is read here)."""
+    if directory is None:
+        directory = _agents(settings, quiet=True)
+    has_agents = directory is not None and bool(directory.agents)
     return max(1, settings.sip.max_calls // 2) if has_agents else settings.sip.max_calls
 
 
-async def _acd_context(settings: Settings, endpoint: SipEndpoint, port: int,
+def _agents(settings: Settings, *, quiet: bool = False) -> Directory | None:
+    """The agents file; None (logged unless ``quiet``) when it is unusable."""
+    try:
+        return load_directory(settings.agents_file)
+    except DirectoryError:
+        if not quiet:
+            log.exception("agents file unusable: queues will have no agents")
+        return None
+
+
+async def _acd_context(settings: Settings, directory: Directory | None, endpoint: SipEndpoint, port: int,
                        index: int) -> tuple[AcdContext | None, QueuePrompts]:
     """The shared ACD store and how this worker reaches agents (through the front's registrar
     when a front dispatches to it, else the agents' static contacts)."""
     prompts = QueuePrompts(settings.data_dir / "prompts" / "acd")
-    try:
-        directory = load_directory(settings.agents_file)
-    except DirectoryError:
-        log.exception("agents file unusable: queues will have no agents")
+    if directory is None:
         return None, prompts
     store = AcdStore(settings.store_url)
     await asyncio.to_thread(store.sync_directory, directory, ready_on_register=settings.acd.ready_on_register)
@@ -263,16 +271,11 @@ async def _acd_context(settings: Settings, endpoint: SipEndpoint, port: int,
                       static_agents=static, announce=prompts.announce), prompts
 
 
-def _dialed_user(uri: str) -> str:
-    m = re.search(r"sips?:([^@;>]+)@", uri)
-    return m.group(1) if m else ""
-
-
 async def _feature_code(leg: CallLeg, acd: AcdContext | None, prompts: QueuePrompts,
                         publish: Callable[[Event], None]) -> None:
     """An agent dialed ``*1`` (ready), ``*2`` (not ready) or ``*0`` (logged out) from their phone:
     the front authenticated them (``X-CC-Agent``); set the state, say so, hang up."""
-    code = _dialed_user(leg.local_uri)
+    code = uri_user(leg.local_uri)
     state_name, text = FEATURE_CODES[code]
     change = None
     if acd is not None and leg.agent_identity:

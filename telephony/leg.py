@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections import deque
 from pathlib import Path
 
@@ -235,3 +236,12 @@ def _mix(a: bytes | None, b: bytes) -> bytes:
     y = np.frombuffer(b, dtype="<i2").astype(np.int32)
     n = min(len(x), len(y))
     return bytes(np.clip(x[:n] + y[:n], -32768, 32767).astype("<i2").tobytes())
+
+
+_URI_USER = re.compile(r"sips?:([^@;>]+)@")
+
+
+def uri_user(uri: str) -> str:
+    """The user part of a SIP URI (``sip:bob@host`` → ``bob``), or "" when it has none."""
+    m = _URI_USER.search(uri)
+    return m.group(1) if m else ""

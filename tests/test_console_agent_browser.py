@@ -48,6 +48,13 @@ pytestmark = [
 ]
 
 
+async def sign_in(page, agent_id: str, password: str) -> None:
+    """Fill in and send the agent login form of the page at ``/agent``."""
+    await page.fill("#agent-id", agent_id)
+    await page.fill("#password", password)
+    await page.click("#btn-login")
+
+
 def bridged_call(call_id: str, agent_id: str) -> tuple[list, list, list]:
     """Before the agent, with the agent, after the hang-up."""
     c, a = Party.CALLER, Party.AGENT
@@ -104,13 +111,9 @@ async def test_agent_page_opens_their_call_with_both_parties(tmp_path):
                 base = f"http://127.0.0.1:{wport}"
 
                 await page.goto(f"{base}/agent")
-                await page.fill("#agent-id", "alice")
-                await page.fill("#password", "wrong")
-                await page.click("#btn-login")
+                await sign_in(page, "alice", "wrong")
                 await page.locator("#login-error").wait_for(state="visible")
-                await page.fill("#agent-id", "alice")
-                await page.fill("#password", "alice-pw")
-                await page.click("#btn-login")
+                await sign_in(page, "alice", "alice-pw")
                 await page.wait_for_selector("#conn.ok")
                 assert await page.locator("#agent-name").inner_text() == "Alice (alice)"
                 await page.wait_for_selector("#agent-state[data-state=logged_out]")
@@ -154,9 +157,7 @@ async def test_agent_page_opens_their_call_with_both_parties(tmp_path):
                 await page.locator("#btn-login").wait_for()
 
                 # A supervisor sees the queues.
-                await page.fill("#agent-id", "sue")
-                await page.fill("#password", "sue-pw")
-                await page.click("#btn-login")
+                await sign_in(page, "sue", "sue-pw")
                 await page.locator("#nav-queues").wait_for(state="visible")
                 await page.goto(f"{base}/queues")
                 await page.wait_for_selector("#queues tbody tr[data-queue=billing]")

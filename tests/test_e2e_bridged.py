@@ -25,6 +25,7 @@ from speech.ports import consecutive_free_ports
 from summaries.store import CrmStore
 from telephony.acd.directory import Directory, make_agent, save_directory
 from telephony.kamailio import kamailio_binary
+from tests.test_console_agent_browser import sign_in
 from tests.test_console_browser import CHROMIUM, CHROMIUM_ARGS
 from tests.test_serve_calls import place_call, short_timeout_flow, wait_record
 
@@ -75,9 +76,7 @@ async def test_caller_presses_0_and_talks_with_a_registered_agent_seen_live(tmp_
                 page = await browser.new_page(viewport={"width": 1280, "height": 900})
                 base = f"http://127.0.0.1:{wport}"
                 await page.goto(f"{base}/agent")
-                await page.fill("#agent-id", "alice")
-                await page.fill("#password", "alice-pw")
-                await page.click("#btn-login")
+                await sign_in(page, "alice", "alice-pw")
                 await page.wait_for_selector("#conn.ok")
                 # her phone registered: the registrar made her ready
                 await page.wait_for_selector("#agent-state[data-state=ready]", timeout=UI_TIMEOUT_MS)

@@ -134,16 +134,8 @@ class QueueCall:
                 await self._sleep(self.settings.poll_s)
         finally:
             if music is not None:
-                await _cancel(music)
+                await cancel_task(music)
                 self.caller.stop_playback()
-
-    async def connect_agent(self, agent_id: str, queue: str = "") -> Connected | None:
-        """Ring one named agent (a transfer to them); None when they are not free or do not
-        answer."""
-        claim = await asyncio.to_thread(self.store.claim_agent, self.call_id, agent_id)
-        if claim is None:
-            return None
-        return await self._ring([claim], queue, time.time())
 
     async def took_transfer(self, agent_id: str) -> None:
         """A transfer target this endpoint rang on an agent's REFER answered: if they are an
@@ -258,13 +250,13 @@ class QueueCall:
         assert self._music is not None
         pause = self.settings.announce_first_s
         while self.caller.ended is None:
-            music = asyncio.create_task(self._loop_music())
+            music = asyncio.create_task(self.loop_music())
             try:
                 await asyncio.wait_for(asyncio.shield(music), pause)
             except TimeoutError:
                 pass
             finally:
-                await _cancel(music)
+                await cancel_task(music)
                 self.caller.stop_playback()
             pause = self.settings.announce_every_s
             position = await asyncio.to_thread(self.store.position, self.call_id)
@@ -276,8 +268,10 @@ class QueueCall:
                 if self._announce is not None:
                     await self._announce(position, expected)
 
-    async def _loop_music(self) -> None:
-        assert self._music is not None
+    async def loop_music(self) -> None:
+        """Hold music to the caller until cancelled or the call ends (nothing without music)."""
+        if self._music is None:
+            return
         while self.caller.ended is None:
             await self._music()
 
@@ -295,7 +289,8 @@ class QueueCall:
                                      previous=change.previous, reason=change.reason))
 
 
-async def _cancel(task: asyncio.Task[None]) -> None:
+async def cancel_task(task: asyncio.Task[None]) -> None:
+    """Cancel ``task`` and wait until it has stopped, whatever it raised."""
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError, Exception):
         await task
