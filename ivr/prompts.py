@@ -120,7 +120,7 @@ def _render_one(name: str, text: str, target: Path, tmp: Path, *, voice: str, ra
     staged = tmp / f"{key}.wav"
     steps = [
         ["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(raw), text],
-        ["sox", str(raw), "-r", str(rate), "-c", "1", "-b", "16", "-e", "signed-integer", str(staged),
+        ["sox", "-D", str(raw), "-r", str(rate), "-c", "1", "-b", "16", "-e", "signed-integer", str(staged),
          "norm", "-3", "pad", str(PAD_S[0]), str(PAD_S[1])],
     ]
     for cmd in steps:

@@ -75,6 +75,8 @@ class EventType(EventTypeBase):
     """The call's progress through an ACD queue (``action`` says which step)."""
     AGENT_STATE = "agent.state"
     """An agent's state changed (``call_id`` is the call it concerns, or empty)."""
+    SUPERVISION = "supervision"
+    """A supervisor began listening to the call, switched to whisper or barge, or left."""
 
 
 @register
@@ -482,6 +484,44 @@ class AgentStateChanged(Event):
     def render(self) -> str:
         why = f" ({self.reason})" if self.reason else ""
         return f"agent {self.agent_id}: {self.previous} -> {self.state}{why}"
+
+
+class SupervisorMode(StrEnum):
+    """How a supervisor is on a live call (``SupervisionChanged.mode``)."""
+
+    LISTEN = "listen"
+    """Hears caller and agent; nobody hears the supervisor."""
+    WHISPER = "whisper"
+    """Hears both; only the agent hears the supervisor (coaching)."""
+    BARGE = "barge"
+    """All three talk."""
+    LEFT = "left"
+    """No longer on the call (hung up, left from the console, or the call ended)."""
+
+
+@register
+@dataclass(frozen=True, kw_only=True)
+class SupervisionChanged(Event):
+    type: ClassVar[EventType] = EventType.SUPERVISION
+    meta: ClassVar[EventMeta] = EventMeta(
+        category=Category.AGENT, urgent=True, safe=("supervisor_id", "agent_id", "reason"))
+    supervisor_id: str = ""
+    """Who (their id in the agents directory, where they have ``supervisor: true``)."""
+    mode: SupervisorMode = SupervisorMode.LISTEN
+    previous: SupervisorMode = SupervisorMode.LEFT
+    agent_id: str = ""
+    """The agent on the call when it changed ("" on a call without one)."""
+    reason: str = ""
+    """What changed it (``console``, ``dtmf``, ``hangup``, ``call_ended``) or why it failed
+    (``not_registered``, ``no_answer``, ``no_slot``, ``listen_only``)."""
+    requested: SupervisorMode | None = None
+    """Set only on a failure: the mode that was asked for (``mode`` stays ``previous``)."""
+
+    def render(self) -> str:
+        why = f" ({self.reason})" if self.reason else ""
+        if self.requested is not None:
+            return f"supervisor {self.supervisor_id}: {self.requested} refused{why}"
+        return f"supervisor {self.supervisor_id}: {self.previous} -> {self.mode}{why}"
 
 
 EVENT_CLASSES: dict[EventType, type[Event]] = {EventType(name): cls for name, cls in registered().items()}

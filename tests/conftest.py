@@ -51,7 +51,9 @@ def tts(tts_dir: Path):
             ["espeak-ng", "-v", voice, "-s", str(speed), "-p", str(pitch), "-a", str(amplitude), "-w", str(raw), text],
             check=True, capture_output=True,
         )
-        cmd = ["sox", str(raw), "-r", str(sample_rate), "-c", "1", "-b", "16", str(out)]
+        # -D: no dither. sox dithers by default when it resamples, with a random seed, so each
+        # session heard slightly different audio and a borderline recognition came and went.
+        cmd = ["sox", "-D", str(raw), "-r", str(sample_rate), "-c", "1", "-b", "16", str(out)]
         if pad_before or pad_after:
             cmd += ["pad", str(pad_before), str(pad_after)]
         subprocess.run(cmd, check=True, capture_output=True)
