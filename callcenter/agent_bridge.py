@@ -18,6 +18,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, Protocol
 
+from callcenter.supervision import BridgedCall, SupervisionDesk
 from speech.events import (
     DtmfDigit,
     HoldEnded,
@@ -44,6 +45,7 @@ class Bridger(Protocol):
 
     async def bridge(self, a: CallLeg, b: CallLeg) -> None: ...
     async def unbridge(self, a: CallLeg, b: CallLeg) -> None: ...
+    async def connect(self, src: CallLeg, dst: CallLeg, on: bool = True) -> None: ...
 
 
 @dataclasses.dataclass
@@ -63,24 +65,32 @@ class AgentBridge:
     """Queue → agent → bridged conversation for one caller leg."""
 
     def __init__(self, *, caller: CallLeg, queue_call: QueueCall, endpoint: Bridger, pipeline: CallPipeline,
-                 queues: frozenset[str] = frozenset()) -> None:
+                 queues: frozenset[str] = frozenset(), supervision: SupervisionDesk | None = None) -> None:
         self.caller = caller
         self.acd = queue_call
         self.endpoint = endpoint
         self.pipeline = pipeline
         self._queues = queues
         self.outcome = AgentOutcome()
+        self._desk = supervision
+        self.supervised = BridgedCall(caller=caller, endpoint=endpoint, emit=self._push,
+                                      now=lambda: self.pipeline.now)
+        """What supervisors join (``callcenter.supervision``) while an agent is on the call."""
 
     async def run(self, options: QueueOptions) -> AgentOutcome:
         """Until the caller's call is over (or it left the queue without an agent)."""
         self.outcome.queue = options.queue
-        result: Connected | LeftQueue | None = await self.acd.wait_for_agent(options)
-        while isinstance(result, Connected):
-            self.outcome.outcome = "connected"
-            self.outcome.agents.append(result.agent_id)
-            if len(self.outcome.agents) == 1:
-                self.outcome.wait_s = result.wait_s
-            result = await self._talk(result)
+        try:
+            result: Connected | LeftQueue | None = await self.acd.wait_for_agent(options)
+            while isinstance(result, Connected):
+                self.outcome.outcome = "connected"
+                self.outcome.agents.append(result.agent_id)
+                if len(self.outcome.agents) == 1:
+                    self.outcome.wait_s = result.wait_s
+                result = await self._talk(result)
+        finally:
+            if self._desk is not None:
+                await self._desk.detach(self.caller.call_id)
         if isinstance(result, LeftQueue):
             if not self.outcome.agents:
                 self.outcome.outcome = result.outcome
@@ -94,6 +104,9 @@ class AgentBridge:
         agent, agent_id = conn.leg, conn.agent_id
         offset = self.caller.call_time - agent.call_time
         await self.endpoint.bridge(self.caller, agent)
+        await self.supervised.set_agent(agent, agent_id)
+        if self._desk is not None:
+            self._desk.attach(self.supervised)
         self._push(PartyJoined(t=self.pipeline.now, party=Party.AGENT, agent_id=agent_id, queue=conn.queue,
                                wait_s=conn.wait_s, ring_s=conn.ring_s))
         caller_gone = asyncio.create_task(self.caller.wait_ended())
@@ -143,6 +156,7 @@ class AgentBridge:
                     break
         finally:
             caller_gone.cancel()
+            await self.supervised.set_agent(None, "")
             if hold_music is not None:
                 await cancel_task(hold_music)
                 self._hold_ended(held_at)

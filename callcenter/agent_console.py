@@ -15,7 +15,7 @@ from typing import Any
 
 from callcenter.settings import Settings
 from live.acd_feed import DEFAULT_INTERVAL_S, AcdFeed, FeedSink
-from live.console.agents import AgentConsole
+from live.console.agents import AgentConsole, SupervisionChannel
 from speech.events import AgentStatus
 from telephony.acd.directory import (
     Directory,
@@ -101,6 +101,21 @@ def _queues(store: AcdStore) -> list[dict[str, Any]]:
     return [dataclasses.asdict(store.snapshot(q)) for q in store.queues()]
 
 
+def supervision_channel(store: AcdStore, answer_wait_s: float) -> SupervisionChannel:
+    """The console's side of ``acd_supervision`` (the worker's is ``callcenter.supervision``)."""
+
+    def status(request_id: int) -> dict[str, Any] | None:
+        row = store.supervision_request(request_id)
+        return None if row is None else dataclasses.asdict(row)
+
+    def current(call_id: str | None) -> list[dict[str, Any]]:
+        return [{"call_id": r.call_id, "supervisor_id": r.supervisor_id, "mode": r.mode, "since": r.done_at}
+                for r in store.supervision(call_id)]
+
+    return SupervisionChannel(request=store.request_supervision, status=status,
+                              expire=store.expire_supervision, current=current, answer_wait_s=answer_wait_s)
+
+
 def build_agent_console(settings: Settings) -> AgentConsole:
     """The console's view of the ACD: logins against the agents file, states and queue
     snapshots from the store at ``settings.store_url``. Opens nothing until first used."""
@@ -112,6 +127,7 @@ def build_agent_console(settings: Settings) -> AgentConsole:
         set_state=lambda agent_id, state, reason: _set_state(store, agent_id, state, reason),
         queues=lambda: _queues(store),
         close=store.close,
+        supervision=supervision_channel(store, settings.acd.ring_timeout_s + 5.0),
     )
 
 

@@ -19,6 +19,7 @@ from typing import Any
 from callcenter.aftercall import AfterCall, finish_call, live_sinks
 from callcenter.agent_bridge import AgentBridge, AgentOutcome, music_player
 from callcenter.settings import Settings
+from callcenter.supervision import SupervisionDesk
 from callcenter.wiring import build_pipeline
 from ivr.flow import Flow, QueueNode
 from ivr.session import IvrSession, TransferFailed
@@ -97,6 +98,8 @@ class AcdContext:
     front: str | None = None
     static_agents: frozenset[str] = frozenset()
     announce: Callable[[CallLeg, int, float], Coroutine[Any, Any, None]] | None = None
+    supervision: SupervisionDesk | None = None
+    """Where supervisors' requests for this worker's bridged calls are served."""
 
 
 class CallSession:
@@ -214,7 +217,7 @@ class CallSession:
                                music=music, announce=announce, front=acd.front, static_agents=acd.static_agents)
         queues = frozenset(n.queue for n in self.flow.nodes.values() if isinstance(n, QueueNode))
         bridge = AgentBridge(caller=leg, queue_call=queue_call, endpoint=acd.endpoint, pipeline=pipeline,
-                             queues=queues)
+                             queues=queues, supervision=acd.supervision)
         self.agent = bridge.outcome
         await bridge.run(options)
 

@@ -29,7 +29,7 @@ from speech.settings import (
     VadSettings,
 )
 from summaries.settings import StoreSettings, SummarySettings
-from telephony.settings import AcdSettings, SipSettings
+from telephony.settings import AcdSettings, SiprecSettings, SipSettings
 
 __all__ = [
     "AsrSettings",
@@ -42,6 +42,7 @@ __all__ = [
     "SettingsError",
     "AcdSettings",
     "SipSettings",
+    "SiprecSettings",
     "StoreSettings",
     "SummarySettings",
     "TalkOverSettings",
@@ -95,6 +96,7 @@ class Settings(BaseSettings):
     mqtt: MqttSettings = MqttSettings()
     sip: SipSettings = SipSettings()
     acd: AcdSettings = AcdSettings()
+    siprec: SiprecSettings = SiprecSettings()
     ivr: IvrSettings = IvrSettings()
     console: ConsoleSettings = ConsoleSettings()
 

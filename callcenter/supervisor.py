@@ -137,8 +137,8 @@ class Supervisor:
             except FrontError as exc:
                 log.warning("front could not drop worker %d: %s", i, exc)
         await asyncio.to_thread(_mark_dead, self.svc.settings.data_dir, i, pid, rc)
-        await self._free_agents(i)
         lost = await asyncio.to_thread(lost_calls, self.svc.settings.data_dir, i)
+        await self._free_agents(i, [call.call_id for call in lost])
         health.calls_lost += len(lost)
         log.error("worker %d (pid %d) died (exit %s): %d live call(s) lost, %d caller(s) sent BYE; "
                   "restarting in %.1f s", i, pid, rc, len(lost), len(ended), delay)
@@ -148,14 +148,15 @@ class Supervisor:
             except Exception:  # one bad spool must not keep the worker down
                 log.exception("could not store a call lost with worker %d", i)
 
-    async def _free_agents(self, i: int) -> None:
-        """The dead worker's callers left its queues and the agents it rang or bridged are free
-        (their legs died with it): the shared ACD store must not keep them busy."""
+    async def _free_agents(self, i: int, live_calls: list[str]) -> None:
+        """The dead worker's callers left its queues and the agents it rang, bridged or recorded
+        (``live_calls``: its spool's) are free (their legs died with it): the shared ACD store
+        must not keep them busy."""
         from telephony.acd.store import AcdStore
 
         store = AcdStore(self.svc.settings.store_url)
         try:
-            changes = await asyncio.to_thread(store.release_worker, f"worker{i}")
+            changes = await asyncio.to_thread(store.release_worker, f"worker{i}", live_calls)
         except Exception:  # noqa: BLE001 - the store may be down; the restart must go on
             log.warning("could not release worker %d's agents in the ACD store", i, exc_info=True)
             return

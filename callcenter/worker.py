@@ -32,6 +32,8 @@ from callcenter.call_session import AcdContext, CallOutcome, CallSession
 from callcenter.call_spool import CallSpool
 from callcenter.queue_prompts import FEATURE_CODES, QueuePrompts, hold_music
 from callcenter.settings import Settings
+from callcenter.siprec_session import SiprecSession
+from callcenter.supervision import SupervisionDesk
 from callcenter.wiring import prepare_process
 from ivr.flow import load_flow
 from speech.events import AgentStateChanged, AgentStatus
@@ -39,6 +41,7 @@ from speech.frames import Party
 from telephony.acd.directory import Directory, DirectoryError, load_directory
 from telephony.acd.store import AcdStore
 from telephony.leg import uri_user
+from telephony.siprec import SiprecRules
 
 if TYPE_CHECKING:
     from speech.events import Event
@@ -160,7 +163,8 @@ async def run_worker(settings: Settings, *, port: int, index: int = 0, stop: asy
         sinks = [fan_out]  # one sink: the session redacts it once (the live redactor is stateful)
         directory = _agents(settings)
         endpoint = SipEndpoint(settings.sip, port=port, record_dir=data / "recordings", name=f"worker{index}",
-                               max_incoming=caller_slots(settings, directory))
+                               max_incoming=caller_slots(settings, directory),
+                               siprec=siprec_rules(settings, directory), max_streams=settings.siprec.max_streams)
         await endpoint.start()
         hold = (flow.prompt_path("hold", prompts_dir) if "hold" in flow.prompts
                 else await asyncio.to_thread(hold_music, data / "prompts" / "acd"))
@@ -188,8 +192,12 @@ async def run_worker(settings: Settings, *, port: int, index: int = 0, stop: asy
                 spool.finish(leg.call_id)
 
         async def _serve_session(leg: CallLeg) -> None:
-            session = CallSession(leg, settings, engine, flow=flow, prompts_dir=prompts_dir,
-                                  sinks=sinks, after_call=after, hold_prompt=hold, acd=acd)
+            session: CallSession | SiprecSession
+            if leg.siprec is not None:  # a PBX's recording session: no IVR, no queue; listen-only supervision
+                session = SiprecSession(leg, settings, engine, sinks=sinks, after_call=after, acd=acd)
+            else:
+                session = CallSession(leg, settings, engine, flow=flow, prompts_dir=prompts_dir,
+                                      sinks=sinks, after_call=after, hold_prompt=hold, acd=acd)
             try:
                 outcome = await session.run()
             except Exception:
@@ -225,6 +233,8 @@ async def run_worker(settings: Settings, *, port: int, index: int = 0, stop: asy
         if engine is not None:
             engine.close()
         if acd is not None:
+            if acd.supervision is not None:
+                await acd.supervision.close()
             acd.store.close()
         stats.stats.active_calls = len(sessions)
         stats.stats.endpoint_calls = 0
@@ -234,6 +244,15 @@ async def run_worker(settings: Settings, *, port: int, index: int = 0, stop: asy
         with contextlib.suppress(OSError):
             stats.write()
     return 0
+
+
+def siprec_rules(settings: Settings, directory: Directory | None) -> SiprecRules | None:
+    """How this worker tells the agent in a SIPREC session (None: sessions refused)."""
+    if not settings.siprec.enabled:
+        return None
+    ids = frozenset(a.id for a in directory.agents) if directory is not None and settings.siprec.agent_from_directory \
+        else frozenset()
+    return SiprecRules(agent_aor=settings.siprec.agent_aor, agent_ids=ids)
 
 
 def caller_slots(settings: Settings, directory: Directory | None = None) -> int:
@@ -267,7 +286,10 @@ async def _acd_context(settings: Settings, directory: Directory | None, endpoint
     await asyncio.to_thread(store.sync_directory, directory, ready_on_register=settings.acd.ready_on_register)
     front = f"{settings.sip.host}:{settings.sip.port}" if port != settings.sip.port else None
     static = frozenset(a.id for a in directory.agents if a.contact)
-    return AcdContext(store=store, endpoint=endpoint, worker=f"worker{index}", front=front,
+    desk = SupervisionDesk(store=store, endpoint=endpoint, worker=f"worker{index}", front=front,
+                           ring_timeout_s=settings.acd.ring_timeout_s,
+                           static_contacts={a.id: a.contact for a in directory.agents if a.contact})
+    return AcdContext(store=store, endpoint=endpoint, worker=f"worker{index}", front=front, supervision=desk,
                       static_agents=static, announce=prompts.announce), prompts
 
 

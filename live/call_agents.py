@@ -3,17 +3,18 @@
 An agent's dashboard subscribes to one topic, ``{prefix}/agents/{id}/call``, and gets whatever
 call they are on, without knowing call ids in advance. The publisher learns the pairing from the
 call's own ``PartyJoined(agent_id=...)`` and forgets it at that agent's ``PartyLeft`` or at
-``CallEnded``. The summary comes after the hang-up and is what the agent's wrap-up is for, so it
-still goes to the last agent who talked with the caller (not to one who transferred the call on).
-Both maps are bounded: a publisher runs for months, and a call whose end was never seen (its
-worker died) must not stay in memory forever.
+``CallEnded``. Supervisors' steps never go there (silent monitoring). The summary comes after
+the hang-up and is what the agent's wrap-up is for, so it still goes to the last agent who talked
+with the caller (not to one who transferred the call on). Both maps are bounded: a publisher
+runs for months, and a call whose end was never seen (its worker died) must not stay in memory
+forever.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
 
-from speech.events import CallEnded, Event, PartyJoined, PartyLeft, SummaryReady
+from speech.events import CallEnded, Event, PartyJoined, PartyLeft, SummaryReady, SupervisionChanged
 from speech.frames import Party
 
 MAX_CALLS = 1000
@@ -32,7 +33,7 @@ class CallAgents:
 
     def route(self, event: Event) -> str:
         call_id = event.call_id
-        if not call_id:
+        if not call_id or isinstance(event, SupervisionChanged):  # monitoring is silent
             return ""
         if isinstance(event, PartyJoined) and event.agent_id:
             self._wrap_up.pop(call_id, None)

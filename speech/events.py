@@ -87,7 +87,7 @@ class CallStarted(Event):
         category=Category.STATE, urgent=True,
         pii={"caller": Pii.ADDRESS, "callee": Pii.ADDRESS}, safe=("source", "started_at", "parties"))
     source: str = "replay"
-    """``sip`` or ``replay``."""
+    """``sip``, ``siprec`` (a PBX's recording session, RFC 7866) or ``replay``."""
     caller: str = ""
     """Who called: the SIP URI (the file name in replay)."""
     callee: str = ""

@@ -99,7 +99,7 @@ def _privacy(cls: type[ev.Event], name: str, tp: object) -> str:
 
 def _type_name(tp: object) -> str:
     text = tp.__name__ if isinstance(tp, type) else str(tp)
-    return re.sub(r"\b(?:\w+\.)+(\w)", r"\1", text)
+    return re.sub(r"\b(?:\w+\.)+(\w)", r"\1", text).replace("|", "\\|")  # inside a table cell
 
 
 def _values_of(tp: object) -> str:

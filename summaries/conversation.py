@@ -22,11 +22,19 @@ from speech.events import (
     QueueAction,
     QueueUpdate,
     SpeechEnded,
+    SupervisionChanged,
     TalkOver,
     ToneUpdate,
 )
 from speech.frames import Party
-from summaries.summary import UNKNOWN, HoldStats, PartyTone, QueueStats, ResponseGaps
+from summaries.summary import (
+    UNKNOWN,
+    HoldStats,
+    PartyTone,
+    QueueStats,
+    ResponseGaps,
+    SupervisionStep,
+)
 from summaries.summary_rules import TONE_ORDER
 
 PARTIES = (Party.CALLER.value, Party.AGENT.value)
@@ -153,6 +161,15 @@ def tone_by_party(evs: Sequence[Event]) -> dict[str, PartyTone]:
         worst = max(tones, key=lambda e: (TONE_ORDER.get(e.label, 1), e.score))
         out[party] = PartyTone(start=tones[0].label or UNKNOWN, end=tones[-1].label or UNKNOWN, worst=worst.label or UNKNOWN)
     return out
+
+
+def supervision_steps(evs: Sequence[Event]) -> tuple[SupervisionStep, ...]:
+    """Every ``SupervisionChanged`` of the call, as the record keeps them."""
+    return tuple(
+        SupervisionStep(t=round(e.t, 2), supervisor_id=e.supervisor_id, mode=e.mode.value,
+                        previous=e.previous.value, agent_id=e.agent_id, reason=e.reason,
+                        requested=e.requested.value if e.requested is not None else "")
+        for e in evs if isinstance(e, SupervisionChanged))
 
 
 def queue_stats(evs: Sequence[Event]) -> QueueStats:

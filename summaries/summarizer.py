@@ -143,6 +143,7 @@ def summarize(events: Iterable[Event], *, call_id: str | None = None, rules: Sum
         agent_response_gap_s=conversation.response_gaps(turns, holds, rules.max_response_gap_s),
         tone_by_party=conversation.tone_by_party(evs),
         queue=conversation.queue_stats(evs),
+        supervision=conversation.supervision_steps(evs),
         dtmf="".join(e.digit for e in evs if isinstance(e, DtmfDigit)),
         ivr_path=ivr_path,
         duration=round(duration, 2),

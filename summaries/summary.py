@@ -107,6 +107,20 @@ class QueueStats:
     transfers: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class SupervisionStep:
+    """A supervisor joined, switched mode or left (or a request failed: ``requested`` and
+    ``reason`` say what and why)."""
+
+    t: float
+    supervisor_id: str
+    mode: str
+    previous: str
+    agent_id: str = ""
+    reason: str = ""
+    requested: str = ""
+
+
 @dataclass(frozen=True)
 class CallSummary:
     """What happened on a call, for the CRM, the webhook and the console."""
@@ -142,6 +156,9 @@ class CallSummary:
     tone_by_party: dict[str, PartyTone] = field(default_factory=dict)
     """Party → its tone; only parties with tone updates."""
     queue: QueueStats = field(default_factory=QueueStats)
+    supervision: tuple[SupervisionStep, ...] = ()
+    """Supervisors' listen, whisper, barge and leave steps, in order (their voice is in no
+    transcript, talk ratio or talk-over: it is never analyzed)."""
     dtmf: str = ""
     ivr_path: tuple[str, ...] = ()
     duration: float = 0.0
@@ -192,6 +209,8 @@ class CallSummary:
             d["agent_response_gap_s"] = ResponseGaps(**_pick(ResponseGaps, d["agent_response_gap_s"] or {}))
         if "queue" in d:
             d["queue"] = _queue_stats(d["queue"] or {})
+        if "supervision" in d:
+            d["supervision"] = tuple(SupervisionStep(**_pick(SupervisionStep, x)) for x in d["supervision"] or ())
         if "tone_by_party" in d:
             d["tone_by_party"] = {k: PartyTone(**_pick(PartyTone, v)) for k, v in (d["tone_by_party"] or {}).items()}
         return cls(**d)

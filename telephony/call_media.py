@@ -33,7 +33,31 @@ class PortPool:
         call.port.startTransmit(audio)
         call.audio = audio
 
+    def connect_stream(self, call: PjCall, index: int, audio: pj.AudioMedia, bridge: MediaBridge) -> None:
+        """A recording session's stream ``index`` into its own port, one way: the recording
+        server listens and never sends. Again after a re-INVITE (pjsua may recreate the stream)."""
+        old = call.stream_ports.get(index)
+        if old is not None:
+            port, old_audio = old
+            try:
+                old_audio.stopTransmit(port)
+            except Exception:  # noqa: BLE001 - the old stream may be gone
+                pass
+        else:
+            port = self._acquire(bridge)
+        audio.startTransmit(port)
+        call.stream_ports[index] = (port, audio)
+
     def disconnect(self, call: PjCall) -> None:
+        for port_, audio_ in call.stream_ports.values():
+            try:
+                audio_.stopTransmit(port_)
+            except Exception:  # noqa: BLE001 - media may already be gone
+                pass
+            if isinstance(port_, CallPort):
+                port_.bridge = None
+                self._free.append(port_)
+        call.stream_ports.clear()
         port, audio = call.port, call.audio
         if port is not None and audio is not None:
             stops: tuple[Callable[[], object], ...] = (

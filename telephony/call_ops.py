@@ -25,10 +25,15 @@ class Answer:
     reason: str = ""
     headers: tuple[tuple[str, str], ...] = ()
     """Extra header fields of the response (``Retry-After`` on a 503)."""
+    audio_count: int = 0
+    """Audio streams to answer with (a SIPREC offer has one per forked stream); 0: pjsua's 1."""
     ended_ok: ClassVar[bool] = False
 
     def apply(self, call: pj.Call) -> None:
-        prm = pj.CallOpParam()
+        prm = pj.CallOpParam(True) if self.audio_count else pj.CallOpParam()
+        if self.audio_count:
+            prm.opt.audioCount = self.audio_count
+            prm.opt.videoCount = 0
         prm.statusCode = self.status
         if self.reason:
             prm.reason = self.reason

@@ -35,6 +35,9 @@ class CallEvents(Protocol):
     def on_dtmf(self, call: PjCall, digit: str, source: str, duration: float) -> None: ...
     def on_transfer_request(self, call: PjCall, prm: pj.OnCallTransferRequestParam) -> None: ...
     def on_call_replaced(self, call: PjCall, prm: pj.OnCallReplacedParam) -> None: ...
+    def on_sdp_created(self, call: PjCall, prm: pj.OnCallSdpCreatedParam) -> None: ...
+    def on_rx_reinvite(self, call: PjCall, whole_msg: str) -> None: ...
+    def on_rx_update(self, call: PjCall, whole_msg: str) -> None: ...
 
 
 class PjAccount(pj.Account):
@@ -67,6 +70,17 @@ class PjCall(pj.Call):
         """For a call pjsua places on a REFER: (new leg key, the referring leg, target URI)."""
         self.bridged: set[int] = set()
         """Keys of the calls whose audio this call's audio goes to and comes from (B2BUA)."""
+        self.stream_ports: dict[int, tuple[pj.AudioMediaPort, pj.AudioMedia]] = {}
+        """A SIPREC recording session: each forked stream's port and audio, by media index."""
+        self.audio_count = 1
+        """Audio streams this call is answered with (a recording session: one per stream)."""
+        self.recording_session = False
+        """A SIPREC recording session (RFC 7866): recvonly streams, metadata updates."""
+        self.sends_to: set[int] = set()
+        """Keys of the calls this call's audio goes to one way (a supervisor listening)."""
+        self.hears_from: set[int] = set()
+        """Keys of the calls whose audio comes into this call one way (the reverse of
+        ``sends_to``), so either side's new media can be connected again."""
 
     def onCallState(self, prm: pj.OnCallStateParam) -> None:  # noqa: N802
         try:
@@ -99,6 +113,36 @@ class PjCall(pj.Call):
             self.events.on_call_replaced(self, prm)
         except Exception:  # noqa: BLE001
             log.exception("call replaced handler failed")
+
+    def onCallSdpCreated(self, prm: pj.OnCallSdpCreatedParam) -> None:  # noqa: N802
+        try:
+            self.events.on_sdp_created(self, prm)
+        except Exception:  # noqa: BLE001
+            log.exception("SDP created handler failed")
+
+    def onCallRxReinvite(self, prm: pj.OnCallRxReinviteParam) -> None:  # noqa: N802
+        try:
+            if self.audio_count > 1:
+                prm.opt.audioCount = self.audio_count
+            self.events.on_rx_reinvite(self, prm.rdata.wholeMsg)
+        except Exception:  # noqa: BLE001
+            log.exception("re-INVITE handler failed")
+
+    def onCallRxOffer(self, prm: pj.OnCallRxOfferParam) -> None:  # noqa: N802
+        try:
+            if self.audio_count > 1:
+                prm.opt.audioCount = self.audio_count
+        except Exception:  # noqa: BLE001
+            log.exception("offer handler failed")
+
+    def onCallTsxState(self, prm: pj.OnCallTsxStateParam) -> None:  # noqa: N802
+        try:
+            if self.recording_session and prm.e.type == pj.PJSIP_EVENT_TSX_STATE:
+                body = prm.e.body.tsxState
+                if body.type == pj.PJSIP_EVENT_RX_MSG and body.tsx.method == "UPDATE" and body.tsx.role == pj.PJSIP_ROLE_UAS:
+                    self.events.on_rx_update(self, body.src.rdata.wholeMsg)
+        except Exception:  # noqa: BLE001
+            log.exception("transaction handler failed")
 
     def onDtmfDigit(self, prm: pj.OnDtmfDigitParam) -> None:  # noqa: N802
         try:

@@ -28,10 +28,20 @@ from telephony.admission import BUSY, OVERLOADED, REFUSE_HOLD_S, MediaBudget, Re
 from telephony.call_media import PortPool, codec_of
 from telephony.call_ops import Answer, CallCommand, Hangup
 from telephony.calls import CallRegistry, PjAccount, PjCall
-from telephony.items import CallFailed, EndpointError, EndpointFull
+from telephony.items import CallFailed, EndpointError, EndpointFull, MetadataChanged
 from telephony.leg import DEFAULT_INBOX_FRAMES, CallLeg
 from telephony.pjthread import POLL_MS, PjThread
 from telephony.settings import SipSettings
+from telephony.siprec import (
+    MAX_STREAMS,
+    RecordingOffer,
+    SiprecError,
+    SiprecRules,
+    is_recording_invite,
+    label_answer,
+    parse_message,
+    parse_sdp,
+)
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +96,25 @@ def _transmit(a: PjCall, b: PjCall, on: bool) -> None:
             log.debug("conference connect failed", exc_info=True)
 
 
+def _transmit_one(src: PjCall, dst: PjCall, on: bool) -> None:
+    """Audio of ``src`` into ``dst`` only (a one-way conference link); skipped without media.
+    A recording session's forked streams all go (a supervisor hears both parties of it)."""
+    streams = getattr(src, "stream_ports", None)
+    sources = [audio for _port, audio in streams.values()] if streams else [src.audio]
+    if dst.audio is None:
+        return
+    for audio in sources:
+        if audio is None:
+            continue
+        try:
+            if on:
+                audio.startTransmit(dst.audio)
+            else:
+                audio.stopTransmit(dst.audio)
+        except pj.Error:
+            log.debug("conference connect failed", exc_info=True)
+
+
 class SipEndpoint:
     """A SIP user agent on ``settings.host``: answers and places calls, at most 4 at a time."""
 
@@ -100,8 +129,12 @@ class SipEndpoint:
         inbox_frames: int = DEFAULT_INBOX_FRAMES,
         registration: pjlib.Registration | None = None,
         max_incoming: int | None = None,
+        siprec: SiprecRules | None = SiprecRules(),  # noqa: B008 - frozen, never mutated
+        max_streams: int = MAX_STREAMS,
     ) -> None:
-        """``registration``: REGISTER the account with digest credentials (an agent's phone)."""
+        """``registration``: REGISTER the account with digest credentials (an agent's phone).
+        ``siprec``: accept SIPREC recording sessions, with this rule for who is the agent
+        (None: refuse them, 488)."""
         self.settings = settings
         self.registration = registration
         self.port = settings.port if port is None else port
@@ -112,6 +145,8 @@ class SipEndpoint:
         """Incoming calls taken at once; the other slots are kept for the calls we place (a
         B2BUA's agent legs)."""
         self.inbox_frames = inbox_frames
+        self.siprec = siprec
+        self.max_streams = max_streams
         self.uri = f"sip:{name}@{settings.host}:{self.port}"
         self._pj = PjThread(self, name=f"pjsip-{name}")
         self._stopping = False
@@ -192,7 +227,7 @@ class SipEndpoint:
     async def answer(self, leg: CallLeg) -> bool:
         """200 OK to a ringing call; True once its ACK arrived, False if the caller gave up."""
         try:
-            await self._call_op(leg.key, Answer(200))
+            await self._call_op(leg.key, Answer(200, audio_count=_audio_count(leg)))
         except EndpointError:
             if self._pj.stopped:
                 raise
@@ -255,6 +290,24 @@ class SipEndpoint:
         a._unlink(b)
         b._unlink(a)
         await self._pj.submit(lambda: self._set_bridge(a.key, b.key, False))
+
+    async def connect(self, src: CallLeg, dst: CallLeg, on: bool = True) -> None:
+        """One-way: ``src``'s far end is heard by ``dst``'s far end (or no longer, ``on`` False).
+        Kept across media changes like ``bridge``; ``dst``'s own port never hears it (what a
+        party says stays that party's audio). Supervision builds listen, whisper and barge from
+        these (``telephony.supervision``). ``dst``'s recording gets ``src`` in its first channel
+        (what ``dst``'s party heard), as a bridged partner's audio."""
+        if on:
+            await self._pj.submit(lambda: self._set_link(src.key, dst.key, True))
+            src._link(dst)
+        else:
+            src._unlink(dst)
+            await self._pj.submit(lambda: self._set_link(src.key, dst.key, False))
+
+    @property
+    def free_slots(self) -> int:
+        """Calls this endpoint may still place or take (``max_calls`` minus live ones)."""
+        return max(0, self.max_calls - self.active_calls)
 
     async def transfer_replaces(self, leg: CallLeg, other: CallLeg) -> None:
         """Attended transfer: REFER ``leg``'s far end to ``other``'s far end with ``Replaces``
@@ -341,13 +394,18 @@ class SipEndpoint:
             refusal = OVERLOADED
         else:
             refusal = check_invite(whole_msg, call.getInfo().remOfferer)
+        offer: RecordingOffer | None = None
+        if refusal is None and is_recording_invite(whole_msg):
+            offer, refusal = self._siprec_offer(whole_msg)
         if refusal is not None:
             self._refuse(call, refusal, now)
             return
         key = next(self._keys)
         leg = self._new_leg(key, call, Party.CALLER)
         leg.agent_identity = _agent_identity(whole_msg)
-        Answer(180).apply(call)
+        if offer is not None:
+            self._siprec_open(call, leg, offer)
+        Answer(180, audio_count=call.audio_count if offer is not None else 0).apply(call)
         assert self._incoming is not None
         self._pj.post(self._incoming.put_nowait, leg)
 
@@ -410,14 +468,38 @@ class SipEndpoint:
             cb.bridged.discard(ka)
             _transmit(ca, cb, False)
 
+    def _set_link(self, ks: int, kd: int, on: bool) -> None:
+        src, dst = self._calls.get(ks), self._calls.get(kd)
+        if src is None or dst is None:
+            if on:
+                raise EndpointError("call has ended")
+            return
+        if on:
+            src.sends_to.add(kd)
+            dst.hears_from.add(ks)
+        else:
+            src.sends_to.discard(kd)
+            dst.hears_from.discard(ks)
+        _transmit_one(src, dst, on)
+
     def _rebridge(self, call: PjCall) -> None:
-        """After a call's media was (re)created, connect it again to the calls it is bridged to."""
+        """After a call's media was (re)created, connect it again to the calls it is bridged to
+        and to its one-way links (``connect``)."""
         for key in list(call.bridged):
             other = self._calls.get(key)
             if other is None:
                 call.bridged.discard(key)
             else:
                 _transmit(call, other, True)
+        for keys, outgoing in ((call.sends_to, True), (call.hears_from, False)):
+            for key in list(keys):
+                other = self._calls.get(key)
+                if other is None:
+                    keys.discard(key)
+                elif outgoing:
+                    _transmit_one(call, other, True)
+                else:
+                    _transmit_one(other, call, True)
 
     def _make_call(self, key: int, uri: str, record: bool = True) -> CallLeg:
         assert self._acc is not None
@@ -443,7 +525,8 @@ class SipEndpoint:
         info = call.getInfo()
         if info.state == pj.PJSIP_INV_STATE_CONFIRMED:
             if call.leg is not None:
-                self._pj.post(call.leg._on_confirmed, codec_of(call, info))
+                codec = _stream_codecs(call, info) if call.recording_session else codec_of(call, info)
+                self._pj.post(call.leg._on_confirmed, codec)
         elif info.state == pj.PJSIP_INV_STATE_DISCONNECTED:
             self._release_call(call, info.lastReason, info.lastStatusCode)
 
@@ -457,6 +540,14 @@ class SipEndpoint:
             if other is not None:
                 other.bridged.discard(call.leg.key if call.leg is not None else -1)
         call.bridged.clear()
+        own = call.leg.key if call.leg is not None else -1
+        for key in call.sends_to | call.hears_from:
+            other = self._calls.get(key)
+            if other is not None:
+                other.sends_to.discard(own)
+                other.hears_from.discard(own)
+        call.sends_to.clear()
+        call.hears_from.clear()
         leg = call.leg
         if leg is not None:
             leg.bridge.close()
@@ -469,6 +560,9 @@ class SipEndpoint:
         info = call.getInfo()
         leg = call.leg
         if leg is None:
+            return
+        if call.recording_session:
+            self._siprec_media_state(call, info, leg)
             return
         for m in info.media:
             if m.type != pj.PJMEDIA_TYPE_AUDIO:
@@ -541,3 +635,101 @@ class SipEndpoint:
     def on_dtmf(self, call: PjCall, digit: str, source: str, duration: float) -> None:
         if call.leg is not None:
             self._pj.post(call.leg._on_dtmf, digit, source, duration)
+
+    # ---- SIPREC recording sessions (RFC 7866; PJSIP thread) ----------------------------------
+    def _siprec_offer(self, whole_msg: str) -> tuple[RecordingOffer | None, Refusal | None]:
+        """The parsed recording offer, or the refusal a bad or unwanted one gets."""
+        if self.siprec is None:
+            return None, Refusal(488, "Recording Sessions Not Accepted")
+        try:
+            offer = parse_message(whole_msg)
+        except SiprecError as exc:
+            # the text only: a log record holding the exception would keep this frame's PjCall
+            # (via its traceback) alive past libDestroy, whose destructor then asserts
+            log.warning("refused a SIPREC INVITE: %s", str(exc))
+            return None, Refusal(exc.status, exc.reason)
+        if len(offer.streams) > self.max_streams:
+            return None, Refusal(488, f"Too Many Recorded Streams (max {self.max_streams})")
+        return offer, None
+
+    def _siprec_open(self, call: PjCall, leg: CallLeg, offer: RecordingOffer) -> None:
+        """Make ``leg`` a recording session: a party and a hand-off per offered stream."""
+        assert self.siprec is not None
+        call.recording_session = True
+        call.audio_count = len(offer.streams)
+        roles = self.siprec.roles(offer)
+        leg.siprec = offer
+        leg.stream_roles = roles
+        leg._open_streams({r.index: r.party for r in roles})
+
+    def _siprec_media_state(self, call: PjCall, info: pj.CallInfo, leg: CallLeg) -> None:
+        """Each stream's audio into its own port; never a port into the call (the SRS sends
+        nothing). A sendonly offer is pjsua's REMOTE_HOLD: for a recording session that is the
+        normal state, not a hold (the session reads holds from the SDP and metadata)."""
+        for m in info.media:
+            if m.type != pj.PJMEDIA_TYPE_AUDIO:
+                continue
+            bridge = leg.stream_bridges.get(m.index)
+            if bridge is None:
+                continue
+            if m.status in (pj.PJSUA_CALL_MEDIA_ACTIVE, pj.PJSUA_CALL_MEDIA_REMOTE_HOLD, pj.PJSUA_CALL_MEDIA_LOCAL_HOLD):
+                self._media.connect_stream(call, m.index, call.getAudioMedia(m.index), bridge)
+        self._rebridge(call)  # a re-INVITE renewed the streams: supervisors listening keep hearing them
+        self._pj.post(leg._on_codec, _stream_codecs(call, info))
+
+    def on_sdp_created(self, call: PjCall, prm: pj.OnCallSdpCreatedParam) -> None:
+        """Answer a labelled offer with the same labels, stream by stream (RFC 7866 § 7.1.1;
+        pjsua 2.15 drops them). pjsua re-parses ``wholeSdp`` after this callback."""
+        remote = prm.remSdp.wholeSdp
+        if not remote or "a=label:" not in remote:
+            return
+        try:
+            labels = [s.label for s in parse_sdp(remote)]
+        except SiprecError:
+            return
+        prm.sdp.wholeSdp = label_answer(prm.sdp.wholeSdp, labels)
+
+    def on_rx_reinvite(self, call: PjCall, whole_msg: str) -> None:
+        self._siprec_update(call, whole_msg)
+
+    def on_rx_update(self, call: PjCall, whole_msg: str) -> None:
+        self._siprec_update(call, whole_msg)
+
+    def _siprec_update(self, call: PjCall, whole_msg: str) -> None:
+        """A re-INVITE or UPDATE of a recording session: new metadata or stream directions go
+        to the leg as ``MetadataChanged`` (a body we cannot read is logged and ignored: the
+        session goes on as it was)."""
+        leg = call.leg
+        if leg is None or not call.recording_session or self.siprec is None:
+            return
+        if "\r\n\r\n" not in whole_msg or not whole_msg.split("\r\n\r\n", 1)[1].strip():
+            return  # no body (a session refresh)
+        try:
+            offer = parse_message(whole_msg)
+        except SiprecError as exc:
+            log.warning("ignored a SIPREC update: %s", str(exc))
+            return
+        if offer.metadata is None and isinstance(leg.siprec, RecordingOffer):
+            offer = RecordingOffer(offer.streams, leg.siprec.metadata, offer.sdp)
+        roles = self.siprec.roles(offer)
+        item = MetadataChanged(offer=offer, roles=roles)
+        self._pj.post(leg._on_metadata, item, {r.index: r.party for r in roles})
+
+
+def _stream_codecs(call: PjCall, info: pj.CallInfo) -> str:
+    """The codecs of a recording session's streams (``PCMU/8000,PCMA/8000``), each once."""
+    codecs = []
+    for m in info.media:
+        if m.type == pj.PJMEDIA_TYPE_AUDIO and m.status != pj.PJSUA_CALL_MEDIA_NONE:
+            try:
+                si = call.getStreamInfo(m.index)
+                codecs.append(f"{si.codecName}/{si.codecClockRate}")
+            except Exception:  # noqa: BLE001 - a stream without media yet
+                pass
+    return ",".join(dict.fromkeys(codecs))
+
+
+def _audio_count(leg: CallLeg) -> int:
+    """Audio streams to answer ``leg`` with: one per offered stream of a recording session."""
+    offer = leg.siprec
+    return len(offer.streams) if isinstance(offer, RecordingOffer) else 0

@@ -49,6 +49,17 @@ class CallReplaced:
     t: float = 0.0
 
 
+@dataclass(frozen=True, slots=True)
+class MetadataChanged:
+    """A recording session's re-INVITE (or UPDATE) carried new SIPREC metadata or SDP: ``offer``
+    is the parsed body (``telephony.siprec.RecordingOffer``), ``roles`` who speaks on each
+    stream now (``StreamRole``s). The owner turns it into a transfer or a hold."""
+
+    offer: object
+    roles: tuple[object, ...]
+    t: float = 0.0
+
+
 class CallFailed(Exception):
     """An outbound call was not answered; ``status`` is the final SIP status code."""
 

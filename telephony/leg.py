@@ -11,6 +11,7 @@ import asyncio
 import logging
 import re
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,7 @@ import numpy as np
 from speech.events import DtmfDigit
 from speech.frames import FRAME_MS, AudioFrame, Party, pcm_dbfs
 from telephony.call_ops import CallCommand, CallOp, Hangup, Hold, SendDtmf, Transfer, Unhold
-from telephony.items import CallReplaced, HoldChanged, LegEnded, TransferRequested
+from telephony.items import CallReplaced, HoldChanged, LegEnded, MetadataChanged, TransferRequested
 from telephony.media_port import MediaBridge
 from telephony.prompts import chunk_pcm, load_pcm
 from telephony.recorder import StereoRecorder
@@ -31,7 +32,11 @@ DEFAULT_INBOX_FRAMES = 500
 PARTNER_BACKLOG = 5
 """Frames of a bridged partner's audio kept for mixing into our recording (100 ms of drift)."""
 
-InboxItem = AudioFrame | DtmfDigit | HoldChanged | TransferRequested | CallReplaced | LegEnded
+REC_BACKLOG = 5
+"""A recording session's frames of one stream kept waiting for the other stream's frame of the
+same tick (the recording pairs them); beyond this the other channel gets silence."""
+
+InboxItem = AudioFrame | DtmfDigit | HoldChanged | TransferRequested | CallReplaced | MetadataChanged | LegEnded
 """What ``CallLeg.inbox`` yields, in call-time order; ``LegEnded`` comes last."""
 
 
@@ -67,6 +72,17 @@ class CallLeg:
         self.held = False
         self.agent_identity = ""
         """For a call from an agent's phone: their id, as the front authenticated it."""
+        self.siprec: object | None = None
+        """For a SIPREC recording session: its parsed offer (``telephony.siprec.RecordingOffer``);
+        its streams' frames arrive in ``inbox`` with each stream's party on this call's clock."""
+        self.stream_roles: tuple[object, ...] = ()
+        """Recording session: who speaks on each stream (``telephony.siprec.StreamRole``s)."""
+        self.stream_parties: dict[int, Party] = {}
+        """Recording session: the party speaking on each offered stream (by media index)."""
+        self.stream_bridges: dict[int, MediaBridge] = {}
+        self._stream_frames: dict[int, int] = {}
+        self._rec_wait: dict[Party, deque[bytes]] = {}
+        self._last_dbfs: dict[Party, float] = {}
         self.transfer_status: int | None = None
         """Final status the transfer target gave (REFER's NOTIFY); None until then."""
         self._max_frames = max_frames
@@ -77,10 +93,12 @@ class CallLeg:
         self._ended_event = asyncio.Event()
         self.bridge = MediaBridge(loop, self._on_tick, sample_rate * FRAME_MS // 1000 * 2)
         self._partners: list[CallLeg] = []
-        self._partner_audio: deque[bytes] = deque(maxlen=PARTNER_BACKLOG)
-        """What bridged partners said, heard on their ports: it reaches our party through the
-        conference bridge, so it goes into our recording's first channel and is the echo
-        reference of our party's audio."""
+        """Legs whose party hears ours through the conference bridge (bridged, or a one-way
+        link such as a supervisor barging in)."""
+        self._partner_audio: dict[int, deque[bytes]] = {}
+        """What the legs we hear said (by leg key), heard on their ports: it reaches our party
+        through the conference bridge, so it goes into our recording's first channel and is the
+        echo reference of our party's audio."""
 
     # ---- public API ------------------------------------------------------------------------
     @property
@@ -155,22 +173,28 @@ class CallLeg:
             self._recorder = StereoRecorder(self.recording_path, sample_rate=self.sample_rate)
 
     def _link(self, other: CallLeg) -> None:
+        """``other``'s party hears ours from now on (our audio goes into its recording)."""
         if other not in self._partners:
             self._partners.append(other)
 
     def _unlink(self, other: CallLeg) -> None:
+        """``other``'s party no longer hears ours."""
         if other in self._partners:
             self._partners.remove(other)
-        self._partner_audio.clear()
+        other._partner_audio.pop(self.key, None)
 
     def _on_tick(self, heard: bytes, played: bytes | None) -> None:
         if self.ended is not None:
             return
         for partner in self._partners:
             if partner.ended is None:
-                partner._partner_audio.append(heard)
-        if self._partner_audio:
-            played = _mix(played, self._partner_audio.popleft())
+                backlog = partner._partner_audio.get(self.key)
+                if backlog is None:
+                    backlog = partner._partner_audio[self.key] = deque(maxlen=PARTNER_BACKLOG)
+                backlog.append(heard)
+        for backlog in self._partner_audio.values():  # one frame of each party we hear
+            if backlog:
+                played = _mix(played, backlog.popleft())
         if self._recorder is not None:
             self._recorder.add(played, heard)
         t = self.call_time
@@ -182,6 +206,69 @@ class CallLeg:
         # its level (None: nothing played).
         far_end = pcm_dbfs(played) if played else None
         self.inbox.put_nowait(AudioFrame(heard, self.sample_rate, t, self.party, far_end_dbfs=far_end))
+
+    # ---- recording session (SIPREC): one bridge per forked stream, one call clock ----------
+    def _open_streams(self, parties: dict[int, Party]) -> None:
+        """Make each stream's hand-off (on the PJSIP thread, before its media starts)."""
+        self.stream_parties = dict(parties)
+        for index in parties:
+            if index not in self.stream_bridges:
+                self.stream_bridges[index] = MediaBridge(self._loop, self._stream_tick_handler(index),
+                                                         self.bridge.frame_bytes)
+
+    def _stream_tick_handler(self, index: int) -> Callable[[bytes, bytes | None], None]:
+        def on_tick(heard: bytes, _played: bytes | None) -> None:
+            self._on_stream_tick(index, heard)
+
+        return on_tick
+
+    def _on_stream_tick(self, index: int, heard: bytes) -> None:
+        """One stream's 20 ms: a frame of its party, timed by that stream's own frame count from
+        when it started (all ports tick on the one conference clock, so streams stay aligned)."""
+        if self.ended is not None:
+            return
+        n = self._stream_frames.setdefault(index, self.frames_received)
+        self._stream_frames[index] = n + 1
+        if n + 1 > self.frames_received:
+            self.frames_received = n + 1
+        party = self.stream_parties.get(index, Party.CALLER)
+        self._record_stream(party, heard)
+        level = pcm_dbfs(heard)
+        other = Party.CALLER if party is Party.AGENT else Party.AGENT
+        far_end = self._last_dbfs.get(other)
+        self._last_dbfs[party] = level
+        if self.inbox.qsize() >= self._max_frames:
+            self.frames_dropped += 1
+            return
+        self.inbox.put_nowait(AudioFrame(heard, self.sample_rate, n * FRAME_MS / 1000, party,
+                                         far_end_dbfs=far_end))
+
+    def _record_stream(self, party: Party, pcm: bytes) -> None:
+        """Channel 1 the agent, channel 2 the caller (as a bridged call: what the caller heard,
+        and the caller); a tick is written once every party with a stream has its frame."""
+        if self._recorder is None:
+            return
+        parties = set(self.stream_parties.values())
+        self._rec_wait.setdefault(party, deque()).append(pcm)
+        while True:
+            ready = all(self._rec_wait.get(p) for p in parties)
+            backlog = any(len(q) > REC_BACKLOG for q in self._rec_wait.values())
+            if not ready and not backlog:
+                return
+            agent = self._rec_wait.get(Party.AGENT)
+            caller = self._rec_wait.get(Party.CALLER)
+            a = agent.popleft() if agent else None
+            c = caller.popleft() if caller else bytes(len(pcm))
+            self._recorder.add(a, c)
+            if not ready:
+                return
+
+    def _on_metadata(self, item: MetadataChanged, parties: dict[int, Party]) -> None:
+        if self.ended is None:
+            self.stream_parties.update(parties)
+            self.stream_roles = item.roles
+            self.siprec = item.offer
+            self.inbox.put_nowait(MetadataChanged(offer=item.offer, roles=item.roles, t=self.call_time))
 
     def _on_dtmf(self, digit: str, source: str, duration: float) -> None:
         if self.ended is None:
@@ -219,6 +306,8 @@ class CallLeg:
         if self.ended is not None:
             return
         self.bridge.close()
+        for b in self.stream_bridges.values():
+            b.close()
         if self._recorder is not None:
             self._recorder.close()
         self.ended = LegEnded(reason=reason, status=status, t=self.call_time)

@@ -61,6 +61,7 @@ def create_library(cfg: LibConfig, ep: pj.Endpoint) -> None:
     ecfg.medConfig.audioFramePtime = FRAME_MS
     ecfg.medConfig.ecTailLen = 0
     ep.libInit(ecfg)
+    support_option_tag("siprec")
     ep.audDevManager().setNullDev()
     for kind in cfg.settings.transports:
         tcfg = pj.TransportConfig()
@@ -70,6 +71,32 @@ def create_library(cfg: LibConfig, ep: pj.Endpoint) -> None:
         ep.transportCreate(ttype, tcfg)
     set_codecs(ep, cfg.settings.codecs)
     ep.libStart()
+
+
+class _PjStr(ctypes.Structure):
+    _fields_ = [("ptr", ctypes.c_char_p), ("slen", ctypes.c_ssize_t)]
+
+
+def support_option_tag(tag: str) -> bool:
+    """Add ``tag`` to the Supported option tags pjsip checks a request's ``Require`` against:
+    PJSIP 2.15 answers ``Require: siprec`` (RFC 7866 recording sessions) with 420 otherwise.
+    pjsua2 exposes no call for it; the wheel exports ``pjsip_endpt_add_capability`` (after
+    ``libInit``, on the PJSIP thread). False when this build has no such symbol."""
+    try:
+        from pjsua2 import _pjsua2
+
+        lib = ctypes.CDLL(_pjsua2.__file__)
+        lib.pjsua_get_pjsip_endpt.restype = ctypes.c_void_p
+        endpt = lib.pjsua_get_pjsip_endpt()
+        raw = tag.encode()
+        tags = (_PjStr * 1)(_PjStr(raw, len(raw)))  # pjsip copies the string into its pool
+        lib.pjsip_endpt_add_capability.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int,
+                                                   ctypes.c_void_p, ctypes.c_uint, ctypes.c_void_p]
+        status = lib.pjsip_endpt_add_capability(endpt, None, pj.PJSIP_H_SUPPORTED, None, 1, tags)
+        return bool(status == 0)
+    except (OSError, AttributeError, ImportError):
+        log.warning("could not add the %s option tag: Require: %s gets 420", tag, tag, exc_info=True)
+        return False
 
 
 @dataclass(frozen=True, slots=True)

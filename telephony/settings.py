@@ -57,3 +57,17 @@ class AcdSettings(_Frozen):
     """How often ``serve`` reads the registrar's contacts into the store."""
     default_handle_s: float = Field(180.0, gt=0)
     """Expected handle time before the store has calls to average over."""
+
+
+class SiprecSettings(_Frozen):
+    """SIPREC recording sessions (RFC 7866): a PBX or SBC forks agent calls to the service."""
+
+    enabled: bool = True
+    """Accept recording sessions (else they get 488)."""
+    agent_aor: str = ""
+    """A regex searched in each participant's AOR (``sip:1001@pbx``) that marks the agent; ""
+    for none."""
+    agent_from_directory: bool = True
+    """A participant whose AOR user part is an agent id of the agents directory is that agent."""
+    max_streams: int = Field(2, ge=1, le=8)
+    """Streams a recording session may offer (each takes a conference port; one party each)."""

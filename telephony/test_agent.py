@@ -111,6 +111,8 @@ class AgentScript:
     """Seconds from answer; None: wait for the other side's BYE."""
     wait_call_s: float = 60.0
     """How long to wait for each call to ring."""
+    dtmf_at: tuple[tuple[float, str], ...] = ()
+    """(seconds after answer, keys): RFC 4733 digits to send (a supervisor switching modes)."""
 
 
 def parse_agent_uri(uri: str) -> tuple[str, str]:
@@ -211,6 +213,8 @@ async def _run_call(leg: CallLeg, script: AgentScript, call: AgentCall, record: 
         actions.append(asyncio.create_task(_hold(leg, script.hold_after, script.hold_for, call)))
     if script.transfer_to is not None:
         actions.append(asyncio.create_task(_transfer(leg, script.transfer_to, script.transfer_after)))
+    if script.dtmf_at:
+        actions.append(asyncio.create_task(_keys(leg, script.dtmf_at)))
     consulting: list[CallLeg] = []
     if script.consult is not None:
         actions.append(asyncio.create_task(
@@ -306,6 +310,18 @@ async def _attended(endpoint: SipEndpoint, leg: CallLeg, target: str, after: flo
     call.consulted = True
 
 
+async def _keys(leg: CallLeg, presses: tuple[tuple[float, str], ...]) -> None:
+    start = time.monotonic()
+    for at, keys in sorted(presses):
+        await asyncio.sleep(max(0.0, at - (time.monotonic() - start)))
+        await leg.send_dtmf(keys)
+
+
+def _dtmf_at(text: str) -> tuple[float, str]:
+    at, _, keys = text.partition(":")
+    return float(at), keys
+
+
 async def _transfer(leg: CallLeg, target: str, after: float) -> None:
     await asyncio.sleep(after)
     await leg.transfer(target)
@@ -329,6 +345,8 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--transfer-after", type=float, default=1.0)
     ap.add_argument("--consult", help="attended transfer: hold, call this URI, then transfer the caller to it")
     ap.add_argument("--hangup-after", type=float, help="hang up this long after answering")
+    ap.add_argument("--dtmf-at", action="append", default=[], type=_dtmf_at, metavar="SECONDS:KEYS",
+                    help="send these keys this long after answering (repeatable)")
     ap.add_argument("--dial", help="dial this user at the front instead (a feature code: '*1')")
     ap.add_argument("--port", type=int, help="local SIP port (default: a free one)")
     ap.add_argument("--register-timeout", type=float, default=10.0)
@@ -340,7 +358,7 @@ def script_of(args: argparse.Namespace) -> AgentScript:
         answer=not args.no_answer, calls=args.calls, hold_after=args.hold_after, hold_for=args.hold_for,
         transfer_to=args.transfer_to, transfer_after=args.transfer_after, hangup_after=args.hangup_after,
         consult=args.consult,
-        wait_call_s=args.wait_call,
+        wait_call_s=args.wait_call, dtmf_at=tuple(args.dtmf_at),
     )
 
 

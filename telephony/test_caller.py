@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -60,6 +61,8 @@ class TestCallResult:
     """Level of what we heard from the other side over the whole call."""
     recording_path: str | None = None
     local_port: int = 0
+    answered_at: float | None = None
+    """Epoch seconds of the answer (where the recording starts)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -115,7 +118,7 @@ async def _run_script(
     hangup_after: float | None, dtmf_mode: str, local_port: int, dtmf_first: bool = False,
 ) -> TestCallResult:
     result = TestCallResult(uri=uri, answered=True, status=200, reason="OK", call_id=leg.call_id,
-                            codec=leg.codec, local_port=local_port)
+                            codec=leg.codec, local_port=local_port, answered_at=round(time.time(), 3))
     listener = asyncio.create_task(_listen(leg, result))
     script = asyncio.create_task(_script(leg, play, dtmf, dtmf_delay, dtmf_mode, result, dtmf_first))
     try:

@@ -47,6 +47,37 @@ def _nothing() -> None:
 
 
 @dataclass(frozen=True)
+class SupervisionChannel:
+    """How the console asks the worker holding a call to put a supervisor on it (the shared ACD
+    store's ``acd_supervision`` table; every callable blocks).
+
+    ``request(call_id, supervisor_id, mode)`` → request id; ``status(id)`` → the request as a
+    dict (``status``: pending, taken, done, failed; ``reason``); ``expire(id)`` fails a request
+    no worker took (True) ; ``current(call_id or None)`` → who supervises which call now."""
+
+    request: Callable[[str, str, str], int]
+    status: Callable[[int], dict[str, Any] | None]
+    expire: Callable[[int], bool]
+    current: Callable[[str | None], list[dict[str, Any]]]
+    answer_wait_s: float = 30.0
+    """How long a request may take once a worker took it (the supervisor's phone rings)."""
+
+
+SUPERVISION_MODES = ("listen", "whisper", "barge", "leave")
+TAKE_WAIT_S = 3.0
+"""How long a request waits for a worker to take it: workers holding supervisable calls poll
+every 0.25 s, so none taking it means no worker holds that call live."""
+SUPERVISION_ERRORS = {
+    "not_live": (404, "that call is not live on any worker, or has no agent on it yet"),
+    "call_ended": (404, "that call has ended"),
+    "not_registered": (409, "your SIP phone is not registered: register it at the front and try again"),
+    "no_answer": (409, "your phone did not answer"),
+    "no_slot": (503, "the worker holding this call has no free line for you (4 per worker)"),
+    "listen_only": (409, "this call can only be listened to"),
+}
+
+
+@dataclass(frozen=True)
 class AgentConsole:
     """The ACD as the console sees it. Every callable blocks (database, password hashing): the
     console calls them in a thread.
@@ -63,6 +94,12 @@ class AgentConsole:
     set_state: Callable[[str, str, str], dict[str, Any] | None]
     queues: Callable[[], list[dict[str, Any]]]
     close: Callable[[], None] = field(default=_nothing)
+    supervision: SupervisionChannel | None = None
+
+
+class SuperviseRequest(BaseModel):
+    call_id: str = Field(min_length=1, max_length=200)
+    mode: Literal["listen", "whisper", "barge", "leave"]
 
 
 class StateRequest(BaseModel):
@@ -70,14 +107,28 @@ class StateRequest(BaseModel):
     reason: str = Field("", max_length=64)
 
 
-AGENT_PATHS = ("/agent", "/api/agent/", "/static/", "/queues", "/api/queues", "/api/agents")
+AGENT_PATHS = ("/agent", "/api/agent/", "/static/", "/queues", "/api/queues", "/api/agents", "/api/supervision")
 """Paths an agent session may reach (the handlers check the rest: queues need a supervisor)."""
 PUBLIC_PATHS = frozenset({"/agent", "/api/agent/login", "/static/console.css"})
 """Reachable without any credentials: the login page and its form's target."""
 
 
+SUPERVISOR_PATHS = ("/calls/", "/api/calls/")
+"""Calls' pages and streams: a supervisor's session reaches them too (they may watch every
+call); anyone else needs the console token."""
+
+
 def agent_may_reach(path: str) -> bool:
     return any(path == p or (p.endswith("/") and path.startswith(p)) for p in AGENT_PATHS)
+
+
+def supervisor_may_reach(path: str) -> bool:
+    return any(path.startswith(p) for p in SUPERVISOR_PATHS)
+
+
+def is_supervisor(acd: AgentConsole, agent_id: str) -> bool:
+    """Blocking: ``agent_id`` has ``supervisor: true`` in the agents' configuration."""
+    return any(r.get("agent_id") == agent_id and r.get("supervisor") for r in acd.agents())
 
 
 class _Throttle:
@@ -203,6 +254,48 @@ def agent_router(acd: AgentConsole, live: LiveCalls, sessions: auth.AgentSession
         await may_see_queues(request)
         return await asyncio.to_thread(acd.queues)
 
+    async def supervisor(request: Request) -> str:
+        """The signed-in supervisor (an identity is needed: their phone is dialed)."""
+        agent_id = sessions.from_request(request)
+        if agent_id is None:
+            raise HTTPException(401, "log in as a supervisor first")
+        row = await agent_row(agent_id)
+        if row is None or not row.get("supervisor"):
+            raise HTTPException(403, "supervisors only")
+        return agent_id
+
+    @router.post("/api/supervision")
+    async def supervise(request: Request, body: SuperviseRequest) -> JSONResponse:
+        """Listen to, whisper on, barge into or leave a live call: the worker holding it dials
+        the supervisor's phone (or switches its links). Waits for the outcome."""
+        sup_id = await supervisor(request)
+        channel = acd.supervision
+        if channel is None:
+            raise HTTPException(503, "supervision is not available")
+        mode = "left" if body.mode == "leave" else body.mode
+        req_id = await asyncio.to_thread(channel.request, body.call_id, sup_id, mode)
+        row = await _wait_request(channel, req_id, ("pending",), TAKE_WAIT_S)
+        if row is not None and row["status"] == "pending" and await asyncio.to_thread(channel.expire, req_id):
+            row = {**row, "status": "failed", "reason": "not_live"}
+        if row is not None and row["status"] == "taken":
+            row = await _wait_request(channel, req_id, ("pending", "taken"), channel.answer_wait_s)
+        row = row or {}
+        current = await asyncio.to_thread(channel.current, body.call_id)
+        out = {"request_id": req_id, "call_id": body.call_id, "mode": mode, "status": row.get("status", ""),
+               "reason": row.get("reason", ""), "supervision": current}
+        if row.get("status") == "failed":
+            status, detail = SUPERVISION_ERRORS.get(row.get("reason", ""), (409, "refused"))
+            return JSONResponse({**out, "detail": detail}, status_code=status)
+        return JSONResponse(out, status_code=200 if row.get("status") == "done" else 202)
+
+    @router.get("/api/supervision")
+    async def get_supervision(request: Request, call_id: str | None = None) -> list[dict[str, Any]]:
+        """Who supervises which live call now, in which mode."""
+        await supervisor(request)
+        if acd.supervision is None:
+            return []
+        return await asyncio.to_thread(acd.supervision.current, call_id)
+
     @router.get("/api/agents")
     async def get_agents(request: Request) -> list[dict[str, Any]]:
         await may_see_queues(request)
@@ -213,6 +306,17 @@ def agent_router(acd: AgentConsole, live: LiveCalls, sessions: auth.AgentSession
         return rows
 
     return router
+
+
+async def _wait_request(channel: SupervisionChannel, req_id: int, waiting: tuple[str, ...],
+                        timeout_s: float) -> dict[str, Any] | None:
+    """The request once its status left ``waiting`` (or as it is after ``timeout_s``)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        row = await asyncio.to_thread(channel.status, req_id)
+        if row is None or row["status"] not in waiting or time.monotonic() >= deadline:
+            return row
+        await asyncio.sleep(0.1)
 
 
 def _is_form(request: Request) -> bool:

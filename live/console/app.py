@@ -24,7 +24,14 @@ from fastapi.responses import FileResponse, JSONResponse, Response, StreamingRes
 from fastapi.staticfiles import StaticFiles
 
 from live.console import auth
-from live.console.agents import PUBLIC_PATHS, AgentConsole, agent_may_reach, agent_router
+from live.console.agents import (
+    PUBLIC_PATHS,
+    AgentConsole,
+    agent_may_reach,
+    agent_router,
+    is_supervisor,
+    supervisor_may_reach,
+)
 from live.console.history import CallHistory
 from live.console.sse import SSE_KEEPALIVE_S as SSE_KEEPALIVE_S
 from live.console.sse import sse_response
@@ -94,6 +101,10 @@ def create_console_app(
         if agents is not None and (path in PUBLIC_PATHS or (
                 agent_may_reach(path) and sessions.from_request(request) is not None)):
             return await call_next(request)  # the agent routes check the rest
+        if agents is not None and supervisor_may_reach(path) and not auth.has_token(request, token):
+            agent_id = sessions.from_request(request)
+            if agent_id is not None and await asyncio.to_thread(is_supervisor, agents, agent_id):
+                return await call_next(request)  # supervisors may watch every call
         denied = auth.check(request, token)
         if denied is not None:
             return denied

@@ -27,6 +27,9 @@ MAX_CALLS = 500
 """Calls remembered; the oldest ended ones are forgotten first."""
 MAX_EVENTS_PER_CALL = 5000
 MAX_AGENTS = 5000
+HIDDEN_FROM_AGENTS = frozenset({"supervision"})
+"""Event types an agent's own stream never gets: monitoring is silent (the agent hears a
+supervisor who whispers or barges, and is not told of one who listens)."""
 """Agent states remembered (ids come from the broker, so they are bounded here too)."""
 
 
@@ -126,9 +129,9 @@ class LiveCalls:
             if stream.agent_id is not None:
                 if joined and stream.agent_id == joined and stream.call_id != call_id:
                     stream.call_id = call_id
-                    self._put(stream, self.opening(call))
+                    self._put(stream, self.opening(call, agent=True))
                     continue
-                if stream.call_id != call_id:
+                if stream.call_id != call_id or kind in HIDDEN_FROM_AGENTS:
                     continue
             elif stream.call_id not in (None, call_id):
                 continue
@@ -153,12 +156,14 @@ class LiveCalls:
                 self._put(stream, [("agent", event)])
 
     @staticmethod
-    def opening(call: LiveCall | None) -> Frames:
+    def opening(call: LiveCall | None, *, agent: bool = False) -> Frames:
         """What a stream starts with for ``call``: ``reset`` naming it, then its events so far
-        (``reset`` with a null call id when there is none)."""
+        (``reset`` with a null call id when there is none); ``agent``: the agent's own stream,
+        without what is hidden from agents."""
         if call is None:
             return [("reset", {"call_id": None})]
-        return [("reset", {"call_id": call.call_id})] + [("event", e) for e in call.events]
+        return [("reset", {"call_id": call.call_id})] + [
+            ("event", e) for e in call.events if not (agent and e.get("type") in HIDDEN_FROM_AGENTS)]
 
     def _put(self, stream: _Stream, frames: Frames) -> None:
         try:
@@ -180,7 +185,7 @@ class LiveCalls:
         call = self.call_of(agent_id)
         stream = _Stream(call.call_id if call is not None else None, agent_id)
         self._streams.add(stream)
-        first = self.opening(call)
+        first = self.opening(call, agent=True)
         state = self.agent_states.get(agent_id)
         if state is not None:
             first.insert(0, ("agent", state))

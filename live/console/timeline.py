@@ -20,7 +20,8 @@ MARKS_Y = 212
 AXIS_Y = 236
 HEIGHT = 262
 COLORS = {"caller": "#2f6fdf", "agent": "#2aa876", "dead air": "#d9534f", "prompt": "#b9c2cf",
-          "tone": "#e08e0b", "alert": "#c9302c", "key": "#6f42c1"}
+          "tone": "#e08e0b", "alert": "#c9302c", "key": "#6f42c1",
+          "supervision": "#111827"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +146,13 @@ def render_timeline(events: list[dict[str, Any]], *, title: str = "") -> str:
             out.append(
                 f'<circle class="mark" cx="{x(t)}" cy="{MARKS_Y}" r="4" fill="{COLORS["key"]}">'
                 f"<title>{escape(label)}</title></circle>"
+            )
+        elif kind == "supervision":  # a supervisor joined, switched, left (or was refused)
+            label = f"supervisor {e.get('supervisor_id', '')}: {e.get('mode', '')} ({e.get('reason', '')})"
+            cx = x(t)
+            out.append(
+                f'<rect class="supervision" x="{cx - 4}" y="{MARKS_Y - 4}" width="8" height="8" '
+                f'fill="{COLORS["supervision"]}"><title>{escape(label)}</title></rect>'
             )
     step = _tick_step(length)
     out.append(f'<line x1="{LEFT}" y1="{AXIS_Y}" x2="{WIDTH - RIGHT}" y2="{AXIS_Y}" stroke="#888"/>')

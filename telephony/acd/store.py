@@ -13,9 +13,9 @@ The tables are the ACD's own (``acd_*``), created on first use beside the CRM's.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import (
@@ -79,6 +79,27 @@ callbacks_table = Table(
     Column("done", Boolean, nullable=False, default=False),
 )
 
+supervision_table = Table(
+    "acd_supervision", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("call_id", String(200), nullable=False, index=True),
+    Column("supervisor_id", String(32), nullable=False),
+    # listen, whisper, barge, left (``speech.events.SupervisorMode``)
+    Column("mode", String(16), nullable=False),
+    # pending (console asked), taken (the worker holding the call is on it), done, failed
+    Column("status", String(16), nullable=False, default="pending", index=True),
+    Column("reason", String(64), nullable=False, default=""),
+    Column("origin", String(16), nullable=False, default="console"),  # console, dtmf, hangup, call_ended
+    Column("worker", String(64), nullable=False, default=""),
+    Column("requested_at", Float, nullable=False),
+    Column("done_at", Float, nullable=False, default=0.0),
+)
+"""Supervision requests and their outcome: the channel between the console (in ``serve``) and
+the worker holding the call (any process, any host sharing the database). The worker polls
+for pending rows of the calls it holds; a change it makes by itself (a DTMF switch, the
+supervisor hanging up) is written as a done row, so the latest done row per call and
+supervisor is their current mode."""
+
 WAITING = ("waiting", "ringing")
 
 
@@ -119,6 +140,25 @@ class Claim:
     agent_id: str
     contact: str
     change: StateChange
+
+
+@dataclass(frozen=True, slots=True)
+class SupervisionRequest:
+    """One row of ``acd_supervision``."""
+
+    id: int
+    call_id: str
+    supervisor_id: str
+    mode: str
+    status: str
+    reason: str = ""
+    origin: str = "console"
+    worker: str = ""
+    requested_at: float = 0.0
+    done_at: float = 0.0
+
+
+SUPERVISION_FINAL = ("done", "failed")
 
 
 @dataclass
@@ -346,18 +386,41 @@ class AcdStore:
                 calls_taken=row.calls_taken + 1))
             return change
 
-    def release_worker(self, worker: str) -> list[StateChange]:
+    def recorded_call_started(self, agent_id: str, call_id: str, reason: str = "siprec") -> StateChange | None:
+        """A ready agent is on a call someone else (a PBX) placed and we record (SIPREC): on_call
+        with ``reason`` for it, so the ACD does not ring them while that call lasts. An agent in
+        any other state is left as they are (None)."""
+        now = self._clock()
+        with self._tx() as conn:
+            self._lock_agents(conn)
+            self._expire(conn, now)
+            row = self._row(conn, agent_id)
+            if row is None or row.state is not AgentStatus.READY:
+                return None
+            change = self._set(conn, row, AgentStatus.ON_CALL, reason, now)
+            conn.execute(update(agents_table).where(agents_table.c.agent_id == agent_id).values(call_id=call_id))
+            return change
+
+    def recorded_call_ended(self, agent_id: str, call_id: str) -> StateChange | None:
+        """The recorded call (``recorded_call_started``) is over for the agent: ready again, as
+        before it (the PBX's call is no ACD call: no wrap-up, not counted as taken)."""
+        return self._transition(agent_id, call_id, (AgentStatus.ON_CALL,), AgentStatus.READY, "")
+
+    def release_worker(self, worker: str, live_calls: Iterable[str] = ()) -> list[StateChange]:
         """A worker died: its waiting calls are lost and agents it was ringing or connecting are
-        freed (ready; their calls ended with the worker)."""
+        freed (ready; their calls ended with the worker). ``live_calls``: the other calls it held
+        (its spool's), whose agents are freed too (a recorded SIPREC call is in no queue)."""
         now = self._clock()
         with self._tx() as conn:
             self._lock_agents(conn)
             calls = set(conn.execute(select(queue_table.c.call_id).where(and_(
                 queue_table.c.worker == worker,
                 queue_table.c.status.in_((*WAITING, "connected"))))).scalars())
+            calls.update(c for c in live_calls if c)
             conn.execute(update(queue_table).where(and_(
                 queue_table.c.worker == worker, queue_table.c.status.in_(WAITING)))
                 .values(status="lost", left_at=now))
+            self._end_supervision(conn, worker, now)
             return [self._set(conn, row, AgentStatus.READY, "worker_lost", now)
                     for row in self._rows(conn)
                     if row.call_id in calls and row.state in (AgentStatus.RINGING, AgentStatus.ON_CALL)]
@@ -461,6 +524,99 @@ class AcdStore:
             if queue is not None:
                 q = q.where(queue_table.c.queue == queue)
             return [dict(r) for r in conn.execute(q).mappings()]
+
+    # ---- supervision -------------------------------------------------------------------------
+    def request_supervision(self, call_id: str, supervisor_id: str, mode: str) -> int:
+        """The console asks that ``supervisor_id`` be on ``call_id`` in ``mode`` (``left``:
+        off it); returns the request id to follow with ``supervision_request``."""
+        with self._tx() as conn:
+            key = conn.execute(insert(supervision_table).values(
+                call_id=call_id, supervisor_id=supervisor_id, mode=mode, status="pending", reason="",
+                origin="console", worker="", requested_at=self._clock(), done_at=0.0)).inserted_primary_key
+            assert key is not None
+            return int(key[0])
+
+    def take_supervision(self, call_ids: Sequence[str], worker: str) -> list[SupervisionRequest]:
+        """Pending requests for the calls a worker holds, marked taken by it (each is taken by
+        one worker only, and not after the console gave up on it)."""
+        if not call_ids:
+            return []
+        with self._tx() as conn:
+            rows = [self._supervision_row(r) for r in conn.execute(
+                select(supervision_table).where(and_(supervision_table.c.status == "pending",
+                                                     supervision_table.c.call_id.in_(list(call_ids))))
+                .order_by(supervision_table.c.id)).mappings()]
+            taken = []
+            for row in rows:
+                done = conn.execute(update(supervision_table).where(and_(
+                    supervision_table.c.id == row.id, supervision_table.c.status == "pending"))
+                    .values(status="taken", worker=worker))
+                if done.rowcount == 1:
+                    taken.append(replace(row, status="taken", worker=worker))
+            return taken
+
+    def finish_supervision(self, request_id: int, *, ok: bool, reason: str = "") -> None:
+        """The worker did what a taken request asked (``ok``) or could not (``reason``)."""
+        with self._tx() as conn:
+            conn.execute(update(supervision_table).where(supervision_table.c.id == request_id).values(
+                status="done" if ok else "failed", reason=reason, done_at=self._clock()))
+
+    def expire_supervision(self, request_id: int, reason: str = "not_live") -> bool:
+        """Fail a request no worker took (no live call of that id); False if one took it."""
+        with self._tx() as conn:
+            done = conn.execute(update(supervision_table).where(and_(
+                supervision_table.c.id == request_id, supervision_table.c.status == "pending"))
+                .values(status="failed", reason=reason, done_at=self._clock()))
+            return done.rowcount == 1
+
+    def note_supervision(self, call_id: str, supervisor_id: str, mode: str, origin: str, worker: str) -> None:
+        """A change the worker made by itself (keypad switch, hang-up, end of call)."""
+        now = self._clock()
+        with self._tx() as conn:
+            conn.execute(insert(supervision_table).values(
+                call_id=call_id, supervisor_id=supervisor_id, mode=mode, status="done", reason="",
+                origin=origin, worker=worker, requested_at=now, done_at=now))
+
+    def supervision_request(self, request_id: int) -> SupervisionRequest | None:
+        with self._tx() as conn:
+            r = conn.execute(select(supervision_table).where(supervision_table.c.id == request_id)).mappings().first()
+            return None if r is None else self._supervision_row(r)
+
+    def supervision(self, call_id: str | None = None) -> list[SupervisionRequest]:
+        """Who supervises which call now, in what mode: the latest done row per call and
+        supervisor, unless it is ``left``."""
+        with self._tx() as conn:
+            q = select(supervision_table).where(supervision_table.c.status == "done")
+            if call_id is not None:
+                q = q.where(supervision_table.c.call_id == call_id)
+            latest: dict[tuple[str, str], SupervisionRequest] = {}
+            for r in conn.execute(q.order_by(supervision_table.c.id)).mappings():
+                row = self._supervision_row(r)
+                latest[(row.call_id, row.supervisor_id)] = row
+        return [r for r in latest.values() if r.mode != "left"]
+
+    def _end_supervision(self, conn: Connection, worker: str, now: float) -> None:
+        """A dead worker's supervisors are off its calls (their legs died with it); its
+        unfinished requests failed."""
+        conn.execute(update(supervision_table).where(and_(
+            supervision_table.c.worker == worker, supervision_table.c.status == "taken"))
+            .values(status="failed", reason="worker_lost", done_at=now))
+        latest: dict[tuple[str, str], Any] = {}
+        for r in conn.execute(select(supervision_table).where(supervision_table.c.status == "done")
+                              .order_by(supervision_table.c.id)).mappings():
+            latest[(r["call_id"], r["supervisor_id"])] = r
+        for (call_id, sup_id), r in latest.items():
+            if r["worker"] == worker and r["mode"] != "left":
+                conn.execute(insert(supervision_table).values(
+                    call_id=call_id, supervisor_id=sup_id, mode="left", status="done", reason="",
+                    origin="worker_lost", worker=worker, requested_at=now, done_at=now))
+
+    @staticmethod
+    def _supervision_row(r: Any) -> SupervisionRequest:
+        return SupervisionRequest(
+            id=int(r["id"]), call_id=r["call_id"], supervisor_id=r["supervisor_id"], mode=r["mode"],
+            status=r["status"], reason=r["reason"], origin=r["origin"], worker=r["worker"],
+            requested_at=r["requested_at"], done_at=r["done_at"])
 
     # ---- internals ---------------------------------------------------------------------------
     def _transition(self, agent_id: str, call_id: str, allowed: tuple[AgentStatus, ...],

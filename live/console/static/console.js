@@ -188,6 +188,8 @@ function callView() {
       step("agent " + (e.agent_id || "") + " joined");
     },
     "party.left": (e) => step((e.party || "party") + " " + (e.agent_id || "") + " left (" + e.reason + ")"),
+    "supervision": (e) => step("supervisor " + e.supervisor_id + ": " +
+      (e.requested ? e.requested + " refused (" + e.reason + ")" : e.mode + (e.reason ? " (" + e.reason + ")" : ""))),
     "hold.started": (e) => {
       held = { since: performance.now() };
       if (has("#hold")) $("#hold").hidden = false;
@@ -219,6 +221,7 @@ function callView() {
 function initCall() {
   const callId = decodeURIComponent(location.pathname.split("/")[2]);
   $("#title").textContent = "Call " + callId;
+  initCallSupervision(callId);
   const timeline = $("#timeline");
   const timelineUrl = "/calls/" + encodeURIComponent(callId) + "/timeline.svg";
   const view = callView();
@@ -236,6 +239,27 @@ function initCall() {
       if (redraw.includes(e.type)) timelineDirty = true;
     },
   });
+}
+
+// A supervisor's session (or the token holder, when also signed in as one) gets the buttons.
+async function initCallSupervision(callId) {
+  const card = $("#supervise-card");
+  if (!card) return;
+  const me = await fetch("/api/agent/me");
+  if (!me.ok || !(await me.json()).supervisor) return;
+  card.hidden = false;
+  card.querySelector("[data-supervise-call]").dataset.superviseCall = callId;
+  const show = async () => {
+    const r = await fetch("/api/supervision?call_id=" + encodeURIComponent(callId));
+    if (!r.ok) return;
+    const on = await r.json();
+    const state = $("#supervision-state");
+    state.textContent = on.length ? on.map((s) => s.supervisor_id + ": " + s.mode).join(", ") : "not supervised";
+    state.dataset.mode = on.length ? on[0].mode : "";
+  };
+  wireSupervise(card, show);
+  show();
+  setInterval(show, 2000);
 }
 
 // ---- the agent's own page: their state, and their current call opening by itself -----------
@@ -297,10 +321,40 @@ function initAgent() {
   }));
 }
 
+// ---- supervision: listen, whisper, barge, leave (supervisors only) --------------------------
+// A button with data-supervise=<mode> inside an element with data-supervise-call=<call id>.
+// The request waits while the supervisor's phone rings; the outcome shows in #supervise-msg.
+async function supervise(callId, mode, after) {
+  const msg = $("#supervise-msg");
+  if (msg) msg.textContent = mode === "leave" ? "leaving…" : "calling your phone…";
+  const r = await fetch("/api/supervision", {
+    method: "POST", headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ call_id: callId, mode }),
+  });
+  const body = await r.json().catch(() => ({}));
+  if (msg) {
+    const doing = { listen: "listening", whisper: "whispering to the agent", barge: "in the call (barge)" };
+    msg.textContent = r.ok ? (mode === "leave" ? "left the call" : "now " + doing[mode]) : (body.detail || "refused");
+    msg.dataset.outcome = r.ok ? "ok" : (body.reason || "error");
+  }
+  if (after) after();
+}
+
+function wireSupervise(root, after) {
+  root.addEventListener("click", (ev) => {
+    const b = ev.target.closest("[data-supervise]");
+    const holder = b && b.closest("[data-supervise-call]");
+    if (!b || !holder || !holder.dataset.superviseCall) return;
+    supervise(holder.dataset.superviseCall, b.dataset.supervise, after);
+  });
+}
+
+const SUPERVISE_MODES = [["listen", "Listen"], ["whisper", "Whisper"], ["barge", "Barge"], ["leave", "Leave"]];
+
 // ---- queues (supervisors) -------------------------------------------------------------------
 function initQueues() {
   const secs = (s) => Math.round(s || 0) + " s";
-  const render = (queues, agents) => {
+  const render = (queues, agents, supervision) => {
     const qbody = $("#queues tbody");
     qbody.replaceChildren();
     $("#no-queues").hidden = queues.length > 0;
@@ -319,21 +373,46 @@ function initQueues() {
       const tr = el("tr");
       tr.dataset.agent = a.agent_id;
       tr.dataset.state = a.state;
+      const callId = a.live_call_id || (a.state === "on_call" ? a.call_id : "");
+      const callCell = el("td");
+      if (callId) {
+        const link = el("a", "", callId);
+        link.href = "/calls/" + encodeURIComponent(callId);
+        callCell.append(link);
+      }
       tr.append(el("td", "", a.agent_id), el("td", "", a.name || ""), el("td", "state " + a.state, a.state.replace("_", " ")),
-        el("td", "", a.reason || ""), el("td", "", (a.skills || []).join(", ")), el("td", "", a.live_call_id || ""));
+        el("td", "", a.reason || ""), el("td", "", (a.skills || []).join(", ")), callCell, superviseCell(callId, supervision));
       abody.append(tr);
     }
   };
+  const superviseCell = (callId, supervision) => {
+    const td = el("td", "supervise");
+    if (!callId || supervision === null) return td;
+    const on = supervision.filter((s) => s.call_id === callId);
+    const state = el("span", "supervision-state", on.map((s) => s.supervisor_id + ": " + s.mode).join(", "));
+    state.dataset.mode = on.length ? on[0].mode : "";
+    const box = el("span");
+    box.dataset.superviseCall = callId;
+    for (const [mode, label] of SUPERVISE_MODES) {
+      const b = el("button", "", label);
+      b.type = "button";
+      b.dataset.supervise = mode;
+      box.append(b);
+    }
+    td.append(state, box);
+    return td;
+  };
   const refresh = async () => {
-    const [q, a] = await Promise.all([fetch("/api/queues"), fetch("/api/agents")]);
+    const [q, a, s] = await Promise.all([fetch("/api/queues"), fetch("/api/agents"), fetch("/api/supervision")]);
     const conn = $("#conn");
     if (q.ok && a.ok) {
-      render(await q.json(), await a.json());
+      render(await q.json(), await a.json(), s.ok ? await s.json() : null);
       conn.textContent = "live"; conn.classList.add("ok");
     } else {
       conn.textContent = q.status === 403 ? "supervisors only" : "unavailable"; conn.classList.remove("ok");
     }
   };
+  wireSupervise($("#agents"), refresh);
   refresh();
   setInterval(refresh, 2000);
 }
