@@ -195,3 +195,34 @@ async def wait_stored(history: StoreHistory, call_id: str, timeout_s: float = 20
 
 def store_url(data_dir: Path) -> str:
     return load_settings(overrides={"data_dir": str(data_dir)}, environ={}).store_url
+
+
+def stored_call(url: str, call_id: str) -> Any:
+    """The CRM store's record of ``call_id`` (``CallDetail``), with its summary."""
+    from summaries.store import CrmStore
+
+    store = CrmStore(url)
+    store.start()
+    try:
+        detail = store.get_call(call_id)
+    finally:
+        store.stop()
+    assert detail is not None and detail.summary is not None, call_id
+    return detail
+
+
+REFUND_AGENT_WORDS = {"order", "verify", "hold", "waiting", "email", "refund", "refunded", "covered"}
+"""Words of the agent side of ``bridged_refund`` a recognizer hears through G.711 twice."""
+
+
+def assert_refund_conversation(detail: Any) -> dict[str, Any]:
+    """The stored ``bridged_refund`` call has both parties' transcripts and both parties' talk
+    time; returns the summary's dict for more checks."""
+    text = {p: " ".join(e["text"].lower() for e in detail.events
+                        if e["type"] == "transcript.final" and e["party"] == p) for p in ("caller", "agent")}
+    heard = set(text["agent"].replace(".", " ").replace(",", " ").split())
+    assert len(heard & REFUND_AGENT_WORDS) >= 3, text
+    assert len(text["caller"].split()) >= 5, text
+    summary: dict[str, Any] = detail.summary.to_dict()
+    assert summary["talk_ratio"]["agent"] > 0.2 and summary["talk_ratio"]["caller"] > 0.2, summary["talk_ratio"]
+    return summary

@@ -22,9 +22,9 @@ from callcenter.settings import load_settings
 from live.broker import EmbeddedBroker, find_mosquitto
 from live.testing import Recorder, free_port
 from speech.ports import consecutive_free_ports
-from summaries.store import CrmStore
 from telephony.acd.directory import Directory, make_agent, save_directory
 from telephony.kamailio import kamailio_binary
+from tests.e2e_console_support import assert_refund_conversation, stored_call
 from tests.test_console_agent_browser import sign_in
 from tests.test_console_browser import CHROMIUM, CHROMIUM_ARGS
 from tests.test_serve_calls import place_call, short_timeout_flow, wait_record
@@ -112,21 +112,8 @@ async def test_caller_presses_0_and_talks_with_a_registered_agent_seen_live(tmp_
 
     # the record: two channels, both transcripts, talk ratio, talk-over, hold
     assert record["stored"] and sf.info(record["recording"]).channels == 2
-    store = CrmStore(settings.store_url)
-    store.start()
-    try:
-        detail = store.get_call(result["call_id"])
-    finally:
-        store.stop()
-    assert detail is not None and detail.summary is not None
-    text = {p: " ".join(e["text"].lower() for e in detail.events
-                        if e["type"] == "transcript.final" and e["party"] == p) for p in ("caller", "agent")}
-    # what the agent side says (espeak-ng through G.711 twice: words, not exact sentences)
-    heard = set(text["agent"].replace(".", " ").replace(",", " ").split())
-    assert len(heard & {"order", "verify", "hold", "waiting", "email", "refund", "refunded", "covered"}) >= 3, text
-    assert len(text["caller"].split()) >= 5, text
-    summary = detail.summary.to_dict()
-    assert summary["talk_ratio"]["agent"] > 0.2 and summary["talk_ratio"]["caller"] > 0.2, summary["talk_ratio"]
+    detail = stored_call(settings.store_url, result["call_id"])
+    summary = assert_refund_conversation(detail)
     assert summary["hold"]["count"] == 1 and summary["hold"]["total_s"] == pytest.approx(3.0, abs=1.5)
     assert "talk_over_count" in summary and "talk_over_by" in summary
     assert list(summary["queue"]["agent_ids"]) == ["alice"]

@@ -25,9 +25,9 @@ from callcenter.settings import load_settings
 from live.broker import EmbeddedBroker, find_mosquitto
 from live.testing import Recorder, free_port
 from speech.ports import consecutive_free_ports
-from summaries.store import CrmStore
 from telephony.acd.directory import Directory, make_agent, save_directory
 from telephony.kamailio import kamailio_binary
+from tests.e2e_console_support import assert_refund_conversation, stored_call
 from tests.sip.rtp_tools import wav_to_pcap
 from tests.sip.sipp import have_sipp, run_sipp
 from tests.sip.siprec import BOB, SiprecCall, Update, write_scenario
@@ -161,20 +161,8 @@ async def test_siprec_session_with_transfer_through_serve(tmp_path: Path) -> Non
     assert corr["ch1_agent"] > corr["ch1_caller"] + 0.3 and corr["ch2_caller"] > corr["ch2_agent"] + 0.3, corr
 
     # the CRM record: both transcripts, talk ratio, talk-over, both agents, the transfer
-    store = CrmStore(settings.store_url)
-    store.start()
-    try:
-        detail = store.get_call(call_id)
-    finally:
-        store.stop()
-    assert detail is not None and detail.summary is not None
-    text = {p: " ".join(e["text"].lower() for e in detail.events
-                        if e["type"] == "transcript.final" and e["party"] == p) for p in ("caller", "agent")}
-    heard = set(text["agent"].replace(".", " ").replace(",", " ").split())
-    assert len(heard & {"order", "verify", "hold", "waiting", "email", "refund", "refunded", "covered"}) >= 3, text
-    assert len(text["caller"].split()) >= 5, text
-    summary = detail.summary.to_dict()
-    assert summary["talk_ratio"]["agent"] > 0.2 and summary["talk_ratio"]["caller"] > 0.2, summary["talk_ratio"]
+    detail = stored_call(settings.store_url, call_id)
+    summary = assert_refund_conversation(detail)
     assert "talk_over_count" in summary and "talk_over_by" in summary
     assert list(summary["queue"]["agent_ids"]) == ["alice", "bob"], summary["queue"]
     left = [e for e in detail.events if e["type"] == "party.left" and e.get("agent_id") == "alice"]
@@ -223,13 +211,7 @@ async def test_malformed_one_stream_and_plain_calls_through_serve(tmp_path: Path
     assert one_record["stored"] and one_record["frames_dropped"] == 0
     rec, _ = sf.read(one_record["recording"], dtype="int16", always_2d=True)
     assert not rec[:, 0].any() and rec[:, 1].any()  # no agent stream: channel 1 silent
-    store = CrmStore(settings.store_url)
-    store.start()
-    try:
-        detail = store.get_call(sip_call_id(one_run.messages))
-    finally:
-        store.stop()
-    assert detail is not None
+    detail = stored_call(settings.store_url, sip_call_id(one_run.messages))
     started = [e for e in detail.events if e["type"] == "call.started"]
     assert started and started[0]["source"] == "siprec"
     assert not [e for e in detail.events if e["type"] == "party.joined"]
