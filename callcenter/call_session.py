@@ -71,6 +71,9 @@ class LegMedia:
     def set_grammar(self, phrases: Sequence[str] | None) -> None:
         self.pipeline.control(SetGrammar(Party.CALLER, tuple(phrases) if phrases else None))
 
+    def secure_input(self, on: bool) -> None:
+        self.leg.mute_recording(on)
+
     async def route(self, queue: str) -> None:
         self.routed_to = queue
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -44,8 +45,12 @@ class CallSpool:
         """Start a call's file with a ``meta`` line (worker, recording path)."""
         if call_id in self._files:
             return
-        self.dir.mkdir(parents=True, exist_ok=True)
-        fh = open(self.dir / f"{_safe(call_id)}.jsonl", "a", buffering=1)  # noqa: SIM115 - kept open for the call
+        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(self.dir, 0o700)
+        # Owner-only whatever the umask: the spool holds a live call's events (personal data).
+        fd = os.open(self.dir / f"{_safe(call_id)}.jsonl", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.fchmod(fd, 0o600)
+        fh = open(fd, "a", buffering=1)  # noqa: SIM115 - kept open for the call
         fh.write(json.dumps({"meta": {"call_id": call_id, "worker": self.index, **meta}}) + "\n")
         self._files[call_id] = fh
 

@@ -67,6 +67,15 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--console-port", type=int)
     s.add_argument("--no-console", action="store_true")
     s.add_argument("--mqtt-host", help="external MQTT broker (default: embedded)")
+    s.add_argument("--secure", action="store_true",
+                   help="encrypt every hop: HTTPS, MQTT over TLS with a password (certificates made "
+                        "in data_dir/certs when missing); setting `secure`")
+
+    ce = sub.add_parser("certs", help="make a local CA and certificates for the secure mode")
+    ce.add_argument("--dir", type=Path, help="where (default: data_dir/certs, which --secure uses)")
+    ce.add_argument("--host", action="append", default=[],
+                    help="a name or address the server certificate is for (repeat; default 127.0.0.1 localhost)")
+    ce.add_argument("--force", action="store_true", help="make new ones even if they exist")
 
     k = sub.add_parser("call", help="place a test call that plays a recording and presses keys")
     k.add_argument("uri", help="sip:ivr@127.0.0.1:5060")
@@ -78,6 +87,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="press the keys, then play (press 0, then talk to the agent)")
     k.add_argument("--hangup-after", type=float, help="seconds after which to hang up")
     k.add_argument("--local-port", type=int, default=0)
+    from telephony.test_caller import add_secure_arguments
+
+    add_secure_arguments(k)
 
     g = sub.add_parser("agent", help="a test agent's phone: register, answer calls, play, record")
     from telephony.test_agent import add_arguments as agent_arguments
@@ -135,6 +147,8 @@ def _settings(args: argparse.Namespace) -> Settings:
                 overrides[key] = value
         if args.no_console:
             overrides["console.enabled"] = False
+        if args.secure:
+            overrides["secure"] = True
     return load_settings(args.config, overrides)
 
 
@@ -155,6 +169,12 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(_replay(args, settings))
         if args.command == "calls":
             return _calls(args, settings)
+        if args.command == "certs":
+            return _certs(args, settings)
+        if args.command in ("replay", "deliver") and settings.store.webhook_url:
+            from callcenter.credentials import resolve_secrets
+
+            settings = resolve_secrets(settings).settings  # the webhook secret serve signs with
         if args.command == "serve":
             from callcenter.serve import serve
 
@@ -186,9 +206,20 @@ def main(argv: list[str] | None = None) -> int:
             return render_main(argv2) or 0
     except KeyboardInterrupt:
         return 130
-    except CliError as exc:
+    except (CliError, SettingsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    return 0
+
+
+def _certs(args: argparse.Namespace, settings: Settings) -> int:
+    from callcenter.certs import DEFAULT_HOSTS, ensure_certs
+
+    folder = args.dir or settings.data_dir / "certs"
+    paths = ensure_certs(folder, tuple(args.host) or DEFAULT_HOSTS, force=args.force)
+    print(f"CA {paths.ca_cert} (clients trust this one)\n"
+          f"server {paths.cert} key {paths.key}\n"
+          f"client {paths.client_cert} key {paths.client_key}")
     return 0
 
 
@@ -223,10 +254,15 @@ async def _replay(args: argparse.Namespace, settings: Settings) -> int:
     try:
         await after.start()
         if args.publish or settings.mqtt.host:
+            from callcenter.credentials import embedded_broker
             from live.publisher import MqttPublisher
 
             mqtt = settings.mqtt
             host, port = (mqtt.host, mqtt.port) if mqtt.host else ("127.0.0.1", mqtt.embedded_port)
+            local = None if mqtt.host else embedded_broker(settings)
+            if local is not None:  # serve's embedded broker: its TLS and password, as serve recorded
+                host, port = local["host"], local["port"]
+                mqtt = mqtt.model_copy(update={k: local[k] for k in ("tls", "ca_file", "username", "password")})
             settings.data_dir.mkdir(parents=True, exist_ok=True)
             outbox, outbox_lock = _claim_outbox(settings.data_dir)
             publisher = MqttPublisher(mqtt, outbox, host=host, port=port)

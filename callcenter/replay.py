@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -26,6 +27,8 @@ from qa import Expectation, ExpectationError, Mismatch, compare, expectation_for
 from speech.asr.base import AsrEngine
 from speech.audio_io import AUDIO_SUFFIXES, AudioFileError, open_recording
 from speech.events import CallStarted, Event
+from telephony.recording_crypto import SUFFIX as ENCRYPTED_SUFFIX
+from telephony.recording_crypto import RecordingDecryptError, decrypt_recording, is_encrypted
 
 
 @dataclass
@@ -52,7 +55,8 @@ def expand_inputs(paths: Sequence[str | Path]) -> list[Path]:
     for raw in paths:
         p = Path(raw)
         if p.is_dir():
-            out.extend(sorted(f for f in p.iterdir() if f.suffix.lower() in AUDIO_SUFFIXES))
+            out.extend(sorted(f for f in p.iterdir() if f.suffix.lower() in AUDIO_SUFFIXES
+                              or f.name.lower().endswith(".wav" + ENCRYPTED_SUFFIX)))
         else:
             out.append(p)
     return out
@@ -67,12 +71,48 @@ async def replay_file(
     after_call: AfterCall | None = None,
     expectation: Expectation | None = None,
 ) -> ReplayResult:
-    """Replay one recording through a fresh pipeline; summarize, store and check it."""
+    """Replay one recording through a fresh pipeline; summarize, store and check it.
+
+    A recording encrypted at rest (``telephony.recording_crypto``) is decrypted with the key of
+    ``settings.sip.recording`` into a private temporary WAV that lives only for the replay."""
+    if not await asyncio.to_thread(is_encrypted, path):
+        return await _replay_audio(path, path, settings, engine, sinks=sinks, after_call=after_call,
+                                   expectation=expectation)
+    try:
+        key = settings.sip.recording.key()
+    except ValueError as exc:
+        return ReplayResult(path=path, error=str(exc))
+    if key is None:
+        return ReplayResult(path=path, error=(
+            f"{path}: the recording is encrypted; set sip.recording.encryption_key or "
+            "sip.recording.encryption_key_file (CALLCENTER_SIP__RECORDING__ENCRYPTION_KEY_FILE) to replay it"))
+    try:
+        plain = await asyncio.to_thread(decrypt_recording, path, key)
+    except (OSError, RecordingDecryptError) as exc:
+        return ReplayResult(path=path, error=str(exc))
+    with tempfile.TemporaryDirectory(prefix="callcenter-replay-") as tmp:  # 0700
+        wav = Path(tmp) / path.name.removesuffix(ENCRYPTED_SUFFIX)
+        await asyncio.to_thread(wav.write_bytes, plain.wav_bytes())
+        return await _replay_audio(path, wav, settings, engine, sinks=sinks, after_call=after_call,
+                                   expectation=expectation)
+
+
+async def _replay_audio(
+    path: Path,
+    audio: Path,
+    settings: Settings,
+    engine: AsrEngine | None,
+    *,
+    sinks: Sequence[Callable[[Event], None]],
+    after_call: AfterCall | None,
+    expectation: Expectation | None,
+) -> ReplayResult:
+    """Replay ``audio`` (``path`` itself, or its decrypted copy) and report it as ``path``."""
     result = ResultTimer(path)
     try:
-        recording = await asyncio.to_thread(open_recording, path)  # streamed: memory stays flat
+        recording = await asyncio.to_thread(open_recording, audio)  # streamed: memory stays flat
     except AudioFileError as exc:
-        return result.fail(str(exc))
+        return result.fail(str(exc).replace(str(audio), str(path)))
     call_id = f"replay-{uuid.uuid4().hex[:12]}"
     pipeline = build_pipeline(call_id, settings, engine)
     for sink in live_sinks(sinks, after_call):
@@ -80,7 +120,7 @@ async def replay_file(
     started = CallStarted(
         t=0.0,
         source="replay",
-        caller=path.stem,
+        caller=Path(path.name.removesuffix(ENCRYPTED_SUFFIX)).stem,
         callee="replay",
         started_at=datetime.now(UTC).isoformat(timespec="seconds"),
         parties=tuple(p.value for p in recording.parties),

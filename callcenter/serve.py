@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from callcenter.settings import Settings
+from callcenter.credentials import Resolved, resolve_secrets, secrets_dir, write_embedded_broker
+from callcenter.settings import Settings, SettingsError
 from callcenter.supervisor import Supervisor
 from callcenter.worker import caller_slots, read_worker_stats
 from telephony.kamailio import (
@@ -29,6 +30,7 @@ from telephony.kamailio import (
     KamailioFront,
     Worker,
     _udp_options_ok,
+    front_tls,
     kamailio_binary,
 )
 
@@ -98,9 +100,12 @@ def plan_workers(settings: Settings) -> tuple[int, bool]:
     have_kamailio = kamailio_binary() is not None
     if front == "kamailio" and not have_kamailio:
         raise ServeError("sip.front = kamailio but kamailio is not installed (apt-get install kamailio)")
-    use_front = front != "none" and have_kamailio and wanted > 1
+    # TLS is the front's job (Kamailio's tls module) even for one worker
+    use_front = front != "none" and have_kamailio and (wanted > 1 or settings.sip.tls_port is not None)
     if front == "kamailio":
         use_front = True
+    if settings.sip.require_tls and not use_front:
+        raise ServeError("sip.require_tls needs the Kamailio front (apt-get install kamailio kamailio-tls-modules)")
     if not use_front:
         if wanted > 1:
             log.warning("no SIP front (kamailio %s): one worker on the dialed address, 4 calls at most",
@@ -115,17 +120,30 @@ async def start_service(settings: Settings, *, ready_timeout: float = 60.0, log_
     ``log_dir``: write each worker's stderr to ``log_dir/worker<i>.log`` instead of inheriting it.
     """
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        settings = resolve_secrets(settings).settings  # no default secrets: generated or refused
+    except SettingsError as exc:
+        raise ServeError(str(exc)) from exc
     svc = Service(settings, log_dir=log_dir)
     try:
         # Migrate the CRM schema once here, so the workers do not race to do it at start.
         await asyncio.to_thread(_migrate_store, settings.store_url)
         mqtt = settings.mqtt
         if mqtt.enabled and mqtt.host is None:
-            from live.broker import EmbeddedBroker
+            from live.broker import BrokerError, EmbeddedBroker
 
-            svc.broker = EmbeddedBroker("127.0.0.1", mqtt.embedded_port, persistence_dir=settings.data_dir / "mqtt")
-            await svc.broker.start()
+            users = {mqtt.username: mqtt.password} if mqtt.username and mqtt.password else None
+            try:
+                svc.broker = EmbeddedBroker("127.0.0.1", mqtt.embedded_port,
+                                            persistence_dir=settings.data_dir / "mqtt",
+                                            cert_file=mqtt.cert_file if mqtt.tls else None,
+                                            key_file=mqtt.key_file if mqtt.tls else None, users=users)
+                await svc.broker.start()
+            except BrokerError as exc:
+                raise ServeError(str(exc)) from exc
             mqtt = mqtt.model_copy(update={"host": "127.0.0.1", "port": mqtt.embedded_port})
+            await asyncio.to_thread(write_embedded_broker, settings.model_copy(update={"mqtt": mqtt}),
+                                    "127.0.0.1", mqtt.embedded_port)
         worker_settings = settings.model_copy(update={"mqtt": mqtt})
         count, use_front = plan_workers(settings)
         ports = [settings.sip.worker_base_port + i for i in range(count)] if use_front else [settings.sip.port]
@@ -141,6 +159,7 @@ async def start_service(settings: Settings, *, ready_timeout: float = 60.0, log_
                 settings.data_dir / "kamailio", transports=settings.sip.transports,
                 # a bridged call holds two of a worker's 4 call slots (caller and agent legs)
                 limits=FrontLimits(max_calls_per_worker=caller_slots(settings)),
+                tls=front_tls(settings.sip),
             )
             await svc.front.start()
         svc.supervisor = Supervisor(svc, lambda i: _spawn_worker(svc, i))
@@ -181,7 +200,10 @@ async def _spawn_worker(svc: Service, i: int) -> asyncio.subprocess.Process:
 
 
 def _prepare_run(settings: Settings, worker_settings: Settings, cfg: Path, log_dir: Path | None) -> None:
-    cfg.write_text(worker_settings.model_dump_json())
+    fd = os.open(cfg, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it holds the secrets
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(worker_settings.model_dump_json())
     stats_dir = settings.data_dir / "workers"
     for old in stats_dir.glob("worker*.json") if stats_dir.exists() else ():
         old.unlink()  # a previous run's reports must not pass for this one's
@@ -222,12 +244,13 @@ async def _wait_workers(svc: Service, wait_s: float) -> None:
 
 async def _start_console(svc: Service, settings: Settings) -> None:
     from callcenter.agent_console import build_agent_console
-    from callcenter.api_server import start_uvicorn
+    from callcenter.api_server import https_options, start_uvicorn
     from callcenter.history import StoreHistory
     from live.console.app import broker_options, create_console_app
 
     history = await asyncio.to_thread(StoreHistory, settings.store_url)
     svc.store = history
+    assert settings.console.token is not None  # resolve_secrets filled it in
     app = create_console_app(
         token=settings.console.token, broker_host=settings.mqtt.host or "127.0.0.1",
         broker_port=settings.mqtt.port, topic_prefix=settings.mqtt.topic_prefix, history=history,
@@ -240,7 +263,8 @@ async def _start_console(svc: Service, settings: Settings) -> None:
 
     app.add_api_route("/api/health", health, methods=["GET"])  # behind the console's token
     try:
-        svc.console, svc.console_task = await start_uvicorn(app, settings.console.host, settings.console.port, "console")
+        svc.console, svc.console_task = await start_uvicorn(app, settings.console.host, settings.console.port,
+                                                            "console", https=https_options(settings))
     except RuntimeError as exc:
         raise ServeError(str(exc)) from exc
 
@@ -329,25 +353,52 @@ async def serve(settings: Settings) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        svc = await start_service(settings)
-    except ServeError as exc:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        resolved = await asyncio.to_thread(resolve_secrets, settings)
+        svc = await start_service(resolved.settings)
+    except (ServeError, SettingsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    s = settings
-    print(f"callcenter: answering {svc.sip_uri} ({len(svc.workers)} worker(s), "
+    s = svc.settings
+    web = "https" if s.console.tls_cert else "http"
+    mq = " TLS" if s.mqtt.tls else ""
+    sip_uri = (f"sip:ivr@{s.sip.host}:{s.sip.tls_port};transport=tls (TLS only)" if s.sip.require_tls
+               else svc.sip_uri)
+    print(f"callcenter: answering {sip_uri} ({len(svc.workers)} worker(s), "
           f"{'kamailio front' if svc.front else 'no front'}); ", end="", file=sys.stderr)
     if s.console.enabled:
-        print(f"console http://{s.console.host}:{s.console.port}/?token=…; ", end="", file=sys.stderr)
+        print(f"console {web}://{s.console.host}:{s.console.port}/; ", end="", file=sys.stderr)
     if svc.api is not None:
-        print(f"CRM API http://{s.store.api_host}:{s.store.api_port}/api/calls; ", end="", file=sys.stderr)
+        print(f"CRM API {web}://{s.store.api_host}:{s.store.api_port}/api/calls; ", end="", file=sys.stderr)
     if svc.broker is not None:
-        print(f"MQTT 127.0.0.1:{s.mqtt.embedded_port} (embedded)", file=sys.stderr)
+        print(f"MQTT{mq} 127.0.0.1:{s.mqtt.embedded_port} (embedded)", file=sys.stderr)
     else:
-        print(f"MQTT {s.mqtt.host}:{s.mqtt.port}", file=sys.stderr)
+        print(f"MQTT{mq} {s.mqtt.host}:{s.mqtt.port}", file=sys.stderr)
+    _print_secrets(resolved, web)
     try:
         await stop.wait()
     finally:
         await stop_service(svc)
     return 0
+
+
+def _print_secrets(resolved: Resolved, web: str) -> None:
+    """Where the secrets are. The console URL with its token is printed once, on the run that
+    generated the token (to the operator's terminal, like a password reveal), never again."""
+    s = resolved.settings
+    folder = secrets_dir(s)
+    if resolved.created:
+        print(f"callcenter: generated {', '.join(p.name for p in resolved.created)} in {folder} (owner-only)",
+              file=sys.stderr)
+    if s.console.enabled:
+        if resolved.token_file() in resolved.created:
+            print(f"callcenter: open the console at {web}://{s.console.host}:{s.console.port}/?token={s.console.token}",
+                  file=sys.stderr)
+        elif resolved.token_from_file:
+            print(f"callcenter: console token in {resolved.token_file()} "
+                  f"(open {web}://{s.console.host}:{s.console.port}/?token=$(cat {resolved.token_file()}))",
+                  file=sys.stderr)
+    if s.console.tls_cert and s.secure:
+        print(f"callcenter: clients trust the CA {s.data_dir / 'certs' / 'ca.pem'}", file=sys.stderr)
 
 

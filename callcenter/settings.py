@@ -99,6 +99,9 @@ class Settings(BaseSettings):
     siprec: SiprecSettings = SiprecSettings()
     ivr: IvrSettings = IvrSettings()
     console: ConsoleSettings = ConsoleSettings()
+    secure: bool = False
+    """Every hop encrypted (``serve --secure``): HTTPS, MQTT over TLS with a password, certificates
+    from ``data_dir/certs`` (made when missing); see ``callcenter.credentials.apply_secure``."""
 
     @field_validator("data_dir")
     @classmethod

@@ -11,7 +11,7 @@ from callcenter.settings import Settings
 
 async def run_test_call(args: argparse.Namespace, settings: Settings) -> int:
     from speech.audio_io import AudioFileError, load_recording
-    from telephony.test_caller import place_test_call
+    from telephony.test_caller import place_test_call, secure_settings, tls_uri
 
     if args.play is not None:
         try:
@@ -19,13 +19,14 @@ async def run_test_call(args: argparse.Namespace, settings: Settings) -> int:
         except AudioFileError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
+    sip = secure_settings(settings.sip, tls=args.tls, srtp=args.srtp, ca=args.ca)
     result = await place_test_call(
-        args.uri,
+        tls_uri(args.uri) if args.tls else args.uri,
         play=args.play,
         dtmf=list(args.dtmf),
         dtmf_delay=args.dtmf_delay,
         hangup_after=args.hangup_after,
-        settings=settings.sip,
+        settings=sip,
         dtmf_mode="inband" if args.inband else "rfc4733",
         port=args.local_port or None,
         record_dir=settings.data_dir / "test-calls",

@@ -120,7 +120,10 @@ def _write_call_record(data_dir: Path, index: int, outcome: CallOutcome) -> None
         "stored": outcome.summary is not None,
     }
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record))
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # IVR input: owner-only
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(json.dumps(record))
     os.replace(tmp, path)
 
 

@@ -141,6 +141,7 @@ class CollectSpec(_Prompting):
     digits: DigitsSpec = DigitsSpec()
     terminator: Annotated[Text, AfterValidator(_terminator)] | None = "#"
     secure: bool = False
+    """Card numbers and PINs: digits masked everywhere, the recording silent meanwhile."""
     store_as: Ref | None = None
 
 

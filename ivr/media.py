@@ -29,6 +29,11 @@ class IvrMedia(Protocol):
         """Caller ASR in grammar mode for these phrases; None: back to free-form."""
         ...
 
+    def secure_input(self, on: bool) -> None:
+        """A secure collection starts (True) or ends: the call's recording holds silence meanwhile,
+        so keyed digits (their in-band tones) never reach the file."""
+        ...
+
     async def route(self, queue: str) -> None:
         """Hand the call to a named queue."""
         ...

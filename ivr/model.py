@@ -153,7 +153,9 @@ class CollectNode(Node):
     """Also the inter-digit timeout: each key press restarts it."""
     retries: int = DEFAULT_RETRIES
     secure: bool = False
-    """The digits are PII: IvrStep details carry their count, never the digits."""
+    """The digits are PII (a card number): IvrStep details carry their count, never the digits;
+    the entry step says ``secure`` so redactors mask the keys that follow, in live feeds too; the
+    call's recording holds silence from the node's start to its end (``IvrMedia.secure_input``)."""
     store_as: str = ""
     reprompt: str | None = None
     no_match: str | None = None

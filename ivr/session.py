@@ -151,7 +151,11 @@ class IvrSession:
                 node = self._flow.nodes[node_id]
                 self._node_id = node_id
                 self._path.append(node_id)
-                self._step(IvrAction.ENTER, {"kind": node.kind})
+                # "secure" on entry: redactors mask the keys that follow, before the node reports.
+                enter: dict[str, Any] = {"kind": node.kind}
+                if isinstance(node, CollectNode) and node.secure:
+                    enter["secure"] = True
+                self._step(IvrAction.ENTER, enter)
                 nxt = await self._visit(node)
                 if isinstance(nxt, IvrResult):
                     return nxt
@@ -229,6 +233,15 @@ class IvrSession:
         }
 
     async def _collect(self, node: CollectNode) -> str | IvrResult:
+        if not node.secure:
+            return await self._collect_digits(node)
+        self._media.secure_input(True)  # from the prompt on: a caller may key ahead of it
+        try:
+            return await self._collect_digits(node)
+        finally:
+            self._media.secure_input(False)
+
+    async def _collect_digits(self, node: CollectNode) -> str | IvrResult:
         attempt, prompt, preface = 0, node.prompt, None
         while True:
             if preface:

@@ -10,6 +10,7 @@ rows wait, the oldest are dropped, counted and logged: the newest state matters 
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import threading
 from collections.abc import Iterable
@@ -40,6 +41,12 @@ class Outbox:
         self.path = Path(path)
         self.max_items = max_items
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Owner-only before SQLite opens it (its WAL files copy the mode): events hold personal data.
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            os.fchmod(fd, 0o600)
+        finally:
+            os.close(fd)
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = sqlite3.connect(
             self.path, check_same_thread=False, isolation_level=None

@@ -12,6 +12,9 @@ command -v sox >/dev/null || need_apt+=(sox libsox-fmt-all)
 command -v sipp >/dev/null || need_apt+=(sip-tester)
 command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
 command -v kamailio >/dev/null || [ -x /usr/sbin/kamailio ] || need_apt+=(kamailio)
+# SIP over TLS at the front (sip.tls_port): Kamailio's tls module is a package of its own.
+compgen -G '/usr/lib/*/kamailio/modules/tls.so' >/dev/null || compgen -G '/usr/lib/kamailio/modules/tls.so' >/dev/null \
+  || need_apt+=(kamailio-tls-modules)
 ldconfig -p 2>/dev/null | grep -q libsndfile || need_apt+=(libsndfile1)
 if [[ ",$EXTRAS," == *",test,"* ]] && [ ! -x /usr/bin/chromium ]; then need_apt+=(chromium); fi
 

@@ -42,19 +42,32 @@ _NO_NUL = r"^[^\x00]*$"
 
 _ERROR = {"content": {"application/json": {"schema": {
     "type": "object", "properties": {"detail": {"type": "string"}}, "required": ["detail"]}}}}
-_AUTH_ERRORS: dict[int | str, dict[str, Any]] = {401: {"description": "missing or wrong bearer token", **_ERROR}}
+_AUTH_ERRORS: dict[int | str, dict[str, Any]] = {401: {"description": "missing or wrong bearer token", **_ERROR},
+                                                  403: {"description": "a read-only token on a write", **_ERROR}}
 
 
-def create_api(store: CrmStore, *, token: str | None, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
-    """A FastAPI app serving ``store``; ``token=None`` leaves it open (loopback, tests)."""
+def create_api(store: CrmStore, *, token: str | None, read_token: str | None = None,
+               max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
+    """A FastAPI app serving ``store``; ``token=None`` leaves it open (loopback, tests).
+
+    ``token`` may read and write (the CRM bridge posts calls with it); ``read_token``, when
+    given, may only read (reporting): a write with it is 403, so a leaked report token cannot
+    plant records."""
     bearer = HTTPBearer(auto_error=False)
 
-    def check_token(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
+    def check_token(request: Request,
+                    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
         if token is None:
             return
-        if creds is None or not hmac.compare_digest(creds.credentials.encode(), token.encode()):
-            raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing or wrong bearer token",
-                                headers={"WWW-Authenticate": "Bearer"})
+        given = creds.credentials.encode() if creds is not None else b""
+        if creds is not None and hmac.compare_digest(given, token.encode()):
+            return
+        if read_token and creds is not None and hmac.compare_digest(given, read_token.encode()):
+            if request.method in ("GET", "HEAD", "OPTIONS"):
+                return
+            raise HTTPException(status.HTTP_403_FORBIDDEN, "this token may only read")
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing or wrong bearer token",
+                            headers={"WWW-Authenticate": "Bearer"})
 
     router = APIRouter(prefix="/api", dependencies=[Depends(check_token)], responses=_AUTH_ERRORS)
 
@@ -127,7 +140,7 @@ def create_api(store: CrmStore, *, token: str | None, max_body_bytes: int = MAX_
         return JSONResponse({"detail": _finite(jsonable_encoder(exc.errors()))}, status_code=422)
 
     app.state.router = router
-    _add_docs(app, token)
+    _add_docs(app, token, read_token)
     app.add_middleware(BodyLimit, limit=max_body_bytes)
     return app
 
@@ -139,9 +152,10 @@ def _ingest(store: CrmStore, call: CallIn) -> str:
     return store.save_call(red.events, summary, originals=red.originals)
 
 
-def _add_docs(app: FastAPI, token: str | None) -> None:
-    """``/openapi.json`` and ``/docs`` behind the same token as the API. A browser cannot send
-    a bearer header, so ``/docs?token=...`` also works and hands the token to its schema fetch."""
+def _add_docs(app: FastAPI, token: str | None, read_token: str | None = None) -> None:
+    """``/openapi.json`` and ``/docs`` behind the same tokens as the API (reading them is a read).
+    A browser cannot send a bearer header, so ``/docs?token=...`` also works and hands the token
+    to its schema fetch."""
 
     def allowed(request: Request) -> bool:
         if token is None:
@@ -150,7 +164,7 @@ def _add_docs(app: FastAPI, token: str | None) -> None:
         header = request.headers.get("authorization", "")
         if header.lower().startswith("bearer "):
             given = header[7:]
-        return hmac.compare_digest(given.encode(), token.encode())
+        return any(hmac.compare_digest(given.encode(), t.encode()) for t in (token, read_token) if t)
 
     def denied() -> JSONResponse:
         return JSONResponse({"detail": "missing or wrong bearer token"}, status_code=401,

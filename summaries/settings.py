@@ -15,13 +15,18 @@ class StoreSettings(_Frozen):
     keep_original_pii: bool = False
     webhook_url: str | None = None
     webhook_secret: str | None = None
+    """Signs webhook bodies; unset with a ``webhook_url``: generated into
+    ``data_dir/secrets/webhook_secret`` on first run."""
     api_enabled: bool = True
     """``serve`` runs the REST API beside the console (when the console is enabled)."""
     api_host: str = "127.0.0.1"
     api_port: int = 8081
     """The CRM REST API (OpenAPI at /openapi.json); ``serve`` and ``callcenter api`` run it."""
     api_token: str | None = None
-    """Bearer token for the REST API; default: the console token."""
+    """Bearer token for the REST API (read and write: the CRM bridge); default: the console token."""
+    api_read_token: str | None = None
+    """A read-only bearer token (reporting): writes with it get 403. Unset: generated on first
+    run into ``data_dir/secrets/api_read_token``."""
 
 
 class SummarySettings(_Frozen):

@@ -9,6 +9,7 @@ way in (``summaries.ingest``), whoever writes it. Blocking: call it from a threa
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, func, or_, select
+from sqlalchemy import Engine, create_engine, event, func, make_url, or_, select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from speech.events import CallStarted, Event, FinalTranscript
@@ -165,6 +166,7 @@ class CrmStore:
 
     def _make_engine(self) -> Engine:
         if self.dialect == "sqlite":
+            _private_sqlite_file(make_url(self.url).database)
             engine = create_engine(self.url, echo=self.echo, connect_args={"timeout": self.connect_timeout_s})
 
             @event.listens_for(engine, "connect")
@@ -397,3 +399,20 @@ def __getattr__(name: str) -> Any:
 
         return DurableWriter
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _private_sqlite_file(database: str | None) -> None:
+    """Create the store's file owner-only (0600) before SQLite does: its WAL and shared-memory
+    files copy the database's mode, and the store holds personal data."""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database)
+    if not path.parent.is_dir():
+        return  # SQLite reports the missing folder itself
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # an older store made under a loose umask is tightened too
+    except PermissionError:  # someone else's file: theirs to protect
+        pass
+    finally:
+        os.close(fd)

@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import json
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -144,7 +145,9 @@ class WebhookOutbox:
     def _open(self) -> None:
         with self._db_lock:
             if self._db is None:
-                db = sqlite3.connect(self.spool_dir / OUTBOX_FILE, check_same_thread=False, isolation_level=None)
+                path = self.spool_dir / OUTBOX_FILE
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))  # owner-only; WAL copies it
+                db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA synchronous=FULL")
                 db.execute(_SCHEMA)

@@ -139,6 +139,8 @@ class SipEndpoint:
         self.registration = registration
         self.port = settings.port if port is None else port
         self.record_dir = Path(record_dir) if record_dir is not None and settings.record else None
+        self.recording_key = settings.recording.key() if self.record_dir is not None else None
+        """Recordings are encrypted at rest with it (``<name>.wav.enc``); None: plain WAV."""
         self.name = name
         self.max_calls = min(max_calls, MAX_CALLS)
         self.max_incoming = self.max_calls if max_incoming is None else min(max_incoming, self.max_calls)
@@ -304,6 +306,23 @@ class SipEndpoint:
             src._unlink(dst)
             await self._pj.submit(lambda: self._set_link(src.key, dst.key, False))
 
+    async def media_profiles(self, leg: CallLeg) -> list[str]:
+        """The transport profile of each of ``leg``'s live audio streams: ``RTP/SAVP`` when
+        SRTP was negotiated (SDES keys in the SDP), ``RTP/AVP`` in the clear."""
+        return await self._pj.submit(lambda: self._media_profiles(leg.key))
+
+    def _media_profiles(self, key: int) -> list[str]:
+        call = self._calls.get(key)
+        if call is None:
+            raise EndpointError("call has ended")
+        out = []
+        info = call.getInfo()  # kept: the media vector lives in it
+        for m in info.media:
+            if m.type == pj.PJMEDIA_TYPE_AUDIO and m.status != pj.PJSUA_CALL_MEDIA_NONE:
+                proto = call.getStreamInfo(m.index).proto
+                out.append("RTP/SAVP" if proto & pj.PJMEDIA_TP_PROFILE_SRTP else "RTP/AVP")
+        return out
+
     @property
     def free_slots(self) -> int:
         """Calls this endpoint may still place or take (``max_calls`` minus live ones)."""
@@ -437,11 +456,11 @@ class SipEndpoint:
         rec = None
         if self.record_dir is not None and record:
             safe = re.sub(r"[^A-Za-z0-9_.-]", "_", info.callIdString)[:64]
-            rec = self.record_dir / f"{self.name}-{key}-{safe}.wav"
+            rec = self.record_dir / f"{self.name}-{key}-{safe}.wav{'.enc' if self.recording_key else ''}"
         leg = CallLeg(
             key=key, call_id=info.callIdString, remote_uri=info.remoteUri, local_uri=info.localUri,
             party=party, sample_rate=SAMPLE_RATE, call_op=self._call_op, loop=self._pj.loop,
-            recording_path=rec, max_frames=self.inbox_frames,
+            recording_path=rec, max_frames=self.inbox_frames, recording_key=self.recording_key,
         )
         call.leg = leg
         self._calls.add(key, call)

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from telephony.net import free_port
+from telephony.settings import SipSettings
 
 log = logging.getLogger(__name__)
 
@@ -89,18 +90,59 @@ class FrontLimits:
     """Kamailio reads a TCP message whole; larger ones close the connection unanswered."""
 
 
+@dataclass(frozen=True)
+class FrontTls:
+    """SIP over TLS at the front (Kamailio's tls module): a listener on ``host:port`` with
+    ``cert``/``key``. ``require``: new calls and registrations that did not arrive over TLS get
+    403 "TLS Required" (OPTIONS, in-dialog requests and the workers' own calls to agents, on
+    this host, are not refused)."""
+
+    port: int
+    cert: Path
+    key: Path
+    require: bool = False
+
+
+def front_tls(sip: SipSettings) -> FrontTls | None:
+    """The front's TLS from the SIP settings; None when ``sip.tls_port`` is unset."""
+    if sip.tls_port is None:
+        return None
+    if sip.tls_cert is None or sip.tls_key is None:
+        raise FrontError("sip.tls_port needs sip.tls_cert and sip.tls_key (callcenter certs makes them)")
+    return FrontTls(sip.tls_port, Path(sip.tls_cert), Path(sip.tls_key), sip.require_tls)
+
+
+def render_tls_config(tls: FrontTls) -> str:
+    """Kamailio's tls.cfg: the server presents ``cert``; clients (phones) need no certificate;
+    the front connects to agents' TLS phones without verifying them (they are on its own
+    registrar, authenticated by digest)."""
+    return (
+        "[server:default]\nmethod = TLSv1.2+\nverify_certificate = no\nrequire_certificate = no\n"
+        f"certificate = {tls.cert}\nprivate_key = {tls.key}\n\n"
+        "[client:default]\nmethod = TLSv1.2+\nverify_certificate = no\nrequire_certificate = no\n"
+    )
+
+
 def render_config(
     host: str, port: int, rundir: Path, *, transports: Sequence[str] = ("udp", "tcp"), children: int = 2,
     probing: bool = True, limits: FrontLimits | None = None, rpc_port: int | None = None,
-    realm: str = DEFAULT_REALM,
+    realm: str = DEFAULT_REALM, tls: FrontTls | None = None,
 ) -> str:
     """The dispatcher config from ``kamailio_front.cfg`` (admission control, failover, the
-    agents' registrar). ``rpc_port``: JSON-RPC over HTTP on 127.0.0.1 (default ``port + 1000``)."""
+    agents' registrar). ``rpc_port``: JSON-RPC over HTTP on 127.0.0.1 (default ``port + 1000``).
+    ``tls``: a TLS listener too (its ``tls.cfg`` sits in ``rundir``)."""
     lim = limits or FrontLimits()
+    listens = [f"listen={t}:{host}:{port}" for t in transports]
+    tls_lines = ""
+    if tls is not None:
+        listens.append(f"listen=tls:{host}:{tls.port}")
+        tls_lines = (f'enable_tls=yes\nalias="{host}:{tls.port}"\nloadmodule "{modules_dir() or MODULES_DIRS[0]}'
+                     f'/tls.so"\nmodparam("tls", "config", "{rundir}/tls.cfg")\n')
     values = {
+        "TLS": tls_lines, "REQUIRE_TLS": "1" if tls is not None and tls.require else "0",
         "RPC_PORT": str(rpc_port if rpc_port is not None else port + 1000), "REALM": realm,
         "HOST": host, "PORT": str(port), "RUNDIR": str(rundir), "CHILDREN": str(children),
-        "LISTENS": "\n".join(f"listen={t}:{host}:{port}" for t in transports),
+        "LISTENS": "\n".join(listens),
         "MODULES": modules_dir() or MODULES_DIRS[0], "PROBING": "1" if probing else "0",
         "MAX_PER_WORKER": str(lim.max_calls_per_worker), "INVITE_RATE": str(lim.invite_rate),
         "SOURCE_DENSITY": str(lim.source_rate), "MAX_BYTES": str(lim.max_message_bytes),
@@ -122,10 +164,13 @@ class KamailioFront:
 
     def __init__(self, host: str, port: int, workers: Sequence[Worker], rundir: Path,
                  *, transports: Sequence[str] = ("udp", "tcp"), probing: bool = True,
-                 limits: FrontLimits | None = None, rpc_port: int | None = None) -> None:
+                 limits: FrontLimits | None = None, rpc_port: int | None = None,
+                 tls: FrontTls | None = None) -> None:
         """``probing``: OPTIONS-ping workers and skip dead ones (workers must answer OPTIONS).
         ``rpc_port``: JSON-RPC over HTTP on 127.0.0.1; None: a free port, picked once and kept
-        across restarts (Python reaches it through ``rpc_url``)."""
+        across restarts (Python reaches it through ``rpc_url``). ``tls``: SIP over TLS too
+        (the hop to the workers stays UDP on this host)."""
+        self.tls = tls
         self.host = host
         self.port = port
         self.workers = list(workers)
@@ -148,9 +193,11 @@ class KamailioFront:
     def write_config(self) -> Path:
         self.rundir.mkdir(parents=True, exist_ok=True)
         (self.rundir / "dispatcher.list").write_text(render_dispatcher_list(self.workers))
+        if self.tls is not None:
+            (self.rundir / "tls.cfg").write_text(render_tls_config(self.tls))
         self.config_path.write_text(render_config(
             self.host, self.port, self.rundir, transports=self.transports, probing=self.probing,
-            limits=self.limits, rpc_port=self.rpc_port,
+            limits=self.limits, rpc_port=self.rpc_port, tls=self.tls,
         ))
         return self.config_path
 

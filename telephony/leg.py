@@ -56,6 +56,7 @@ class CallLeg:
         loop: asyncio.AbstractEventLoop,
         recording_path: Path | None = None,
         max_frames: int = DEFAULT_INBOX_FRAMES,
+        recording_key: bytes | None = None,
     ) -> None:
         self.key = key
         self.call_id = call_id
@@ -68,6 +69,8 @@ class CallLeg:
         self.frames_received = 0
         self.frames_dropped = 0
         self.recording_path = recording_path
+        self._recording_key = recording_key
+        self._recording_muted = False
         self.ended: LegEnded | None = None
         self.held = False
         self.agent_identity = ""
@@ -170,7 +173,16 @@ class CallLeg:
 
     def _open_recording(self) -> None:
         if self.recording_path is not None and self._recorder is None:
-            self._recorder = StereoRecorder(self.recording_path, sample_rate=self.sample_rate)
+            self._recorder = StereoRecorder(self.recording_path, sample_rate=self.sample_rate,
+                                            key=self._recording_key)
+            self._recorder.mute(self._recording_muted)
+
+    def mute_recording(self, on: bool) -> None:
+        """Record silence on both channels (secure IVR input: keyed card numbers) until called
+        with False; the recorder keeps a short tail silenced for the last key's tone."""
+        self._recording_muted = on
+        if self._recorder is not None:
+            self._recorder.mute(on)
 
     def _link(self, other: CallLeg) -> None:
         """``other``'s party hears ours from now on (our audio goes into its recording)."""

@@ -63,14 +63,41 @@ def create_library(cfg: LibConfig, ep: pj.Endpoint) -> None:
     ep.libInit(ecfg)
     support_option_tag("siprec")
     ep.audDevManager().setNullDev()
-    for kind in cfg.settings.transports:
-        tcfg = pj.TransportConfig()
-        tcfg.port = cfg.port
-        tcfg.boundAddress = cfg.settings.host
-        ttype = pj.PJSIP_TRANSPORT_UDP if kind == "udp" else pj.PJSIP_TRANSPORT_TCP
-        ep.transportCreate(ttype, tcfg)
+    sip = cfg.settings
+    on_dialed = cfg.port == sip.port
+    if not (sip.require_tls and on_dialed):  # a TLS-only worker has no clear-text listener
+        for kind in sip.transports:
+            tcfg = pj.TransportConfig()
+            tcfg.port = cfg.port
+            tcfg.boundAddress = sip.host
+            ttype = pj.PJSIP_TRANSPORT_UDP if kind == "udp" else pj.PJSIP_TRANSPORT_TCP
+            ep.transportCreate(ttype, tcfg)
+    if sip.tls_port is not None:
+        ep.transportCreate(pj.PJSIP_TRANSPORT_TLS, tls_transport_config(sip, sip.tls_port if on_dialed else 0))
     set_codecs(ep, cfg.settings.codecs)
     ep.libStart()
+
+
+def tls_transport_config(sip: SipSettings, port: int) -> pj.TransportConfig:
+    """A TLS transport on ``host:port`` (0: any port, for a phone that only dials out over
+    TLS; it still answers calls on it when it has ``tls_cert``). With ``tls_ca`` the peer's
+    certificate is verified (the front's name must match), else it is only encrypted."""
+    tcfg = pj.TransportConfig()
+    tcfg.port = port
+    tcfg.boundAddress = sip.host
+    tls = tcfg.tlsConfig
+    tls.method = pj.PJSIP_TLSV1_2_METHOD
+    if sip.tls_cert is not None and sip.tls_key is not None:
+        tls.certFile = str(sip.tls_cert)
+        tls.privKeyFile = str(sip.tls_key)
+    if sip.tls_ca is not None:
+        tls.CaListFile = str(sip.tls_ca)
+        tls.verifyServer = True
+    return tcfg
+
+
+SRTP_USE = {"off": pj.PJMEDIA_SRTP_DISABLED, "optional": pj.PJMEDIA_SRTP_OPTIONAL,
+            "mandatory": pj.PJMEDIA_SRTP_MANDATORY}
 
 
 class _PjStr(ctypes.Structure):
@@ -112,6 +139,8 @@ class Registration:
     expires_s: int = 60
     """Re-REGISTER interval: a restarted front (contacts in memory) knows the phone again
     within this time."""
+    tls: bool = False
+    """Register (and so be reached) over TLS: ``registrar`` is then the front's TLS port."""
 
     @property
     def aor(self) -> str:
@@ -133,9 +162,21 @@ def create_account(acc: pj.Account, cfg: LibConfig, uri: str, registration: Regi
     acfg = pj.AccountConfig()
     acfg.idUri = uri
     acfg.mediaConfig.transportConfig.boundAddress = cfg.settings.host
+    # SDES-SRTP for every call of the account: callers, agents' legs, SIPREC streams alike.
+    acfg.mediaConfig.srtpUse = SRTP_USE[cfg.settings.srtp]
+    acfg.mediaConfig.srtpSecureSignaling = cfg.settings.srtp_secure_signaling
+    if cfg.settings.srtp != "off":
+        # One suite, RFC 4568's mandatory one: pjsua offers four a=crypto lines by default,
+        # which pushes a worker's INVITE to an agent past 1300 bytes, where pjsip switches
+        # from UDP to TCP and the front no longer knows the worker by its address.
+        crypto = pj.SrtpCrypto()
+        crypto.name = "AES_CM_128_HMAC_SHA1_80"
+        acfg.mediaConfig.srtpOpt.cryptos.append(crypto)
+        acfg.mediaConfig.srtpOpt.keyings.append(pj.PJMEDIA_SRTP_KEYING_SDES)
     if registration is not None:
         acfg.idUri = registration.aor
-        acfg.regConfig.registrarUri = f"sip:{registration.registrar}"
+        acfg.regConfig.registrarUri = f"sip:{registration.registrar}" + (
+            ";transport=tls" if registration.tls else "")
         acfg.regConfig.timeoutSec = registration.expires_s
         acfg.regConfig.retryIntervalSec = 5
         acfg.natConfig.sipOutboundUse = 0  # plain RFC 3261 contacts: the front has no outbound module

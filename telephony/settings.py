@@ -2,14 +2,55 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class RecordingSettings(_Frozen):
+    """Recordings at rest: always owner-only (files 0600, folders 0700); optionally encrypted."""
+
+    encryption_key: str = ""
+    """Base64 of 32 random bytes: recordings are written AES-256-GCM encrypted as
+    ``<name>.wav.enc`` (``telephony.recording_crypto``); ``callcenter replay`` reads them with it.
+    Empty: plain WAV. Prefer ``encryption_key_file`` (the key stays out of the config file)."""
+    encryption_key_file: Path | None = None
+    """A file holding the base64 key (make it with ``head -c32 /dev/urandom | base64``, 0600)."""
+
+    @model_validator(mode="after")
+    def _one_key(self) -> RecordingSettings:
+        if self.encryption_key and self.encryption_key_file:
+            raise ValueError("set recording encryption_key or encryption_key_file, not both")
+        if self.encryption_key:
+            _decode_key(self.encryption_key, "encryption_key")
+        return self
+
+    def key(self) -> bytes | None:
+        """The 32-byte key, read from the file when one is set; None: recordings stay plain."""
+        if self.encryption_key_file is not None:
+            try:
+                text = Path(self.encryption_key_file).read_text().strip()
+            except OSError as exc:
+                raise ValueError(f"{self.encryption_key_file}: cannot read the recording key: {exc}") from exc
+            return _decode_key(text, str(self.encryption_key_file))
+        return _decode_key(self.encryption_key, "encryption_key") if self.encryption_key else None
+
+
+def _decode_key(text: str, where: str) -> bytes:
+    try:
+        raw = base64.b64decode(text.strip(), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError(f"{where}: the recording key is not base64") from exc
+    if len(raw) != 32:
+        raise ValueError(f"{where}: the recording key must be 32 bytes (base64 of 32 bytes), got {len(raw)}")
+    return raw
 
 
 class SipSettings(_Frozen):
@@ -26,6 +67,37 @@ class SipSettings(_Frozen):
     """Audio frames a call's inbox holds before dropping (10 s); control items are never dropped."""
     front: Literal["auto", "kamailio", "none"] = "auto"
     record: bool = True
+    recording: RecordingSettings = RecordingSettings()
+    """Recordings at rest (``sip.recording.encryption_key`` / ``encryption_key_file``)."""
+    tls_port: int | None = None
+    """SIP over TLS on ``host:tls_port`` (5061 is usual): at the front, or on the worker itself
+    when calls arrive directly (``front = none``). None: no TLS listener."""
+    tls_cert: Path | None = None
+    """PEM certificate (chain) the TLS listener presents (``callcenter certs`` makes one)."""
+    tls_key: Path | None = None
+    """PEM private key of ``tls_cert`` (keep it owner-only)."""
+    tls_ca: Path | None = None
+    """CA bundle to verify TLS peers (test phones verify the front with it); None: no check."""
+    require_tls: bool = False
+    """Refuse new calls and registrations that did not arrive over TLS (403 "TLS Required" from
+    the front, which it needs). The front's hop to its workers stays on this host (UDP, not
+    encrypted)."""
+    srtp: Literal["off", "optional", "mandatory"] = "off"
+    """SRTP (SDES keys in the SDP's a=crypto) for every call's media: callers, agents' legs and
+    SIPREC sessions. ``mandatory`` refuses (488) or fails calls whose peer cannot do it."""
+    srtp_secure_signaling: Literal[0, 1, 2] = 0
+    """pjsua's rule for SDES keys: 0 send them on any transport, 1 only over TLS, 2 only with
+    sips: end to end. Workers behind the front get calls over the loopback UDP hop, so 0 there."""
+
+    @model_validator(mode="after")
+    def _tls_complete(self) -> SipSettings:
+        if self.require_tls and self.tls_port is None:
+            raise ValueError("sip.require_tls needs sip.tls_port")
+        if self.require_tls and self.front == "none":
+            raise ValueError("sip.require_tls needs the Kamailio front (sip.front = auto or kamailio)")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("sip.tls_cert and sip.tls_key go together")
+        return self
 
 
 class AcdSettings(_Frozen):

@@ -33,6 +33,7 @@ from telephony.leg import CallLeg
 from telephony.net import free_port
 from telephony.pjlib import Registration
 from telephony.settings import SipSettings
+from telephony.test_caller import add_secure_arguments, media_profiles, secure_settings
 from telephony.wav_writer import IncrementalWav
 
 DIAL_HOLD_S = 15.0
@@ -51,6 +52,8 @@ class AgentCall:
     duration: float = 0.0
     """Call seconds from answer to end (frame clock)."""
     codec: str = ""
+    media: list[str] = field(default_factory=list)
+    """Each audio stream's profile: ``RTP/SAVP`` when SRTP was negotiated."""
     recording_path: str | None = None
     """Mono WAV of what the agent heard."""
     frames_heard: int = 0
@@ -128,8 +131,11 @@ async def run_test_agent(
     uri: str, password: str, script: AgentScript | None = None, *, realm: str = "*",
     dial: str | None = None, settings: SipSettings | None = None, port: int | None = None,
     register_timeout_s: float = 10.0, on_result: Callable[[TestAgentResult], None] | None = None,
+    tls: bool = False,
 ) -> TestAgentResult:
     """Register as the agent of ``uri`` and run ``script`` (or dial ``dial`` and return).
+    ``tls``: register and dial over TLS (``uri`` names the front's TLS port; ``settings``
+    then has ``tls_port`` and, for the front to reach the phone, ``tls_cert``/``tls_key``).
 
     ``on_result`` gets the result before the endpoint is torn down (pjlib's shutdown cannot
     swallow the report)."""
@@ -138,7 +144,7 @@ async def run_test_agent(
     sip = (settings or SipSettings()).model_copy(update={"record": False})
     local_port = port or free_port(sip.host)
     endpoint = SipEndpoint(sip, port=local_port, name=f"agent-{user}",
-                           registration=Registration(registrar, user, password, realm))
+                           registration=Registration(registrar, user, password, realm, tls=tls))
     await endpoint.start()
     try:
         reg = await endpoint.wait_registered(register_timeout_s)
@@ -147,7 +153,7 @@ async def run_test_agent(
                                  local_port=local_port)
         if reg.active:
             if dial is not None:
-                result.dialed = await _dial(endpoint, f"sip:{dial}@{registrar}")
+                result.dialed = await _dial(endpoint, f"sip:{dial}@{registrar}" + (";transport=tls" if tls else ""))
             else:
                 await _take_calls(endpoint, script, result)
         if on_result is not None:
@@ -192,6 +198,7 @@ async def _take_calls(endpoint: SipEndpoint, script: AgentScript, result: TestAg
             call.end_reason, call.status = "cancelled", ended.status
             continue
         call.answered, call.answered_at = True, round(time.time(), 3)
+        call.media = await media_profiles(endpoint, leg)
         await _run_call(leg, script, call, _numbered(script.record, n), endpoint)
 
 
@@ -350,6 +357,10 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--dial", help="dial this user at the front instead (a feature code: '*1')")
     ap.add_argument("--port", type=int, help="local SIP port (default: a free one)")
     ap.add_argument("--register-timeout", type=float, default=10.0)
+    add_secure_arguments(ap)
+    ap.add_argument("--cert", type=Path, help="with --tls: certificate the phone's TLS listener presents "
+                    "(the front connects to it to ring the agent)")
+    ap.add_argument("--key", type=Path, help="private key of --cert")
 
 
 def script_of(args: argparse.Namespace) -> AgentScript:
@@ -379,9 +390,11 @@ async def run_from_args(args: argparse.Namespace, settings: SipSettings | None =
         print(json.dumps(result.to_dict()))
         sys.stdout.flush()
 
+    sip = secure_settings(settings or SipSettings(), tls=args.tls, srtp=args.srtp, ca=args.ca,
+                          cert=args.cert, key=args.key)
     result = await run_test_agent(args.uri, args.password, script, realm=args.realm, dial=args.dial,
-                                  settings=settings, port=args.port, register_timeout_s=args.register_timeout,
-                                  on_result=report)
+                                  settings=sip, port=args.port, register_timeout_s=args.register_timeout,
+                                  on_result=report, tls=args.tls)
     return exit_code(result, script, args.dial is not None)
 
 

@@ -63,6 +63,8 @@ class TestCallResult:
     local_port: int = 0
     answered_at: float | None = None
     """Epoch seconds of the answer (where the recording starts)."""
+    media: list[str] = field(default_factory=list)
+    """Each audio stream's profile: ``RTP/SAVP`` when SRTP was negotiated, else ``RTP/AVP``."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -104,13 +106,29 @@ async def place_test_call(
             result = TestCallResult(uri=uri, answered=False, status=exc.status, reason=exc.reason,
                                     local_port=local_port)
         else:
+            media = await media_profiles(endpoint, leg)
             result = await _run_script(leg, uri, play, dtmf or [], dtmf_delay, hangup_after, dtmf_mode, local_port,
                                        dtmf_first)
+            result.media = media
         if on_result is not None:
             on_result(result)
         return result
     finally:
         await endpoint.stop()
+
+
+async def media_profiles(endpoint: SipEndpoint, leg: CallLeg, wait_s: float = 2.0) -> list[str]:
+    """The call's stream profiles once its media is up (pjsua reports them after the answer's
+    media update, a moment after the call is confirmed)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            media = await endpoint.media_profiles(leg)
+        except Exception:  # noqa: BLE001 - the call ended meanwhile
+            return []
+        if media or time.monotonic() > deadline:
+            return media
+        await asyncio.sleep(0.05)
 
 
 async def _run_script(
@@ -179,6 +197,29 @@ async def _listen(leg: CallLeg, result: TestCallResult) -> None:
         result.heard_rms_dbfs = round(10 * np.log10(energy / samples / 32768.0**2), 2)
 
 
+def secure_settings(sip: SipSettings, *, tls: bool, srtp: str | None, ca: Path | None,
+                    cert: Path | None = None, key: Path | None = None) -> SipSettings:
+    """A test phone's SIP settings for ``--tls``/``--srtp``/``--ca`` (``--cert``/``--key``: a
+    phone that is also reached over TLS, an agent's). TLS takes any local port; ``srtp``
+    None keeps the settings' own."""
+    update: dict[str, Any] = {} if srtp is None else {"srtp": srtp}
+    if tls:
+        update.update(tls_port=0, tls_ca=ca, tls_cert=cert, tls_key=key)
+    return sip.model_copy(update=update)
+
+
+def tls_uri(uri: str) -> str:
+    """``uri`` with ``;transport=tls`` unless it names a transport already."""
+    return uri if "transport=" in uri.lower() else f"{uri};transport=tls"
+
+
+def add_secure_arguments(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--tls", action="store_true", help="SIP over TLS (dial/register the front's TLS port)")
+    ap.add_argument("--srtp", choices=("off", "optional", "mandatory"),
+                    help="SRTP (SDES) for the call's media (default: sip.srtp of the settings)")
+    ap.add_argument("--ca", type=Path, help="CA certificate to verify the front with (with --tls)")
+
+
 def main(argv: list[str] | None = None) -> int:
     """CLI: place one test call and print the result (JSON with ``--json``)."""
     ap = argparse.ArgumentParser(prog="python -m telephony.test_caller", description=__doc__)
@@ -192,7 +233,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--port", type=int)
     ap.add_argument("--record-dir", type=Path)
     ap.add_argument("--json", action="store_true")
+    add_secure_arguments(ap)
     args = ap.parse_args(argv)
+    settings = secure_settings(SipSettings(), tls=args.tls, srtp=args.srtp, ca=args.ca)
+    uri = tls_uri(args.uri) if args.tls else args.uri
     def report(result: TestCallResult) -> None:
         if args.json:
             print(json.dumps(result.to_dict()))
@@ -202,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()
 
     result = asyncio.run(place_test_call(
-        args.uri, play=args.play, dtmf=args.dtmf, dtmf_delay=args.dtmf_delay,
+        uri, settings=settings, play=args.play, dtmf=args.dtmf, dtmf_delay=args.dtmf_delay,
         hangup_after=args.hangup_after, dtmf_mode="inband" if args.inband else "rfc4733",
         port=args.port, record_dir=args.record_dir, on_result=report, dtmf_first=args.dtmf_first,
     ))

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from telephony.recording_crypto import open_private
+
 _HEADER_BYTES = 44
 
 
@@ -22,8 +24,7 @@ class IncrementalWav:
         self.sample_rate = sample_rate
         self.channels = channels
         self._data_bytes = 0
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh = open(self.path, "wb")  # noqa: SIM115 - kept open for the call's lifetime
+        self._fh = open_private(self.path)  # owner-only: a recording is personal data
         self._fh.write(self._header())
 
     def _header(self) -> bytes:

@@ -66,6 +66,9 @@ class FakeMedia(IvrMedia):
     def set_grammar(self, phrases: Sequence[str] | None) -> None:
         self.calls.append(("grammar", tuple(phrases) if phrases is not None else None))
 
+    def secure_input(self, on: bool) -> None:
+        self.calls.append(("secure", on))
+
     async def route(self, queue: str) -> None:
         self.calls.append(("route", queue))
 

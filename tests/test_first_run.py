@@ -1,8 +1,8 @@
 """The README's first run, exactly as written, from a fresh clone with default settings.
 
 ``scripts/run.sh`` in a clean clone (relative ``var`` data dir, Kamailio front, embedded broker,
-console, CRM API on their default ports), then the README's test call from a second "terminal"
-and ``calls list``, then SIGTERM. It once exited at once: Kamailio changes its working directory,
+console, CRM API on their default ports), the console URL it prints with the token it generated,
+then the README's test call from a second "terminal" and ``calls list``, then SIGTERM. It once exited at once: Kamailio changes its working directory,
 so a relative data dir pointed it at a pid file it could not create.
 
 The clone gets the committed files plus the current working tree (rsync, so this test checks the
@@ -15,13 +15,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from telephony.kamailio import kamailio_binary
@@ -110,6 +113,14 @@ def test_readme_first_run_from_a_fresh_clone(tmp_path: Path) -> None:
                                 stdin=subprocess.DEVNULL)
     try:
         _wait_answering(proc, log, timeout_s=180)
+        # no default secret: the token was generated owner-only and the printed console URL opens
+        token_file = clone / "var" / "secrets" / "console_token"
+        assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+        url = re.search(r"open the console at (\S+)", log.read_text()).group(1)  # type: ignore[union-attr]
+        assert url == f"http://127.0.0.1:8080/?token={token_file.read_text().strip()}"
+        page = httpx.get(url, follow_redirects=True, timeout=30)
+        assert page.status_code == 200 and "token" not in str(page.url)
+        assert httpx.get("http://127.0.0.1:8080/", timeout=30).status_code == 401
         call = subprocess.run(CALL, cwd=clone, env=env, capture_output=True, text=True, timeout=120)
         assert call.returncode == 0, call.stdout[-2000:] + call.stderr[-2000:]
         result = json.loads(call.stdout[call.stdout.index("{"):])

@@ -38,7 +38,7 @@ pytestmark = [
     pytest.mark.skipif(not have("sipp"), reason="sipp not installed (apt-get install sip-tester)"),
 ]
 
-TOKEN = "t0ken"
+TOKEN = "t0ken-resilience"
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")

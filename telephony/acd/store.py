@@ -12,6 +12,7 @@ The tables are the ACD's own (``acd_*``), created on first use beside the CRM's.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -35,7 +36,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, make_url
 
 from speech.events import AgentStatus
 from telephony.acd.directory import Directory
@@ -193,6 +194,7 @@ class AcdStore:
     def _make_engine(self) -> Engine:
         if not self.url.startswith("sqlite"):
             return create_engine(self.url, pool_pre_ping=True, isolation_level="READ COMMITTED")
+        _private_sqlite_file(make_url(self.url).database)
         engine = create_engine(self.url, connect_args={"timeout": 30, "isolation_level": None})
 
         @event.listens_for(engine, "connect")
@@ -673,3 +675,20 @@ class AcdStore:
             idle_since=r["idle_since"], wrap_until=r["wrap_until"], call_id=r["call_id"],
             contact=r["contact"], registered=bool(r["registered"]),
             skills=tuple(s for s in r["skills"].split(",") if s), calls_taken=r["calls_taken"])
+
+
+def _private_sqlite_file(database: str | None) -> None:
+    """Create the shared store's file owner-only (0600) before SQLite does (its WAL files copy
+    the mode); the CRM store shares the file."""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    try:
+        fd = os.open(database, os.O_WRONLY | os.O_CREAT, 0o600)
+    except OSError:
+        return  # SQLite reports a missing folder itself
+    try:
+        os.fchmod(fd, 0o600)
+    except PermissionError:
+        pass
+    finally:
+        os.close(fd)
