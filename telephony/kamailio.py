@@ -88,6 +88,10 @@ class FrontLimits:
     """In-dialog OPTIONS to workers; a dialog the worker does not know any more is ended."""
     tcp_read_buffer: int = 131072
     """Kamailio reads a TCP message whole; larger ones close the connection unanswered."""
+    register_failures_max: int = 5
+    """Failed digest checks in a row after which an agent id's REGISTERs get 403 unchecked."""
+    register_lockout_s: int = 300
+    """How long that lockout lasts after the last failure (as the console's agent login)."""
 
 
 @dataclass(frozen=True)
@@ -147,7 +151,8 @@ def render_config(
         "MAX_PER_WORKER": str(lim.max_calls_per_worker), "INVITE_RATE": str(lim.invite_rate),
         "SOURCE_DENSITY": str(lim.source_rate), "MAX_BYTES": str(lim.max_message_bytes),
         "RETRY_AFTER": str(lim.retry_after_s), "TCP_BUF": str(lim.tcp_read_buffer),
-        "KA_S": str(lim.keepalive_s),
+        "KA_S": str(lim.keepalive_s), "AUTH_FAILS": str(lim.register_failures_max),
+        "AUTH_LOCKOUT_S": str(lim.register_lockout_s),
     }
     text = TEMPLATE.read_text()
     for key, value in values.items():

@@ -141,6 +141,44 @@ def _sip_first_line(front_port: int, user: str, extra: str = "") -> str:
                 return line
 
 
+def _register_with_digest(front_port: int, user: str, password: str, cseq: int) -> str:
+    """REGISTER over UDP, answer the 401 challenge with ``password``; the final status line."""
+    import hashlib
+    import re
+
+    def md5(text: str) -> str:
+        return hashlib.md5(text.encode()).hexdigest()  # noqa: S324 - SIP digest is MD5
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        s.settimeout(5)
+        lp = s.getsockname()[1]
+        uri = f"sip:127.0.0.1:{front_port}"
+
+        def send(n: int, auth: str = "") -> str:
+            s.sendto((f"REGISTER {uri} SIP/2.0\r\n"
+                      f"Via: SIP/2.0/UDP 127.0.0.1:{lp};branch=z9hG4bK-reg{lp}-{n}\r\nMax-Forwards: 70\r\n"
+                      f"From: <sip:{user}@127.0.0.1>;tag=r{lp}\r\nTo: <sip:{user}@127.0.0.1>\r\n"
+                      f"Call-ID: reg-{lp}@127.0.0.1\r\nCSeq: {n} REGISTER\r\n"
+                      f"Contact: <sip:{user}@127.0.0.1:{lp}>\r\nExpires: 60\r\n{auth}"
+                      "Content-Length: 0\r\n\r\n").encode(), ("127.0.0.1", front_port))
+            while True:
+                reply = s.recv(65535).decode()
+                if not reply.startswith("SIP/2.0 1"):
+                    return reply
+
+        challenge = send(cseq)
+        if not challenge.startswith("SIP/2.0 401"):
+            return challenge.split("\r\n")[0]
+        realm = re.search(r'realm="([^"]+)"', challenge)
+        nonce = re.search(r'nonce="([^"]+)"', challenge)
+        assert realm and nonce, challenge
+        response = md5(f"{md5(f'{user}:{realm[1]}:{password}')}:{nonce[1]}:{md5(f'REGISTER:{uri}')}")
+        auth = (f'Authorization: Digest username="{user}", realm="{realm[1]}", nonce="{nonce[1]}", '
+                f'uri="{uri}", response="{response}", algorithm=MD5\r\n')
+        return send(cseq + 1, auth).split("\r\n")[0]
+
+
 def _drain(q: asyncio.Queue[Any]) -> list[Any]:
     out = []
     while not q.empty():
@@ -293,6 +331,24 @@ async def test_wrong_password_and_unknown_agent_are_refused(rig: Rig) -> None:
         assert result["registered"] is False and result["status"] in (401, 403), result
         assert proc.returncode == 1
     assert await rig.rpc.contacts() == {}
+
+
+@pytest.mark.sip
+@needs_kamailio
+async def test_password_guessing_locks_the_agent_id_not_others(rig: Rig) -> None:
+    port = rig.front.port
+    right = await asyncio.to_thread(_register_with_digest, port, "bob", PASSWORDS["bob"], 1)
+    assert right.startswith("SIP/2.0 200"), right  # the digest itself is right
+    for n in range(5):
+        line = await asyncio.to_thread(_register_with_digest, port, "alice", f"guess-{n}", 10 + 2 * n)
+        assert line == "SIP/2.0 403 Forbidden", (n, line)
+    # the 6th try is refused unchecked, even with alice's real password
+    locked = await asyncio.to_thread(_register_with_digest, port, "alice", PASSWORDS["alice"], 30)
+    assert locked == "SIP/2.0 403 Locked After Failed Attempts", locked
+    # another agent is not affected, and a success clears the count
+    assert (await asyncio.to_thread(_register_with_digest, port, "bob", "wrong", 40)).startswith("SIP/2.0 403")
+    assert (await asyncio.to_thread(_register_with_digest, port, "bob", PASSWORDS["bob"], 50)).startswith(
+        "SIP/2.0 200")
 
 
 @pytest.mark.sip

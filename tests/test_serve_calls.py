@@ -122,11 +122,16 @@ async def wait_idle(svc: Service, timeout_s: float = 20) -> list[dict[str, Any]]
         await asyncio.sleep(0.2)
 
 
-def stored(svc: Service, call_id: str):
+def stored(svc: Service, call_id: str, timeout_s: float = 20.0):
+    """The call in the CRM store; waits for it a while: on a loaded machine the worker's durable
+    writer may have spooled the write (the store busy) and deliver it a moment later."""
     store = CrmStore(svc.settings.store_url)
     store.start()
     try:
-        return store.get_call(call_id)
+        deadline = time.monotonic() + timeout_s
+        while (call := store.get_call(call_id)) is None and time.monotonic() < deadline:
+            time.sleep(0.25)
+        return call
     finally:
         store.stop()
 
