@@ -5,9 +5,17 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import pytest
+
+from telephony.kamailio import kamailio_binary, modules_dir
 from telephony.net import free_port
 
-__all__ = ["free_port", "sipp_counts", "sipp_uac", "sipp_uas"]
+__all__ = ["free_port", "needs_kamailio_tls", "sipp_counts", "sipp_uac", "sipp_uas"]
+
+needs_kamailio_tls = pytest.mark.skipif(
+    kamailio_binary() is None or not (Path(modules_dir() or "/nonexistent") / "tls.so").exists(),
+    reason="kamailio and its tls module are needed (apt-get install kamailio kamailio-tls-modules)")
+"""SIP over TLS at the front: Kamailio's tls module is a Debian package of its own."""
 
 
 def sipp_uas(port: int, workdir: Path, *, max_calls: int = 100) -> subprocess.Popen:

@@ -24,10 +24,9 @@ import soundfile as sf
 from callcenter.certs import CertPaths, ensure_certs
 from callcenter.serve import Service, start_service, stop_service
 from speech.text import words
-from telephony.kamailio import kamailio_binary
 from tests.conftest import have
 from tests.sip.sipp import run_sipp
-from tests.sip_tools import free_port
+from tests.sip_tools import free_port, needs_kamailio_tls
 from tests.test_serve_calls import (
     SPEAK_AT_S,
     place_call,
@@ -42,10 +41,7 @@ pytestmark = [
     pytest.mark.sip,
     pytest.mark.slow,
     pytest.mark.asyncio(loop_scope="module"),
-    pytest.mark.skipif(kamailio_binary() is None, reason="kamailio not installed (apt-get install kamailio)"),
-    pytest.mark.skipif(not Path("/usr/lib/x86_64-linux-gnu/kamailio/modules/tls.so").exists()
-                       and not Path("/usr/lib/aarch64-linux-gnu/kamailio/modules/tls.so").exists(),
-                       reason="kamailio tls module missing (apt-get install kamailio-tls-modules)"),
+    needs_kamailio_tls,
 ]
 
 

@@ -21,8 +21,7 @@ from callcenter.settings import load_settings
 from speech.events import AgentStatus
 from speech.ports import consecutive_free_ports
 from telephony.acd.directory import Directory, make_agent, save_directory
-from telephony.kamailio import kamailio_binary, modules_dir
-from tests.sip_tools import free_port
+from tests.sip_tools import free_port, needs_kamailio_tls
 from tests.test_acd_calls import wait_state
 from tests.test_serve_calls import place_call, short_timeout_flow, wait_record
 
@@ -30,9 +29,7 @@ pytestmark = [
     pytest.mark.sip,
     pytest.mark.slow,
     pytest.mark.asyncio(loop_scope="module"),
-    pytest.mark.skipif(kamailio_binary() is None, reason="kamailio not installed (apt-get install kamailio)"),
-    pytest.mark.skipif(not (modules_dir() and (__import__("pathlib").Path(str(modules_dir())) / "tls.so").exists()),
-                       reason="kamailio tls module missing (apt-get install kamailio-tls-modules)"),
+    needs_kamailio_tls,
 ]
 
 PASSWORD = "alice-pw-1"

@@ -15,12 +15,11 @@ from telephony.kamailio import (
     KamailioFront,
     Worker,
     front_tls,
-    kamailio_binary,
-    modules_dir,
     render_config,
 )
 from telephony.settings import SipSettings
 from telephony.test_caller import secure_settings, tls_uri
+from tests.sip_tools import needs_kamailio_tls
 
 
 def test_require_tls_needs_a_tls_port_and_cert_goes_with_key() -> None:
@@ -51,8 +50,7 @@ def test_rendered_config_listens_on_tls_and_refuses_clear_text_only_when_require
     assert "if (1 && $pr != \"tls\"" in text
 
 
-@pytest.mark.skipif(kamailio_binary() is None or not (Path(str(modules_dir())) / "tls.so").exists(),
-                    reason="kamailio with its tls module (kamailio-tls-modules) is needed")
+@needs_kamailio_tls
 def test_kamailio_accepts_the_tls_config(tmp_path: Path) -> None:
     certs = ensure_certs(tmp_path / "certs", ["127.0.0.1"])
     front = KamailioFront("127.0.0.1", 5060, [Worker("127.0.0.1", 5070)], tmp_path / "run",
