@@ -10,13 +10,13 @@ rows wait, the oldest are dropped, counted and logged: the newest state matters 
 from __future__ import annotations
 
 import logging
-import os
 import sqlite3
 import threading
 from collections.abc import Iterable
 from pathlib import Path
 
 from live.topics import Message
+from speech.owner_only import owner_only_file
 
 log = logging.getLogger(__name__)
 
@@ -42,11 +42,7 @@ class Outbox:
         self.max_items = max_items
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # Owner-only before SQLite opens it (its WAL files copy the mode): events hold personal data.
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600)
-        try:
-            os.fchmod(fd, 0o600)
-        finally:
-            os.close(fd)
+        owner_only_file(self.path)
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = sqlite3.connect(
             self.path, check_same_thread=False, isolation_level=None

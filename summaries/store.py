@@ -9,7 +9,6 @@ way in (``summaries.ingest``), whoever writes it. Blocking: call it from a threa
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -20,10 +19,12 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, func, make_url, or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from speech.events import CallStarted, Event, FinalTranscript
 from speech.frames import Party
+from speech.owner_only import owner_only_file
 from summaries.ingest import IngestRedactor, StoreRedaction
 from summaries.schema import Call, Contact, EventRow, FollowUpTask, SummaryRow, Utterance
 from summaries.summary import UNKNOWN, CallSummary
@@ -119,6 +120,12 @@ class ContactDetail:
         }
 
 
+PG_NETWORK_ARGS: dict[str, int] = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5,
+                                   "keepalives_count": 3, "tcp_user_timeout": 15000}
+"""libpq options: a database cut off mid-query (a worker host whose link went down) fails the
+query within ~15 s instead of TCP's ~15 min, so the writer spools the call and retries."""
+
+
 class CrmStore:
     """Calls and summaries in a relational database."""
 
@@ -166,7 +173,7 @@ class CrmStore:
 
     def _make_engine(self) -> Engine:
         if self.dialect == "sqlite":
-            _private_sqlite_file(make_url(self.url).database)
+            owner_only_file(make_url(self.url).database)
             engine = create_engine(self.url, echo=self.echo, connect_args={"timeout": self.connect_timeout_s})
 
             @event.listens_for(engine, "connect")
@@ -180,6 +187,7 @@ class CrmStore:
         args: dict[str, Any] = {}
         if self.dialect == "postgresql":
             args["connect_timeout"] = max(1, int(self.connect_timeout_s))
+            args.update(PG_NETWORK_ARGS)
         return create_engine(self.url, echo=self.echo, pool_pre_ping=True, connect_args=args)
 
     def _session(self) -> Session:
@@ -215,6 +223,8 @@ class CrmStore:
         caller = (started.caller if started else "") or (summary.caller if summary else "")
         started_at = _parse_time(started.started_at if started else (summary.started_at if summary else ""))
         now = _utcnow()
+        if caller:
+            self._ensure_contact(caller, started_at or now)
         with self._session() as s, s.begin():
             old = s.get(Call, call_id)
             if old is not None:
@@ -266,6 +276,18 @@ class CrmStore:
                         due_hint=f.due, status="open", created_at=now,
                     ))
         return call_id
+
+    def _ensure_contact(self, number: str, seen: datetime) -> None:
+        """Insert a new caller's contact row in its own transaction. Several writers (replay
+        worker processes, hosts sharing PostgreSQL) storing calls from one new number at once
+        would otherwise each insert it in their call's transaction, and all but one fail on the
+        unique number."""
+        try:
+            with self._session() as s, s.begin():
+                if s.scalar(select(Contact.id).where(Contact.number == number)) is None:
+                    s.add(Contact(number=number, first_seen=seen, last_seen=seen))
+        except IntegrityError:
+            pass  # another writer inserted it first: it exists, which is all this is for
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -399,20 +421,3 @@ def __getattr__(name: str) -> Any:
 
         return DurableWriter
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def _private_sqlite_file(database: str | None) -> None:
-    """Create the store's file owner-only (0600) before SQLite does: its WAL and shared-memory
-    files copy the database's mode, and the store holds personal data."""
-    if not database or database == ":memory:" or database.startswith("file:"):
-        return
-    path = Path(database)
-    if not path.parent.is_dir():
-        return  # SQLite reports the missing folder itself
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        os.fchmod(fd, 0o600)  # an older store made under a loose umask is tightened too
-    except PermissionError:  # someone else's file: theirs to protect
-        pass
-    finally:
-        os.close(fd)

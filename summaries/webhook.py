@@ -15,7 +15,6 @@ import hashlib
 import hmac
 import json
 import logging
-import os
 import sqlite3
 import threading
 import time
@@ -25,6 +24,7 @@ from typing import Any
 
 import httpx
 
+from speech.owner_only import owner_only_file
 from summaries.summary import CallSummary
 
 log = logging.getLogger(__name__)
@@ -146,7 +146,7 @@ class WebhookOutbox:
         with self._db_lock:
             if self._db is None:
                 path = self.spool_dir / OUTBOX_FILE
-                os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))  # owner-only; WAL copies it
+                owner_only_file(path)  # owner-only; WAL copies it
                 db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA synchronous=FULL")

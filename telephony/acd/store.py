@@ -12,7 +12,6 @@ The tables are the ACD's own (``acd_*``), created on first use beside the CRM's.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -39,6 +38,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection, make_url
 
 from speech.events import AgentStatus
+from speech.owner_only import owner_only_file
 from telephony.acd.directory import Directory
 
 metadata = MetaData()
@@ -175,6 +175,12 @@ class QueueSnapshot:
     """Waiting calls in order: call id, wait, status."""
 
 
+PG_NETWORK_ARGS: dict[str, int] = {"connect_timeout": 5, "keepalives": 1, "keepalives_idle": 10,
+                                   "keepalives_interval": 5, "keepalives_count": 3, "tcp_user_timeout": 15000}
+"""libpq options: a database host cut off (from a worker host) fails a query within ~15 s
+instead of hanging on TCP's retransmissions for ~15 min."""
+
+
 class AcdStore:
     """The ACD tables at ``url``. Blocking: call from a thread (``asyncio.to_thread``)."""
 
@@ -193,8 +199,9 @@ class AcdStore:
 
     def _make_engine(self) -> Engine:
         if not self.url.startswith("sqlite"):
-            return create_engine(self.url, pool_pre_ping=True, isolation_level="READ COMMITTED")
-        _private_sqlite_file(make_url(self.url).database)
+            args = PG_NETWORK_ARGS if self.url.startswith("postgresql") else {}
+            return create_engine(self.url, pool_pre_ping=True, isolation_level="READ COMMITTED", connect_args=args)
+        owner_only_file(make_url(self.url).database)
         engine = create_engine(self.url, connect_args={"timeout": 30, "isolation_level": None})
 
         @event.listens_for(engine, "connect")
@@ -675,20 +682,3 @@ class AcdStore:
             idle_since=r["idle_since"], wrap_until=r["wrap_until"], call_id=r["call_id"],
             contact=r["contact"], registered=bool(r["registered"]),
             skills=tuple(s for s in r["skills"].split(",") if s), calls_taken=r["calls_taken"])
-
-
-def _private_sqlite_file(database: str | None) -> None:
-    """Create the shared store's file owner-only (0600) before SQLite does (its WAL files copy
-    the mode); the CRM store shares the file."""
-    if not database or database == ":memory:" or database.startswith("file:"):
-        return
-    try:
-        fd = os.open(database, os.O_WRONLY | os.O_CREAT, 0o600)
-    except OSError:
-        return  # SQLite reports a missing folder itself
-    try:
-        os.fchmod(fd, 0o600)
-    except PermissionError:
-        pass
-    finally:
-        os.close(fd)
