@@ -90,6 +90,7 @@ def main() -> None:
     poller = threading.Thread(target=poll_db, daemon=True)
     poller.start()
     cmd = [sys.executable, "-m", "callcenter", "--data-dir", str(tmp / "var"), "replay", "--json",
+           "--jobs", "1",  # one process: events stream as each call plays (a pool prints per file)
            "--engine", args.engine, *[str(args.wav)] * args.calls]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdout is not None

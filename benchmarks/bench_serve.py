@@ -7,7 +7,11 @@ calls answered/failed, INVITE→200 OK set-up time p50/p95 (sipp ``-trace_rtt``)
 dropped in the workers (their stats files), worker CPU per call (psutil over the worker
 processes) and whether a worker died. A level whose worker died restarts the service.
 
-    .venv/bin/python benchmarks/bench_serve.py [--levels 2,4,6,8] [--rounds 1]
+    .venv/bin/python benchmarks/bench_serve.py [--levels 2,4,6,8] [--rounds 1] [--workers 2|auto]
+
+``--workers auto``: as many workers as the capacity plan (``callcenter.capacity``) says; the
+plan is printed, and per level how many calls the workers refused as overloaded (503) and
+their highest shed level (``callcenter.overload``: refusing, no_partials, no_prosody).
 """
 
 from __future__ import annotations
@@ -37,13 +41,17 @@ SIPP_TIMEOUT_S = 60
 SETTLE_S = 20
 
 
+WORKERS = 2
+"""``--workers``: 0 lets the capacity plan decide."""
+
+
 def settings_for(tmp: Path):
     base = free_port()
     while any(not _free(p) for p in (base, base + 1)):
         base = free_port()
     return load_settings(overrides={
         "data_dir": str(tmp / "data"), "sip.port": free_port(), "sip.worker_base_port": base,
-        "sip.workers": 2, "sip.front": "kamailio", "mqtt.enabled": False, "console.enabled": False,
+        "sip.workers": WORKERS, "sip.front": "kamailio", "mqtt.enabled": False, "console.enabled": False,
         "asr.engine": "pocketsphinx",
     }, environ={})
 
@@ -88,8 +96,17 @@ def _read_sipp(workdir: Path, stat_file: Path) -> tuple[dict, list[float]]:
     return (rows[-1] if rows else {}), rtts
 
 
+ADMIT_WAIT_S = 60
+"""Before a level: how long to wait for overloaded workers to recover (admit calls again)."""
+
+
 async def run_level(svc: Service, calls: int, workdir: Path) -> dict:
     _prepare(workdir)
+    deadline = time.monotonic() + ADMIT_WAIT_S  # a level starts on a recovered service
+    while time.monotonic() < deadline:
+        if all((s.get("load") or {}).get("admitting", True) for s in svc.worker_stats()):
+            break
+        await asyncio.sleep(0.5)
     procs = [psutil.Process(p.pid) for p in svc.workers]
     cpu0 = sum(sum(p.cpu_times()[:2]) for p in procs)
     before = {s["index"]: s for s in svc.worker_stats()}
@@ -118,6 +135,9 @@ async def run_level(svc: Service, calls: int, workdir: Path) -> dict:
     cpu1 = sum(sum(p.cpu_times()[:2]) for p in alive) if len(alive) == len(procs) else float("nan")
     after = svc.worker_stats()
     dropped = sum(s["frames_dropped"] - before.get(s["index"], {}).get("frames_dropped", 0) for s in after)
+    refused = sum((s.get("refused") or {}).get("503", 0) - (before.get(s["index"], {}).get("refused") or {}).get("503", 0)
+                  for s in after)
+    shed = max((lvl for s in after for lvl in _levels(s, before.get(s["index"], {}))), default=0)
     last, rtts = _read_sipp(workdir, stat_file)
     return {
         "calls": calls,
@@ -130,18 +150,37 @@ async def run_level(svc: Service, calls: int, workdir: Path) -> dict:
         "wall": wall,
         "crashed": sum(1 for p in svc.workers if p.returncode is not None),
         "leaked": sum(s["active_calls"] for s in after),
+        "refused": refused,
+        "shed": shed,
     }
+
+
+LEVELS = ("normal", "refusing", "no_partials", "no_prosody")
+
+
+def _levels(stats: dict, before: dict) -> list[int]:
+    """Shed levels a worker was at during the level (its load history since ``before``)."""
+    load = stats.get("load") or {}
+    new = load.get("changes", 0) - (before.get("load") or {}).get("changes", 0)
+    seen = [load.get("level", 0)]
+    for change in load.get("history", [])[-new:] if new > 0 else []:
+        seen += [LEVELS.index(x) for x in change.split(" -> ") if x in LEVELS]
+    return seen
 
 
 async def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--levels", default="2,4,6,8")
     ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--workers", default="2", help="endpoint workers, or auto (the capacity plan)")
     args = ap.parse_args()
+    global WORKERS
+    WORKERS = 0 if args.workers == "auto" else int(args.workers)
     levels = [int(x) for x in args.levels.split(",")]
     tmp = Path(tempfile.mkdtemp(prefix="bench-serve-"))
     results = []
     svc = await start_service(settings_for(tmp), log_dir=tmp / "logs")
+    plan = svc.capacity.to_dict() if svc.capacity is not None else None
     try:
         for level in levels:
             for rnd in range(args.rounds):
@@ -155,13 +194,17 @@ async def main() -> int:
     finally:
         await stop_service(svc)
     print()
-    print("2 workers behind Kamailio, pocketsphinx, sipp uac_pcap (~9 s calls with PCMA speech + RFC 4733)")
+    print(f"{len(svc.worker_ports)} workers behind Kamailio, pocketsphinx, sipp uac_pcap "
+          "(~9 s calls with PCMA speech + RFC 4733)")
+    if plan is not None:
+        print(f"capacity plan: {plan}")
     print(f"{'calls':>5} {'ok':>4} {'fail':>4} {'setup p50 ms':>12} {'setup p95 ms':>12} {'dropped':>8} "
-          f"{'CPU s/call':>10} {'CPU %/call':>10} {'crashed':>7} {'leaked':>6}")
+          f"{'CPU s/call':>10} {'CPU %/call':>10} {'crashed':>7} {'leaked':>6} {'503 load':>8} {'shed':>11}")
     for r in results:
         per_call_pct = 100 * r["cpu_per_call"] / 9.0
         print(f"{r['calls']:>5} {r['ok']:>4} {r['failed']:>4} {r['setup_p50']:>12.1f} {r['setup_p95']:>12.1f} "
-              f"{r['dropped']:>8} {r['cpu_per_call']:>10.2f} {per_call_pct:>10.1f} {r['crashed']:>7} {r['leaked']:>6}")
+              f"{r['dropped']:>8} {r['cpu_per_call']:>10.2f} {per_call_pct:>10.1f} {r['crashed']:>7} {r['leaked']:>6} "
+              f"{r['refused']:>8} {LEVELS[r['shed']]:>11}")
     clean = [r["calls"] for r in results if r["failed"] == 0 and r["dropped"] == 0 and not r["crashed"]]
     print(f"\nmost concurrent calls with zero failures, no dropped frames, no crash: {max(clean) if clean else 0}")
     print(f"medians over levels: setup p50 {statistics.median([r['setup_p50'] for r in results]):.1f} ms")

@@ -31,6 +31,7 @@ from summaries.redact import CARD_DTMF_MAX_GAP_S
 from summaries.spoken import mask_long_runs
 
 if TYPE_CHECKING:  # imported lazily at run time: only a call's end needs them
+    from assist.feedback import FeedbackStore
     from summaries.after_call import AfterCallChain
     from summaries.durable_writer import DurableWriter
     from summaries.store import CrmStore
@@ -85,6 +86,7 @@ class AfterCall:
         self.writer: DurableWriter | None = None
         self.webhook: WebhookOutbox | None = None
         self._chain: AfterCallChain | None = None
+        self._feedback: FeedbackStore | None = None
 
     async def start(self) -> None:
         if self._use_store:
@@ -131,6 +133,21 @@ class AfterCall:
                       "run `callcenter deliver` once it is back", file=sys.stderr)
         if self.store is not None:
             self.store.stop()
+        if self._feedback is not None:
+            self._feedback.close()
+            self._feedback = None
+
+    def _article_marks(self, call_id: str, t: float) -> list[Event]:
+        """The agent's marks on suggested articles (made in the console) as ``assist.feedback``
+        events at the call's end, so the summary names the articles used. Blocking."""
+        from assist.feedback import FeedbackStore, feedback_events
+
+        path = self.settings.kb_feedback_path
+        if self._feedback is None:
+            if not path.exists():
+                return []  # nobody marked anything on this host yet
+            self._feedback = FeedbackStore(path)
+        return list(feedback_events(self._feedback.for_call(call_id), call_id, t))
 
     def redacting(self, sink: Callable[[Event], None]) -> Callable[[Event], None]:
         """Wrap a live sink so it only ever sees redacted events."""
@@ -147,7 +164,10 @@ class AfterCall:
         """Summarize, store and deliver a finished call; returns the summary as a dict."""
         if self._chain is None:
             self._chain = self._build_chain()
-        result = await self._chain.process([e if e.call_id else e.with_call_id(call_id) for e in events])
+        events = [e if e.call_id else e.with_call_id(call_id) for e in events]
+        if self.settings.knowledge.enabled:
+            events += await asyncio.to_thread(self._article_marks, call_id, max((e.t for e in events), default=0.0))
+        result = await self._chain.process(events)
         data = result.summary.to_dict()
         data.update({k: v for k, v in extra.items() if k not in data})
         return data

@@ -26,6 +26,7 @@ from ivr.session import IvrSession, TransferFailed
 from speech.asr.base import AsrEngine
 from speech.events import CallStarted, Event, PlaybackEnded, PlaybackStarted
 from speech.frames import AudioFrame, Party
+from speech.load import ProcessLoad
 from speech.pipeline import CallPipeline
 from speech.stage import SetGrammar
 from telephony.acd.queue_call import QueueCall, QueueOptions
@@ -118,8 +119,11 @@ class CallSession:
         after_call: AfterCall | None = None,
         hold_prompt: Path | None = None,
         acd: AcdContext | None = None,
+        load: ProcessLoad | None = None,
     ) -> None:
+        """``load``: the worker's load state (what this call's analysis sheds under overload)."""
         self.leg = leg
+        self.load = load
         self.settings = settings
         self.engine = engine
         self.flow = flow
@@ -132,7 +136,7 @@ class CallSession:
 
     async def run(self) -> CallOutcome:
         leg = self.leg
-        pipeline = build_pipeline(leg.call_id, self.settings, self.engine)
+        pipeline = build_pipeline(leg.call_id, self.settings, self.engine, self.load)
         for sink in live_sinks(self.sinks, self.after_call):
             pipeline.add_sink(sink)
         media = LegMedia(leg, pipeline)

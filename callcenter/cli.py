@@ -50,6 +50,12 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--dead-air", type=float, metavar="SECONDS", help="dead-air threshold")
     r.add_argument("--publish", action="store_true",
                    help="publish events to MQTT as they happen (mqtt.host, else the local serve's embedded broker)")
+    r.add_argument("--jobs", "-j", type=_positive_int, metavar="N",
+                   help="files replayed at once, one worker process each (default: the cores; 1: in this process)")
+    r.add_argument("--backend", choices=["process", "ray"], default="process",
+                   help="where the workers run: local processes, or Ray actors (pip install 'callcenter[ray]')")
+    r.add_argument("--ray-address", metavar="ADDR",
+                   help="a running Ray cluster (ray://host:10001 or auto); default: a local Ray for this batch")
 
     c = sub.add_parser("calls", help="read after-call records from the CRM store")
     csub = c.add_subparsers(dest="calls_command", required=True)
@@ -62,11 +68,16 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("serve", help="answer SIP calls into the IVR (the main job)")
     s.add_argument("--host")
     s.add_argument("--port", type=int)
-    s.add_argument("--workers", type=int, help="endpoint processes (4 calls each)")
+    s.add_argument("--workers", type=int,
+                   help="endpoint processes (4 calls each); default: as many as the capacity plan says")
     s.add_argument("--front", choices=["auto", "kamailio", "none"])
     s.add_argument("--console-port", type=int)
     s.add_argument("--no-console", action="store_true")
     s.add_argument("--mqtt-host", help="external MQTT broker (default: embedded)")
+    s.add_argument("--role", choices=["all", "front", "workers"], default="all",
+                   help="on several hosts: 'front' (Kamailio, console, API; sip.remote_workers) or "
+                        "'workers' (workers on sip.bind_host only, shared store.url and mqtt.host)")
+    s.add_argument("--bind-host", help="this host's address its workers listen on (sip.bind_host)")
     s.add_argument("--secure", action="store_true",
                    help="encrypt every hop: HTTPS, MQTT over TLS with a password (certificates made "
                         "in data_dir/certs when missing); setting `secure`")
@@ -114,6 +125,25 @@ def _parser() -> argparse.ArgumentParser:
     d = sub.add_parser("deliver", help="write spooled CRM records and send waiting webhooks now")
     d.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the webhook receiver")
 
+    kb = sub.add_parser("kb", help="the knowledge base for agent suggestions")
+    kbsub = kb.add_subparsers(dest="kb_command", required=True)
+    kbi = kbsub.add_parser("index", help="index (or re-index changed) Markdown articles into SQLite FTS5")
+    kbi.add_argument("dir", nargs="?", type=Path, help="articles folder (default: knowledge.kb_dir)")
+    kbs = kbsub.add_parser("search", help="what an agent would be shown for some caller words")
+    kbs.add_argument("text")
+    kbs.add_argument("--queue", help="the IVR queue of the call (boosts its articles)")
+    kbe = kbsub.add_parser("eval", help="recall@k on labelled caller questions")
+    kbe.add_argument("questions", nargs="?", type=Path, help="YAML (default: the sample questions)")
+    kbe.add_argument("-k", type=int, default=3)
+
+    ru = sub.add_parser("rules", help="live rules (tag calls, alert agents and supervisors, webhooks)")
+    rusub = ru.add_subparsers(dest="rules_command", required=True)
+    rut = rusub.add_parser("test", help="run a rules file over recorded calls and print what fired where")
+    rut.add_argument("rules_file", type=Path, help="the rules YAML")
+    rut.add_argument("files", nargs="+", help="recordings (or folders of them) or .jsonl event logs")
+    rut.add_argument("--json", action="store_true", help="one JSON line per match")
+    rut.add_argument("--engine", choices=["auto", "whisper", "vosk", "pocketsphinx", "none"])
+
     i = sub.add_parser("ivr", help="IVR tools")
     isub = i.add_subparsers(dest="ivr_command", required=True)
     ir = isub.add_parser("render-prompts", help="render a flow's prompts to WAV with espeak-ng")
@@ -122,11 +152,20 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    return value
+
+
 def _settings(args: argparse.Namespace) -> Settings:
     overrides: dict[str, Any] = {}
     if args.data_dir:
         overrides["data_dir"] = str(args.data_dir)
     cmd = args.command
+    if cmd == "rules" and args.engine:
+        overrides["asr.engine"] = args.engine
     if cmd == "replay":
         if args.engine:
             overrides["asr.engine"] = args.engine
@@ -142,7 +181,7 @@ def _settings(args: argparse.Namespace) -> Settings:
     elif cmd == "serve":
         for key, value in (("sip.host", args.host), ("sip.port", args.port), ("sip.workers", args.workers),
                            ("sip.front", args.front), ("console.port", args.console_port),
-                           ("mqtt.host", args.mqtt_host)):
+                           ("mqtt.host", args.mqtt_host), ("sip.bind_host", args.bind_host)):
             if value is not None:
                 overrides[key] = value
         if args.no_console:
@@ -178,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "serve":
             from callcenter.serve import serve
 
-            return asyncio.run(serve(settings))
+            return asyncio.run(serve(settings, args.role))
         if args.command == "api":
             from callcenter.api_server import run_api
 
@@ -197,6 +236,14 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(run_from_args(args, settings.sip))
         if args.command == "agents":
             return _agents(args, settings)
+        if args.command == "kb":
+            from callcenter.kb_cli import run_kb
+
+            return run_kb(args, settings, sys.stdout)
+        if args.command == "rules":
+            from callcenter.rules_cli import run_rules_test
+
+            return asyncio.run(run_rules_test(args.files, args.rules_file, settings, sys.stdout, as_json=args.json))
         if args.command == "ivr":
             from ivr.prompts import main as render_main
 
@@ -234,6 +281,8 @@ class CliError(RuntimeError):
 async def _replay(args: argparse.Namespace, settings: Settings) -> int:
     from callcenter.aftercall import AfterCall
     from callcenter.replay import exit_code, expand_inputs, replay_batch
+    from callcenter.replay_parallel import make_backend, replay_pooled
+    from callcenter.replay_pool import ReplayPoolError
     from callcenter.wiring import prepare_process
     from speech.asr.base import AsrError
 
@@ -242,10 +291,15 @@ async def _replay(args: argparse.Namespace, settings: Settings) -> int:
         raise CliError("no audio files found in the given paths")
     if args.expect and len(paths) > 1:
         raise CliError("--expect takes one file; use --check for a batch with <name>.expect.json files")
-    try:
-        engine = await asyncio.to_thread(prepare_process, settings)
-    except AsrError as exc:
-        raise CliError(str(exc)) from exc
+    backend = make_backend(args.backend, settings, len(paths), jobs=args.jobs, store=not args.no_store,
+                           as_json=args.json, publish=bool(args.publish or settings.mqtt.host),
+                           ray_address=args.ray_address)
+    engine = None
+    if backend is None:  # in this process: its one model
+        try:
+            engine = await asyncio.to_thread(prepare_process, settings)
+        except AsrError as exc:
+            raise CliError(str(exc)) from exc
     after = AfterCall(settings, store=not args.no_store)  # redaction and summary even with --no-store
     publisher = None
     undelivered = 0
@@ -267,10 +321,17 @@ async def _replay(args: argparse.Namespace, settings: Settings) -> int:
             outbox, outbox_lock = _claim_outbox(settings.data_dir)
             publisher = MqttPublisher(mqtt, outbox, host=host, port=port)
             await publisher.start()
-        results = await replay_batch(
-            paths, settings, engine, as_json=args.json, expect=args.expect, check=args.check, after_call=after,
-            extra_sinks=[publisher.publish] if publisher else [],
-        )
+        if backend is None:
+            results = await replay_batch(
+                paths, settings, engine, as_json=args.json, expect=args.expect, check=args.check, after_call=after,
+                extra_sinks=[publisher.publish] if publisher else [],
+            )
+        else:
+            try:
+                results = await replay_pooled(paths, backend, as_json=args.json, expect=args.expect, check=args.check,
+                                              publish=publisher.publish if publisher else None)
+            except ReplayPoolError as exc:
+                raise CliError(str(exc)) from exc
     finally:
         if publisher is not None:
             await publisher.stop(drain=True, timeout=10.0)

@@ -175,13 +175,13 @@ async def replay_batch(
     progress: bool = True,
     extra_sinks: Sequence[Callable[[Event], None]] = (),
 ) -> list[ReplayResult]:
-    """Replay every file; print events as they happen, then each summary and verdict."""
-    from rich.progress import Progress
+    """Replay every file in this process; print events as they happen, then each summary and
+    verdict (``callcenter.replay_parallel`` is the same on a pool of workers)."""
+    from callcenter.replay_progress import BatchProgress
 
     results: list[ReplayResult] = []
-    show_progress = progress and len(paths) > 1 and err.isatty()
-    with Progress(transient=True, disable=not show_progress) as bar:
-        task = bar.add_task("replaying", total=len(paths))
+    with BatchProgress(len(paths), err, enabled=progress) as bar:
+        shown, shown_err = bar.stdout(out), bar.stdout(err)
         for path in paths:
             exp: Expectation | None = None
             try:
@@ -191,26 +191,31 @@ async def replay_batch(
                 exp = load_expectation(exp_path) if exp_path is not None else None
             except ExpectationError as exc:
                 results.append(ReplayResult(path=path, error=str(exc)))
-                err.write(f"error: {exc}\n")
-                bar.advance(task)
+                shown_err.write(f"error: {exc}\n")
+                bar.advance(0.0, ok=False)
                 continue
             if not as_json:
-                out.write(f"== {path}\n")
-            printer = EventPrinter(out, as_json=as_json, label=str(path))
+                shown.write(f"== {path}\n")
+            printer = EventPrinter(shown, as_json=as_json, label=str(path))
             res = await replay_file(path, settings, engine, sinks=[printer, *extra_sinks], after_call=after_call,
                                     expectation=exp)
             results.append(res)
-            if res.error:
-                err.write(f"error: {res.error}\n")
-            elif not as_json:
-                _print_verdict(res, out)
-            elif res.checked:
-                import json
-
-                out.write(json.dumps({"type": "qa.verdict", "file": str(path), "ok": res.ok,
-                                      "mismatches": [m.__dict__ for m in res.mismatches]}) + "\n")
-            bar.advance(task)
+            report_file(res, shown, shown_err, as_json=as_json)
+            bar.advance(res.audio_seconds, ok=res.ok)
     return results
+
+
+def report_file(res: ReplayResult, out: TextIO, err: TextIO, *, as_json: bool) -> None:
+    """After a file's events: its error line, or its summary and QA verdict."""
+    if res.error:
+        err.write(f"error: {res.error}\n")
+    elif not as_json:
+        _print_verdict(res, out)
+    elif res.checked:
+        import json
+
+        out.write(json.dumps({"type": "qa.verdict", "file": str(res.path), "ok": res.ok,
+                              "mismatches": [m.__dict__ for m in res.mismatches]}) + "\n")
 
 
 def _print_verdict(res: ReplayResult, out: TextIO) -> None:

@@ -1,7 +1,8 @@
 """``callcenter serve``: the whole service on one machine.
 
 Starts, in order: the MQTT broker (embedded unless one is configured), the endpoint worker
-processes (a pjsua2 process holds at most 4 calls), the SIP front on the dialed address
+processes (a pjsua2 process holds at most 4 calls; as many as the calls the cores can analyze
+need, ``callcenter.capacity``, unless ``sip.workers`` fixes it), the SIP front on the dialed address
 (Kamailio's dispatcher; without Kamailio, the documented fallback is a single worker listening on
 the dialed address itself, so 4 concurrent calls), and the agent console. Stops them in reverse on
 SIGINT/SIGTERM. While it runs, ``supervisor.Supervisor`` restarts a worker (or the front) that
@@ -20,7 +21,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from assist.feedback import FeedbackStore
+from callcenter.capacity import CapacityPlan, capacity_for
 from callcenter.credentials import Resolved, resolve_secrets, secrets_dir, write_embedded_broker
+from callcenter.roles import (
+    Role,
+    RoleError,
+    check_role,
+    local_worker_ports,
+    plan_role,
+    remote_workers,
+    start_bridge,
+)
 from callcenter.settings import Settings, SettingsError
 from callcenter.supervisor import Supervisor
 from callcenter.worker import caller_slots, read_worker_stats
@@ -70,6 +82,13 @@ class Service:
     acd_publisher: Any = None
     on_agent_change: list[Any] = field(default_factory=list)
     """Callbacks given each agent ``StateChange`` the registrar sync makes (to publish them)."""
+    role: Role = "all"
+    capacity: CapacityPlan | None = None
+    """The capacity plan the worker count came from (None: ``sip.workers`` fixed it)."""
+    admission: Any = None
+    """Keeps the front off workers that refuse new calls (``callcenter.worker_load.FrontAdmission``)."""
+    remote: Any = None
+    """The front's watch over ``sip.remote_workers`` (``callcenter.remote_watch.RemoteWatch``)."""
 
     @property
     def sip_uri(self) -> str:
@@ -83,7 +102,15 @@ class Service:
         """Workers' and front's state (what the console's ``/api/health`` serves)."""
         if self.supervisor is None:
             return {"status": "starting", "workers": []}
-        return self.supervisor.health()
+        from callcenter.worker_load import load_health
+
+        health = self.supervisor.health()
+        health.update(load_health(self))  # capacity plan, each worker's shed level and memory
+        if self.remote is not None:  # workers on other hosts, as the front's pings see them
+            health["remote_workers"] = self.remote.health()
+            if self.remote.serving < len(self.remote.workers):
+                health["status"] = "degraded"
+        return health
 
     def pids(self) -> list[int]:
         """Process ids of the workers and of Kamailio's main process (for leak checks)."""
@@ -93,9 +120,10 @@ class Service:
         return out
 
 
-def plan_workers(settings: Settings) -> tuple[int, bool]:
-    """(number of workers, whether a Kamailio front is used)."""
-    wanted = settings.sip.workers or max(1, os.cpu_count() or 1)
+def plan_workers(settings: Settings, plan: CapacityPlan | None = None) -> tuple[int, bool]:
+    """(number of workers, whether a Kamailio front is used). ``plan``: the capacity plan when
+    ``sip.workers`` is auto (without one: a worker per core)."""
+    wanted = settings.sip.workers or (plan.workers if plan is not None else max(1, os.cpu_count() or 1))
     front = settings.sip.front
     have_kamailio = kamailio_binary() is not None
     if front == "kamailio" and not have_kamailio:
@@ -114,22 +142,36 @@ def plan_workers(settings: Settings) -> tuple[int, bool]:
     return wanted, use_front
 
 
-async def start_service(settings: Settings, *, ready_timeout: float = 60.0, log_dir: Path | None = None) -> Service:
+async def start_service(settings: Settings, *, ready_timeout: float = 60.0, log_dir: Path | None = None,
+                        role: Role = "all") -> Service:
     """Start broker, workers, front and console; on any failure stop what started and raise.
 
     ``log_dir``: write each worker's stderr to ``log_dir/worker<i>.log`` instead of inheriting it.
+    ``role``: what of it runs on this host (``callcenter.roles``): ``workers`` starts only the
+    workers (no broker, front or console).
     """
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     try:
         settings = resolve_secrets(settings).settings  # no default secrets: generated or refused
     except SettingsError as exc:
         raise ServeError(str(exc)) from exc
-    svc = Service(settings, log_dir=log_dir)
+    try:
+        check_role(settings, role)
+    except RoleError as exc:
+        raise ServeError(str(exc)) from exc
+    from assist.files import AssistFileError
+    from callcenter.wiring import check_assist_files
+
+    try:
+        check_assist_files(settings)  # a broken rules, playbook or checklist file stops the start
+    except AssistFileError as exc:
+        raise ServeError(str(exc)) from exc
+    svc = Service(settings, log_dir=log_dir, role=role)
     try:
         # Migrate the CRM schema once here, so the workers do not race to do it at start.
         await asyncio.to_thread(_migrate_store, settings.store_url)
         mqtt = settings.mqtt
-        if mqtt.enabled and mqtt.host is None:
+        if mqtt.enabled and mqtt.host is None and role != "workers":
             from live.broker import BrokerError, EmbeddedBroker
 
             users = {mqtt.username: mqtt.password} if mqtt.username and mqtt.password else None
@@ -144,9 +186,19 @@ async def start_service(settings: Settings, *, ready_timeout: float = 60.0, log_
             mqtt = mqtt.model_copy(update={"host": "127.0.0.1", "port": mqtt.embedded_port})
             await asyncio.to_thread(write_embedded_broker, settings.model_copy(update={"mqtt": mqtt}),
                                     "127.0.0.1", mqtt.embedded_port)
+        if mqtt.enabled and mqtt.bridge and role == "workers":
+            from live.broker import BrokerError
+
+            try:  # this host's mosquitto, bridged to the one broker, queues through a cut
+                svc.broker, mqtt = await start_bridge(settings)
+            except BrokerError as exc:
+                raise ServeError(str(exc)) from exc
         worker_settings = settings.model_copy(update={"mqtt": mqtt})
-        count, use_front = plan_workers(settings)
-        ports = [settings.sip.worker_base_port + i for i in range(count)] if use_front else [settings.sip.port]
+        if role == "all":  # a front alone has no local workers; a worker host plans its own
+            svc.capacity = await capacity_for(settings, caller_slots(settings))
+        count, use_front = plan_role(settings, role,
+                                     plan_workers(settings, svc.capacity) if role != "workers" else (0, False))
+        ports = local_worker_ports(settings, count, use_front)
         cfg = svc.worker_cfg = settings.data_dir / "worker-settings.json"
         await asyncio.to_thread(_prepare_run, settings, worker_settings, cfg, log_dir)
         svc.worker_ports.extend(ports)
@@ -155,7 +207,8 @@ async def start_service(settings: Settings, *, ready_timeout: float = 60.0, log_
         await _wait_workers(svc, ready_timeout)
         if use_front:
             svc.front = KamailioFront(
-                settings.sip.host, settings.sip.port, [Worker(settings.sip.host, p) for p in ports],
+                settings.sip.host, settings.sip.port,
+                [*(Worker(settings.sip.worker_host, p) for p in ports), *remote_workers(settings)],
                 settings.data_dir / "kamailio", transports=settings.sip.transports,
                 # a bridged call holds two of a worker's 4 call slots (caller and agent legs)
                 limits=FrontLimits(max_calls_per_worker=caller_slots(settings)),
@@ -164,6 +217,14 @@ async def start_service(settings: Settings, *, ready_timeout: float = 60.0, log_
             await svc.front.start()
         svc.supervisor = Supervisor(svc, lambda i: _spawn_worker(svc, i))
         svc.supervisor.start()
+        if svc.front is not None:
+            from callcenter.worker_load import FrontAdmission
+
+            svc.admission = FrontAdmission(svc)  # overloaded workers out of dispatch
+            svc.admission.start()
+        if role == "workers":
+            return svc  # the front, console and feeds run on the front host
+        _start_remote_watch(svc)
         await _start_registrar(svc)
         await _start_acd_feed(svc, worker_settings)
         if settings.console.enabled:
@@ -235,11 +296,18 @@ async def _wait_workers(svc: Service, wait_s: float) -> None:
         for proc, port in list(pending):
             if proc.returncode is not None:
                 raise ServeError(f"worker on port {port} exited with {proc.returncode} (port in use?)")
-            if await asyncio.to_thread(_udp_options_ok, svc.settings.sip.host, port):
+            if await asyncio.to_thread(_udp_options_ok, svc.settings.sip.worker_host, port):
                 pending.remove((proc, port))
         if loop.time() > deadline:
             raise ServeError(f"workers on ports {[p for _, p in pending]} did not answer within {wait_s:.0f} s")
         await asyncio.sleep(0.2)
+
+
+def _article_feedback(settings: Settings) -> FeedbackStore | None:
+    """Where the console stores agents' marks on suggestions; the workers read them at call end."""
+    if not settings.knowledge.enabled:
+        return None
+    return FeedbackStore(settings.kb_feedback_path)
 
 
 async def _start_console(svc: Service, settings: Settings) -> None:
@@ -256,6 +324,7 @@ async def _start_console(svc: Service, settings: Settings) -> None:
         broker_port=settings.mqtt.port, topic_prefix=settings.mqtt.topic_prefix, history=history,
         **broker_options(settings.mqtt),  # the broker's username, password and TLS
         agents=build_agent_console(settings),  # agents' logins and states, the queue view
+        feedback=_article_feedback(settings),  # agents' marks on suggested knowledge articles
     )
 
     async def health() -> dict[str, Any]:
@@ -267,6 +336,17 @@ async def _start_console(svc: Service, settings: Settings) -> None:
                                                             "console", https=https_options(settings))
     except RuntimeError as exc:
         raise ServeError(str(exc)) from exc
+
+
+def _start_remote_watch(svc: Service) -> None:
+    """The front ends the calls of a remote worker that stopped answering (``remote_watch``)."""
+    remote = remote_workers(svc.settings)
+    if svc.front is None or not remote:
+        return
+    from callcenter.remote_watch import RemoteWatch
+
+    svc.remote = RemoteWatch(svc.front, remote, svc.settings.sip.remote_lost_after_s)
+    svc.remote.start()
 
 
 async def _start_registrar(svc: Service) -> None:
@@ -303,6 +383,12 @@ async def stop_service(svc: Service) -> None:
     """
     if svc.supervisor is not None:
         await svc.supervisor.stop()  # a worker stopping on purpose is not restarted
+    if svc.admission is not None:
+        await svc.admission.stop()
+        svc.admission = None
+    if svc.remote is not None:
+        await svc.remote.stop()
+        svc.remote = None
     if svc.registrar is not None:
         await svc.registrar.stop()
         svc.registrar = None
@@ -347,7 +433,7 @@ async def stop_service(svc: Service) -> None:
         svc.broker = None
 
 
-async def serve(settings: Settings) -> int:
+async def serve(settings: Settings, role: Role = "all") -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -355,16 +441,26 @@ async def serve(settings: Settings) -> int:
     try:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         resolved = await asyncio.to_thread(resolve_secrets, settings)
-        svc = await start_service(resolved.settings)
+        svc = await start_service(resolved.settings, role=role)
     except (ServeError, SettingsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     s = svc.settings
+    if role == "workers":
+        print(f"callcenter: {len(svc.workers)} worker(s) on {s.sip.worker_host} ports {svc.worker_ports} "
+              f"behind the front {s.sip.host}:{s.sip.port}; store and MQTT {s.mqtt.host}:{s.mqtt.port} shared",
+              file=sys.stderr)
+        try:
+            await stop.wait()
+        finally:
+            await stop_service(svc)
+        return 0
     web = "https" if s.console.tls_cert else "http"
     mq = " TLS" if s.mqtt.tls else ""
     sip_uri = (f"sip:ivr@{s.sip.host}:{s.sip.tls_port};transport=tls (TLS only)" if s.sip.require_tls
                else svc.sip_uri)
-    print(f"callcenter: answering {sip_uri} ({len(svc.workers)} worker(s), "
+    remote = f" + {len(s.sip.remote_workers)} on other hosts" if s.sip.remote_workers else ""
+    print(f"callcenter: answering {sip_uri} ({len(svc.workers)} worker(s){remote}, "
           f"{'kamailio front' if svc.front else 'no front'}); ", end="", file=sys.stderr)
     if s.console.enabled:
         print(f"console {web}://{s.console.host}:{s.console.port}/; ", end="", file=sys.stderr)

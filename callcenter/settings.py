@@ -18,6 +18,12 @@ from typing import Any
 from pydantic import field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from assist.checklist import ChecklistSettings
+from assist.cues import CueSettings
+from assist.kb_settings import KnowledgeSettings
+from assist.rules_stage import RulesSettings
+from callcenter.capacity import CapacitySettings
+from callcenter.overload import OverloadSettings
 from ivr.settings import IvrSettings
 from live.settings import ConsoleSettings, MqttSettings
 from speech.settings import (
@@ -33,11 +39,15 @@ from telephony.settings import AcdSettings, SiprecSettings, SipSettings
 
 __all__ = [
     "AsrSettings",
+    "ChecklistSettings",
+    "CueSettings",
     "ConsoleSettings",
     "DeadAirSettings",
     "DtmfSettings",
     "IvrSettings",
+    "KnowledgeSettings",
     "MqttSettings",
+    "RulesSettings",
     "Settings",
     "SettingsError",
     "AcdSettings",
@@ -99,6 +109,14 @@ class Settings(BaseSettings):
     siprec: SiprecSettings = SiprecSettings()
     ivr: IvrSettings = IvrSettings()
     console: ConsoleSettings = ConsoleSettings()
+    capacity: CapacitySettings = CapacitySettings()
+    """How many workers ``serve`` starts when ``sip.workers`` is auto (``callcenter.capacity``)."""
+    overload: OverloadSettings = OverloadSettings()
+    """When a worker refuses new calls and sheds partials, then prosody (``callcenter.overload``)."""
+    knowledge: KnowledgeSettings = KnowledgeSettings()
+    cues: CueSettings = CueSettings()
+    rules: RulesSettings = RulesSettings()
+    checklist: ChecklistSettings = ChecklistSettings()
     secure: bool = False
     """Every hop encrypted (``serve --secure``): HTTPS, MQTT over TLS with a password, certificates
     from ``data_dir/certs`` (made when missing); see ``callcenter.credentials.apply_secure``."""
@@ -113,6 +131,15 @@ class Settings(BaseSettings):
     @property
     def agents_file(self) -> Path:
         return self.acd.agents_file or self.data_dir / "agents.yaml"
+
+    @property
+    def kb_index_path(self) -> Path:
+        return self.knowledge.index_path or self.data_dir / "kb.sqlite"
+
+    @property
+    def kb_feedback_path(self) -> Path:
+        """The agents' marks on suggested articles (``assist.feedback``): console writes, workers read."""
+        return self.data_dir / "kb-feedback.sqlite"
 
     @property
     def store_url(self) -> str:

@@ -38,6 +38,7 @@ from speech.events import (
     PartyLeft,
 )
 from speech.frames import AudioFrame, Party
+from speech.load import ProcessLoad
 from speech.pipeline import CallPipeline
 from telephony.items import LegEnded, MetadataChanged
 from telephony.leg import CallLeg
@@ -70,9 +71,10 @@ class SiprecSession:
 
     def __init__(self, leg: CallLeg, settings: Settings, engine: AsrEngine | None, *,
                  sinks: Sequence[Callable[[Event], None]] = (), after_call: AfterCall | None = None,
-                 acd: AcdContext | None = None) -> None:
+                 acd: AcdContext | None = None, load: ProcessLoad | None = None) -> None:
         self.leg = leg
         self.acd = acd
+        self.load = load
         self.settings = settings
         self.engine = engine
         self.sinks = list(sinks)
@@ -86,7 +88,7 @@ class SiprecSession:
 
     async def run(self) -> CallOutcome:
         leg = self.leg
-        pipeline = build_pipeline(leg.call_id, self.settings, self.engine)
+        pipeline = build_pipeline(leg.call_id, self.settings, self.engine, self.load)
         for sink in live_sinks(self.sinks, self.after_call):
             pipeline.add_sink(sink)
         offer = leg.siprec if isinstance(leg.siprec, RecordingOffer) else None

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from callcenter.call_spool import WORKER_LOST, LostCall, lost_calls
-from callcenter.worker import call_record_path
+from callcenter.worker import call_record_path, worker_name
 from telephony.kamailio import FrontError, Worker, _udp_options_ok, reap_group
 
 if TYPE_CHECKING:
@@ -127,7 +127,7 @@ class Supervisor:
     async def _on_death(self, i: int, pid: int, rc: int, delay: float) -> None:
         health = self.workers[i]
         health.state, health.last_exit, health.pid = "dead", rc, None
-        worker = Worker(self.svc.settings.sip.host, health.port)
+        worker = Worker(self.svc.settings.sip.worker_host, health.port)
         front = self.svc.front
         ended: list[str] = []
         if front is not None and front.proc is not None:
@@ -156,7 +156,7 @@ class Supervisor:
 
         store = AcdStore(self.svc.settings.store_url)
         try:
-            changes = await asyncio.to_thread(store.release_worker, f"worker{i}", live_calls)
+            changes = await asyncio.to_thread(store.release_worker, worker_name(self.svc.settings, i), live_calls)
         except Exception:  # noqa: BLE001 - the store may be down; the restart must go on
             log.warning("could not release worker %d's agents in the ACD store", i, exc_info=True)
             return
@@ -196,7 +196,7 @@ class Supervisor:
         self.svc.workers[i] = proc
         health.pid, health.state, health.started_at = proc.pid, "starting", time.monotonic()
         health.restarts += 1
-        host = self.svc.settings.sip.host
+        host = self.svc.settings.sip.worker_host
         deadline = time.monotonic() + READY_TIMEOUT_S
         while proc.returncode is None and time.monotonic() < deadline:
             if await asyncio.to_thread(_udp_options_ok, host, health.port):

@@ -6,20 +6,29 @@ and handed down; nothing is a module-level singleton.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from assist.checklist import ChecklistStage
+from assist.cues import CueStage
+from assist.files import AssistFileError
+from assist.rules_stage import RulesStage
+from assist.suggestions import SuggestionStage, index_opener
 from callcenter.settings import Settings
 from speech.asr.base import AsrEngine
 from speech.asr_stage import AsrStage
 from speech.dead_air import DeadAirStage
 from speech.dtmf import DtmfStage
 from speech.frames import Party
+from speech.load import ProcessLoad
 from speech.pipeline import CallPipeline
 from speech.stage import Stage
 from speech.talk_over import TalkOverStage
 from speech.tone import ToneStage
 from speech.vad import VadStage
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +37,8 @@ class StageDeps:
 
     settings: Settings
     asr_engine: AsrEngine | None = None
+    load: ProcessLoad | None = None
+    """The process's load state (live calls in a worker): what is shed under overload."""
 
 
 StageFactory = Callable[[StageDeps], Stage | None]
@@ -44,7 +55,58 @@ def _asr(deps: StageDeps) -> Stage | None:
         partials=s.asr.partials,
         max_utterance_s=s.asr.max_utterance_s,
         settings=s.asr,
+        load=deps.load,
     )
+
+
+def _knowledge(deps: StageDeps) -> Stage | None:
+    s = deps.settings
+    if not s.knowledge.enabled or deps.asr_engine is None:
+        return None
+    opener = index_opener(s.knowledge.kb_dir, s.kb_index_path, auto_index=s.knowledge.auto_index)
+    return SuggestionStage(opener, s.knowledge)
+
+
+def _assist(build: Callable[[], Stage], what: str) -> Stage | None:
+    """A file-driven assist stage; the files are read per call (an edit applies to the next call;
+    ``serve`` validated them at start), so one broken by an edit switches the stage off."""
+    try:
+        return build()
+    except AssistFileError as exc:
+        log.error("%s switched off for this call: %s", what, exc)
+        return None
+
+
+def check_assist_files(settings: Settings) -> None:
+    """Validate the playbook, rules and checklist files the settings name, at start (``serve``):
+    raises ``AssistFileError`` naming file, path and problem."""
+    from assist.checklist import load_checklists
+    from assist.playbook import load_playbook
+    from assist.rules_model import load_rules
+
+    if settings.cues.enabled:
+        load_playbook(settings.cues.playbook)
+    if settings.rules.file is not None:
+        load_rules(settings.rules.file)
+    if settings.checklist.enabled:
+        load_checklists(settings.checklist.file)
+
+
+def _cues(deps: StageDeps) -> Stage | None:
+    s = deps.settings.cues
+    return _assist(lambda: CueStage(s), "de-escalation cues") if s.enabled else None
+
+
+def _rules(deps: StageDeps) -> Stage | None:
+    s = deps.settings.rules
+    return _assist(lambda: RulesStage(s), "live rules") if s.file is not None else None
+
+
+def _checklist(deps: StageDeps) -> Stage | None:
+    s = deps.settings.checklist
+    if not s.enabled or deps.asr_engine is None:
+        return None  # it ticks on transcripts
+    return _assist(lambda: ChecklistStage(s), "script checklist")
 
 
 STAGES: tuple[StageFactory, ...] = (
@@ -53,8 +115,12 @@ STAGES: tuple[StageFactory, ...] = (
     lambda d: DeadAirStage(d.settings.dead_air),  # after VAD and DTMF: both are activity
     lambda d: TalkOverStage(d.settings.talk_over),
     _asr,  # its transcripts re-enter here, so only the stages below see them
-    lambda d: ToneStage(d.settings.tone),  # last: scores utterances with their finals
-    lambda d: ToneStage(d.settings.tone, party=Party.AGENT, alerts=False),  # the agent's tone, shown
+    lambda d: ToneStage(d.settings.tone, load=d.load),  # last: scores utterances with their finals
+    lambda d: ToneStage(d.settings.tone, party=Party.AGENT, alerts=False, load=d.load),  # the agent's tone
+    _knowledge,  # on caller finals: knowledge suggestions (off the loop)
+    _cues,  # after the tone stages: their alerts raise cues
+    _rules,
+    _checklist,
 )
 """The one place the stage order lives. Adding a stage: write it, add its factory here."""
 
@@ -82,8 +148,10 @@ def prepare_process(settings: Settings) -> AsrEngine | None:
     return engine
 
 
-def build_pipeline(call_id: str, settings: Settings, engine: AsrEngine | None) -> CallPipeline:
-    """One call's stage chain, in :data:`STAGES` order."""
-    deps = StageDeps(settings, engine)
+def build_pipeline(call_id: str, settings: Settings, engine: AsrEngine | None,
+                   load: ProcessLoad | None = None) -> CallPipeline:
+    """One call's stage chain, in :data:`STAGES` order. ``load``: the worker's load state (its
+    stages shed work under overload, its pipeline reports frame lateness)."""
+    deps = StageDeps(settings, engine, load)
     stages = [stage for factory in STAGES if (stage := factory(deps)) is not None]
-    return CallPipeline(call_id, stages)
+    return CallPipeline(call_id, stages, lateness=load.lateness_meter() if load is not None else None)

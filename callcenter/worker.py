@@ -23,13 +23,14 @@ import os
 import signal
 import sys
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from callcenter.aftercall import AfterCall
 from callcenter.call_session import AcdContext, CallOutcome, CallSession
 from callcenter.call_spool import CallSpool
+from callcenter.overload import LoadGovernor, LoadReport
 from callcenter.queue_prompts import FEATURE_CODES, QueuePrompts, hold_music
 from callcenter.settings import Settings
 from callcenter.siprec_session import SiprecSession
@@ -38,12 +39,14 @@ from callcenter.wiring import prepare_process
 from ivr.flow import load_flow
 from speech.events import AgentStateChanged, AgentStatus
 from speech.frames import Party
+from speech.load import ProcessLoad
 from telephony.acd.directory import Directory, DirectoryError, load_directory
 from telephony.acd.store import AcdStore
 from telephony.leg import uri_user
 from telephony.siprec import SiprecRules
 
 if TYPE_CHECKING:
+    from speech.asr.base import AsrEngine
     from speech.events import Event
     from telephony.endpoint import SipEndpoint
     from telephony.leg import CallLeg
@@ -75,6 +78,11 @@ class WorkerStats:
     stopped: bool = False
     state: str = "serving"
     """``serving``, ``stopped`` (a clean exit) or, written by ``serve``, ``dead``."""
+    load: dict[str, Any] = field(default_factory=dict)
+    """The overload governor's last report (``callcenter.overload.LoadReport``): shed level,
+    seconds behind, decode backlog, frame lateness, CPU, RSS."""
+    refused: dict[str, int] = field(default_factory=dict)
+    """Incoming calls the endpoint refused, by SIP status (503: overloaded)."""
 
 
 class StatsFile:
@@ -127,7 +135,10 @@ def _write_call_record(data_dir: Path, index: int, outcome: CallOutcome) -> None
     os.replace(tmp, path)
 
 
-async def run_worker(settings: Settings, *, port: int, index: int = 0, stop: asyncio.Event | None = None) -> int:
+async def run_worker(settings: Settings, *, port: int, index: int = 0, stop: asyncio.Event | None = None,
+                     prepare: Callable[[Settings], AsrEngine | None] = prepare_process) -> int:
+    """Serve calls on ``port`` until ``stop`` (or SIGTERM). ``prepare``: loads the process's
+    recognizer (tests hand in a scripted one)."""
     from live.publisher import MqttPublisher
     from telephony.endpoint import SipEndpoint
 
@@ -142,7 +153,9 @@ async def run_worker(settings: Settings, *, port: int, index: int = 0, stop: asy
     stats = StatsFile(data / "workers" / f"worker{index}.json", WorkerStats(index=index, port=port, pid=os.getpid()))
     flow = load_flow(settings.ivr.flow, params={"agent_uri": settings.ivr.agent_uri})
     prompts_dir = settings.ivr.prompts_dir or flow.prompts_dir or PROMPTS_DIR
-    engine = await asyncio.to_thread(prepare_process, settings)
+    engine = await asyncio.to_thread(prepare, settings)
+    load = ProcessLoad()  # what this process sheds under overload (``callcenter.overload``)
+    governor_task: asyncio.Task[None] | None = None
     after = AfterCall(settings)
     publisher = None
     endpoint = None
@@ -165,19 +178,35 @@ async def run_worker(settings: Settings, *, port: int, index: int = 0, stop: asy
 
         sinks = [fan_out]  # one sink: the session redacts it once (the live redactor is stateful)
         directory = _agents(settings)
-        endpoint = SipEndpoint(settings.sip, port=port, record_dir=data / "recordings", name=f"worker{index}",
+        # listen on this host's worker address (``sip.bind_host`` on a worker host)
+        sip_here = settings.sip.model_copy(update={"host": settings.sip.worker_host})
+        endpoint = SipEndpoint(sip_here, port=port, record_dir=data / "recordings", name=f"worker{index}",
                                max_incoming=caller_slots(settings, directory),
                                siprec=siprec_rules(settings, directory), max_streams=settings.siprec.max_streams)
         await endpoint.start()
+
+        def load_changed(report: LoadReport) -> None:
+            assert endpoint is not None
+            endpoint.admitting = report.admitting
+
+        def load_report(report: LoadReport) -> None:
+            assert endpoint is not None
+            stats.stats.load = report.to_dict()
+            stats.stats.refused = {str(k): v for k, v in endpoint.refused.items()}
+            stats.write()
+
+        governor = LoadGovernor(settings.overload, load, engine, on_change=load_changed, on_report=load_report)
+        governor_task = asyncio.create_task(governor.run(stop), name="load-governor")
         hold = (flow.prompt_path("hold", prompts_dir) if "hold" in flow.prompts
                 else await asyncio.to_thread(hold_music, data / "prompts" / "acd"))
         acd, acd_prompts = await _acd_context(settings, directory, endpoint, port, index)
-        log.warning("worker %d answering on %s:%d", index, settings.sip.host, port)
+        log.warning("worker %d answering on %s:%d", index, settings.sip.worker_host, port)
         stats.write()
 
         def refresh() -> None:
             stats.stats.active_calls = len(sessions)
             stats.stats.endpoint_calls = endpoint.active_calls
+            stats.stats.refused = {str(k): v for k, v in endpoint.refused.items()}
             stats.write()
 
         async def serve_call(leg: CallLeg) -> None:
@@ -197,10 +226,10 @@ async def run_worker(settings: Settings, *, port: int, index: int = 0, stop: asy
         async def _serve_session(leg: CallLeg) -> None:
             session: CallSession | SiprecSession
             if leg.siprec is not None:  # a PBX's recording session: no IVR, no queue; listen-only supervision
-                session = SiprecSession(leg, settings, engine, sinks=sinks, after_call=after, acd=acd)
+                session = SiprecSession(leg, settings, engine, sinks=sinks, after_call=after, acd=acd, load=load)
             else:
                 session = CallSession(leg, settings, engine, flow=flow, prompts_dir=prompts_dir,
-                                      sinks=sinks, after_call=after, hold_prompt=hold, acd=acd)
+                                      sinks=sinks, after_call=after, hold_prompt=hold, acd=acd, load=load)
             try:
                 outcome = await session.run()
             except Exception:
@@ -226,6 +255,10 @@ async def run_worker(settings: Settings, *, port: int, index: int = 0, stop: asy
             task.add_done_callback(finished)
             refresh()
     finally:
+        if governor_task is not None:
+            governor_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await governor_task
         if endpoint is not None:
             await endpoint.stop()  # hangs up live calls: their sessions see LegEnded and finish
         if sessions:
@@ -247,6 +280,13 @@ async def run_worker(settings: Settings, *, port: int, index: int = 0, stop: asy
         with contextlib.suppress(OSError):
             stats.write()
     return 0
+
+
+def worker_name(settings: Settings, index: int) -> str:
+    """The worker's name in the shared ACD store: ``worker<i>``, qualified by its host when
+    workers run on several hosts (``sip.bind_host``), so one host's restart frees only its own."""
+    host = settings.sip.bind_host
+    return f"worker{index}@{host}" if host else f"worker{index}"
 
 
 def siprec_rules(settings: Settings, directory: Directory | None) -> SiprecRules | None:
@@ -287,12 +327,15 @@ async def _acd_context(settings: Settings, directory: Directory | None, endpoint
         return None, prompts
     store = AcdStore(settings.store_url)
     await asyncio.to_thread(store.sync_directory, directory, ready_on_register=settings.acd.ready_on_register)
-    front = f"{settings.sip.host}:{settings.sip.port}" if port != settings.sip.port else None
+    sip = settings.sip
+    behind_front = port != sip.port or sip.worker_host != sip.host  # on a worker host: the front's address
+    front = f"{sip.host}:{sip.port}" if behind_front else None
     static = frozenset(a.id for a in directory.agents if a.contact)
-    desk = SupervisionDesk(store=store, endpoint=endpoint, worker=f"worker{index}", front=front,
+    name = worker_name(settings, index)
+    desk = SupervisionDesk(store=store, endpoint=endpoint, worker=name, front=front,
                            ring_timeout_s=settings.acd.ring_timeout_s,
                            static_contacts={a.id: a.contact for a in directory.agents if a.contact})
-    return AcdContext(store=store, endpoint=endpoint, worker=f"worker{index}", front=front, supervision=desk,
+    return AcdContext(store=store, endpoint=endpoint, worker=name, front=front, supervision=desk,
                       static_agents=static, announce=prompts.announce), prompts
 
 

@@ -29,6 +29,10 @@ class MqttSettings(_Frozen):
     outbox_max: int = 100_000
     """Events kept on disk while the broker is unreachable."""
     enabled: bool = True
+    bridge: bool = False
+    """On a worker host (``serve --role workers``): publish to a mosquitto on 127.0.0.1:
+    ``embedded_port`` bridged to ``host:port`` (``live.bridge``), which queues the call events
+    while that broker is out of reach. Off: publish to ``host:port`` directly."""
 
 
 class ConsoleSettings(_Frozen):

@@ -15,6 +15,7 @@ from speech.asr.base import AsrEngine
 from speech.asr.stream import UtteranceStream, open_stream
 from speech.events import Event, PlaybackEnded, PlaybackStarted, SpeechEnded, SpeechStarted
 from speech.frames import FRAME_MS, AudioFrame, Party
+from speech.load import ProcessLoad
 from speech.settings import AsrSettings
 from speech.stage import Control, SetGrammar, Stage
 
@@ -31,10 +32,13 @@ class AsrStage(Stage):
         max_utterance_s: float = 20.0,
         parties: Sequence[Party] = (Party.CALLER, Party.AGENT),
         settings: AsrSettings | None = None,
+        load: ProcessLoad | None = None,
     ) -> None:
         """``settings`` carries partial cadence and guards; without it, defaults plus the two
-        keyword arguments (which ``settings``, when given, overrides)."""
+        keyword arguments (which ``settings``, when given, overrides). ``load``: the process's
+        load state (live partials pause while it sheds them)."""
         self.engine = engine
+        self.load = load
         self.settings = settings or AsrSettings(partials=partials, max_utterance_s=max_utterance_s)
         preroll_frames = max(1, preroll_ms // FRAME_MS)
         self._preroll_s = preroll_frames * FRAME_MS / 1000
@@ -48,7 +52,7 @@ class AsrStage(Stage):
     def stream(self, party: Party) -> UtteranceStream:
         s = self._streams.get(party)
         if s is None:
-            s = open_stream(self.engine, party, self.ctx.emit, self.settings)
+            s = open_stream(self.engine, party, self.ctx.emit, self.settings, self.load)
             s.set_grammar(self._grammar.get(party))
             self._streams[party] = s
         return s

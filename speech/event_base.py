@@ -53,6 +53,8 @@ class Category(str, Enum):
     """The call's way through an ACD queue (entered, position, ringing, connected, abandoned)."""
     AGENT = "agent"
     """Agent state changes (ready, ringing, on call, wrap-up, not ready, logged out)."""
+    ASSIST = "assist"
+    """Help for the agent during the call: cue outcomes, the script checklist, suggestions."""
 
 
 class Pii(str, Enum):

@@ -77,6 +77,20 @@ class EventType(EventTypeBase):
     """An agent's state changed (``call_id`` is the call it concerns, or empty)."""
     SUPERVISION = "supervision"
     """A supervisor began listening to the call, switched to whisper or barge, or left."""
+    ASSIST_CUE = "assist.cue"
+    """De-escalation cue: the caller turned tense or angry, or said an escalation phrase;
+    ``reasons`` says why, ``phrases`` what the agent could say (the playbook)."""
+    ASSIST_CUE_OUTCOME = "assist.cue_outcome"
+    """What followed a cue: whether the agent acknowledged within the window, and the caller's
+    tension after it."""
+    RULE_MATCHED = "rule.matched"
+    """A live rule's conditions all held: the call is tagged and/or someone is alerted."""
+    CHECKLIST = "checklist.update"
+    """The script checklist of the call's queue; sent when it starts and when an item ticks."""
+    ASSIST_SUGGESTION = "assist.suggestion"
+    """Knowledge articles for what the caller just said, best first, with the words that matched."""
+    ASSIST_FEEDBACK = "assist.feedback"
+    """The agent marked a suggested article helpful or not (added to the call's events at its end)."""
 
 
 @register
@@ -522,6 +536,131 @@ class SupervisionChanged(Event):
         if self.requested is not None:
             return f"supervisor {self.supervisor_id}: {self.requested} refused{why}"
         return f"supervisor {self.supervisor_id}: {self.previous} -> {self.mode}{why}"
+
+
+@register
+@dataclass(frozen=True, kw_only=True)
+class AssistCue(Event):
+    type: ClassVar[EventType] = EventType.ASSIST_CUE
+    meta: ClassVar[EventMeta] = EventMeta(
+        category=Category.ALERTS, urgent=True, safe=("trigger", "reasons", "phrases"))
+    cue: int = 0
+    """Number of the cue in the call (1, 2, ...); its ``assist.cue_outcome`` carries it too."""
+    trigger: str = "tone"
+    """``tone`` (a caller tone alert) or ``phrase`` (an escalation phrase of the playbook)."""
+    reasons: tuple[str, ...] = ()
+    """Why: the tone alert's reasons, or ``said "<playbook phrase>"``."""
+    phrases: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """Playbook step (acknowledge, validate, take ownership, next step) → suggested phrases."""
+
+    def render(self) -> str:
+        return f"CUE {self.cue} ({self.trigger}): " + "; ".join(self.reasons)
+
+
+@register
+@dataclass(frozen=True, kw_only=True)
+class AssistCueOutcome(Event):
+    type: ClassVar[EventType] = EventType.ASSIST_CUE_OUTCOME
+    meta: ClassVar[EventMeta] = EventMeta(
+        category=Category.ASSIST, urgent=True, safe=("ack_phrase", "labels", "tension"))
+    cue: int = 0
+    cue_t: float = 0.0
+    """Call time of the cue."""
+    acknowledged: bool | None = False
+    """An agent final began within the window after the cue and matched an empathy phrase;
+    None: no agent spoke on the call (an IVR-only call, a caller-only recording)."""
+    ack_t: float | None = None
+    """When that agent utterance began."""
+    ack_phrase: str = ""
+    """The playbook phrase it matched (not the agent's words)."""
+    scores: tuple[float, ...] = ()
+    """The caller's tension scores from the last reading before the cue to the end of the
+    trajectory window."""
+    labels: tuple[str, ...] = ()
+    tension: str = "unknown"
+    """``eased``, ``steady``, ``rose`` or ``unknown`` (no caller reading after the cue)."""
+
+    def render(self) -> str:
+        ack = (f"acknowledged at {self.ack_t:.1f} s" if self.acknowledged and self.ack_t is not None
+               else "no agent to acknowledge" if self.acknowledged is None else "not acknowledged")
+        return f"cue {self.cue}: {ack}; tension {self.tension}"
+
+
+@register
+@dataclass(frozen=True, kw_only=True)
+class RuleMatched(Event):
+    type: ClassVar[EventType] = EventType.RULE_MATCHED
+    meta: ClassVar[EventMeta] = EventMeta(
+        category=Category.ALERTS, urgent=True, safe=("rule", "categories", "message", "notify", "because"))
+    rule: str = ""
+    """The rule's name in the rules file."""
+    categories: tuple[str, ...] = ()
+    """Categories the call is tagged with."""
+    message: str = ""
+    """The alert text from the rules file ("" when the rule only tags)."""
+    notify: tuple[str, ...] = ()
+    """Who is alerted: ``agent`` and/or ``supervisor``."""
+    because: tuple[str, ...] = ()
+    """Each condition and the call time it held at (from the rule, never the transcript)."""
+
+    def render(self) -> str:
+        tags = f" [{', '.join(self.categories)}]" if self.categories else ""
+        return f"RULE {self.rule}{tags}" + (f": {self.message}" if self.message else "")
+
+
+@register
+@dataclass(frozen=True, kw_only=True)
+class ChecklistUpdate(Event):
+    type: ClassVar[EventType] = EventType.CHECKLIST
+    meta: ClassVar[EventMeta] = EventMeta(
+        category=Category.ASSIST, urgent=True, safe=("queue", "items", "labels", "done", "ticked"))
+    queue: str = ""
+    """The queue whose checklist applies (``default`` when none is known)."""
+    items: tuple[str, ...] = ()
+    """Item ids in script order."""
+    labels: tuple[str, ...] = ()
+    """Their labels, in the same order."""
+    done: dict[str, float] = field(default_factory=dict)
+    """Item id → call time the agent said it."""
+    ticked: str = ""
+    """The item this update ticked ("" for the opening list)."""
+
+    def render(self) -> str:
+        return f"checklist {self.queue}: {len(self.done)}/{len(self.items)}" + (f" +{self.ticked}" if self.ticked else "")
+
+
+@register
+@dataclass(frozen=True, kw_only=True)
+class AssistSuggestion(Event):
+    type: ClassVar[EventType] = EventType.ASSIST_SUGGESTION
+    meta: ClassVar[EventMeta] = EventMeta(category=Category.ASSIST, safe=("articles", "queue"))
+    articles: tuple[dict[str, Any], ...] = ()
+    """Best first: ``id``, ``title``, ``score`` (BM25 × queue boost), ``matched`` (the caller's
+    words found in the article: knowledge-base vocabulary, never digits) and ``body`` (Markdown,
+    for the agent to open)."""
+    queue: str = ""
+    """The IVR queue that boosted the ranking ("" when none was known)."""
+    final_t: float = 0.0
+    """Call time of the caller final that prompted it (``t`` is the same on replay)."""
+
+    def render(self) -> str:
+        return "KB: " + "; ".join(
+            f"{a.get('id')} ({float(a.get('score', 0)):.1f}: {', '.join(a.get('matched', ()))})" for a in self.articles)
+
+
+@register
+@dataclass(frozen=True, kw_only=True)
+class AssistFeedback(Event):
+    type: ClassVar[EventType] = EventType.ASSIST_FEEDBACK
+    meta: ClassVar[EventMeta] = EventMeta(category=Category.ASSIST, safe=("article_id", "title", "agent_id"))
+    article_id: str = ""
+    title: str = ""
+    helpful: bool = True
+    agent_id: str = ""
+    """Who marked it ("" when the console's token was used)."""
+
+    def render(self) -> str:
+        return f"article {self.article_id} {'helpful' if self.helpful else 'not helpful'}"
 
 
 EVENT_CLASSES: dict[EventType, type[Event]] = {EventType(name): cls for name, cls in registered().items()}

@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 
 from speech.events import CallEnded, CallStarted, Event
 from speech.frames import AudioFrame
+from speech.load import FrameLateness
 from speech.stage import Control, Stage, StageContext
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,9 @@ class CallPipeline:
         stages: Sequence[Stage],
         *,
         max_pending_frames: int = 1000,
+        lateness: FrameLateness | None = None,
     ) -> None:
+        """``lateness``: measures how late frames are handled (live calls: the process's load)."""
         self.call_id = call_id
         self.stages = list(stages)
         self.events: list[Event] = []
@@ -58,6 +61,7 @@ class CallPipeline:
         self._queue: asyncio.Queue[_Item] = asyncio.Queue()
         self._pending_frames = 0
         self._max_pending = max_pending_frames
+        self._lateness = lateness
         self._space = asyncio.Event()
         self._space.set()
         self._task: asyncio.Task[None] | None = None
@@ -202,6 +206,8 @@ class CallPipeline:
 
     def _process_frame(self, frame: AudioFrame) -> None:
         self.frames_processed += 1
+        if self._lateness is not None:
+            self._lateness.observe(frame.end)
         for i, stage in enumerate(self.stages):
             self._forward(stage.process_frame(frame), i + 1)
         if frame.end > self.now:

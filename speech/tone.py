@@ -33,6 +33,7 @@ from speech.events import (
 )
 from speech.frames import AudioFrame, Party
 from speech.lexicon import LexicalScorer, LexicalSignal, tokenize
+from speech.load import ProcessLoad
 from speech.prosody import (
     NeutralProsody,
     Prosody,
@@ -95,8 +96,11 @@ class ToneStage(Stage):
         lexicon: LexicalScorer | None = None,
         party: Party = Party.CALLER,
         alerts: bool = True,
+        load: ProcessLoad | None = None,
     ) -> None:
+        """``load``: the process's load state; while it sheds prosody, tone comes from words."""
         self.settings = settings
+        self.load = load
         self.party = party
         self.alerts = alerts
         """Rising-tension and anger alerts (the agent's tone is shown, not alerted on)."""
@@ -186,8 +190,8 @@ class ToneStage(Stage):
         return []
 
     def _measure(self, frames: list[AudioFrame], start: float, end: float) -> Prosody | None:
-        if not frames:
-            return None
+        if not frames or (self.load is not None and not self.load.prosody):
+            return None  # overload: pitch analysis (on the event loop) is shed before anything else
         rate = frames[0].sample_rate
         pcm = np.concatenate([f.samples() for f in frames if f.sample_rate == rate])
         # Trim to the VAD's bounds: the first and last frames straddle them. (Frames dropped

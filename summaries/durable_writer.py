@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import fcntl
 import json
 import logging
 import os
@@ -101,11 +102,13 @@ class DurableWriter:
         return await asyncio.to_thread(self.write, list(events), summary, originals=originals)
 
     def flush(self) -> int:
-        """Try every spooled call now; returns how many are still waiting."""
-        for path in self.spooled():
+        """Try every spooled call now; returns how many are still waiting for the database
+        (not counting calls another process sharing the spool is writing at this moment)."""
+        paths = self.spooled()
+        for i, path in enumerate(paths):
             if not self._try_write(path):
-                break
-        return len(self.spooled())
+                return sum(1 for p in paths[i:] if p.exists())
+        return 0
 
     def spooled(self) -> list[Path]:
         """Spool files not yet in the store, oldest first."""
@@ -133,31 +136,49 @@ class DurableWriter:
         return path
 
     def _try_write(self, path: Path) -> bool:
+        """True when the call is in the store (or another process is writing it right now).
+
+        Processes sharing one spool (a service's workers, a replay's) each write their own calls
+        and retry any they find: an exclusive ``flock`` on the spool file makes one of them the
+        writer of each call, so two never save one call at once (both would insert it)."""
         with self._lock:
             try:
-                payload = json.loads(path.read_text(encoding="utf-8"))
-                events = [Event.from_dict(e) for e in payload["events"]]
-                summary = CallSummary.from_dict(payload["summary"]) if payload.get("summary") else None
-                originals = {int(k): v for k, v in (payload.get("originals") or {}).items()}
+                fh = open(path, "rb")  # noqa: SIM115 - held across the write, closed below
             except FileNotFoundError:
                 return True  # written by a concurrent flush
-            except (ValueError, KeyError, TypeError, AttributeError) as exc:
-                # Never retried forever, never lost: set aside for a person to look at.
-                bad = path.with_name(path.name + BAD_SUFFIX)
-                os.replace(path, bad)
-                log.warning("unreadable spool file set aside as %s (%s)", bad.name, type(exc).__name__)
-                return True
-            try:
-                if not self.store.started:
-                    self.store.start()
-                self.store.save_call(events, summary, originals=originals)
-            except Exception as exc:  # database down, locked, refused: keep the spool file
-                self.last_error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
-                log.warning("CRM store unavailable (%s); call kept in spool", type(exc).__name__)
-                return False
-            path.unlink(missing_ok=True)
-            self.last_error = None
+            with fh:
+                try:
+                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    return True  # another process is writing it now
+                if os.fstat(fh.fileno()).st_nlink == 0:
+                    return True  # written and removed before we had it
+                return self._write_locked(path, fh.read())
+
+    def _write_locked(self, path: Path, data: bytes) -> bool:
+        """Store one spooled call read under its lock; an unreadable file is set aside."""
+        try:
+            payload = json.loads(data.decode("utf-8"))
+            events = [Event.from_dict(e) for e in payload["events"]]
+            summary = CallSummary.from_dict(payload["summary"]) if payload.get("summary") else None
+            originals = {int(k): v for k, v in (payload.get("originals") or {}).items()}
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            # Never retried forever, never lost: set aside for a person to look at.
+            bad = path.with_name(path.name + BAD_SUFFIX)
+            os.replace(path, bad)
+            log.warning("unreadable spool file set aside as %s (%s)", bad.name, type(exc).__name__)
             return True
+        try:
+            if not self.store.started:
+                self.store.start()
+            self.store.save_call(events, summary, originals=originals)
+        except Exception as exc:  # database down, locked, refused: keep the spool file
+            self.last_error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+            log.warning("CRM store unavailable (%s); call kept in spool", type(exc).__name__)
+            return False
+        path.unlink(missing_ok=True)
+        self.last_error = None
+        return True
 
     def _retry_loop(self) -> None:
         delay = self.backoff_base_s

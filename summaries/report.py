@@ -13,6 +13,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from summaries.assist_notes import assist_lines
+from summaries.knowledge_notes import article_lines
 from summaries.store import CallDetail, CallRow
 from summaries.summary import CallSummary
 
@@ -113,6 +115,8 @@ def _conversation_lines(s: dict[str, Any]) -> list[str]:
                      f" over {gaps['count']} answer(s)")
     for party, tone in (s.get("tone_by_party") or {}).items():
         lines.append(f"Tone {party + ':':<8}{tone.get('start')} -> {tone.get('end')} (worst {tone.get('worst')})")
+    lines += [f"Knowledge:  {line}" for line in article_lines(s)]
+    lines += assist_lines(s)
     return lines
 
 

@@ -31,7 +31,7 @@ from speech.events import (
     ToneUpdate,
 )
 from speech.frames import Party
-from summaries import conversation
+from summaries import assist_notes, conversation, knowledge_notes
 from summaries.spoken import digit_runs
 from summaries.summary import (
     UNKNOWN,
@@ -149,6 +149,11 @@ def summarize(events: Iterable[Event], *, call_id: str | None = None, rules: Sum
         duration=round(duration, 2),
         handle_time=round(max(0.0, duration - ivr_end), 2),
         end_reason=ended.reason if ended else UNKNOWN,
+        categories=assist_notes.categories(evs),
+        rules=assist_notes.rule_notes(evs),
+        cues=assist_notes.cue_notes(evs),
+        checklist=assist_notes.checklist_note(evs),
+        articles=knowledge_notes.article_notes(evs),
         evidence={k: v for k, v in evidence.items() if v},
     )
 

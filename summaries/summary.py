@@ -121,6 +121,53 @@ class SupervisionStep:
     requested: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class CueNote:
+    """A de-escalation cue and what followed it (``assist.cue`` and ``assist.cue_outcome``)."""
+
+    t: float
+    trigger: str
+    reasons: tuple[str, ...] = ()
+    acknowledged: bool | None = None
+    """Whether the agent acknowledged the caller within the window; None: not decided, or no
+    agent spoke on the call."""
+    ack_t: float | None = None
+    tension: str = UNKNOWN
+    """The caller's tension after the cue: eased, steady, rose or unknown."""
+    scores: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RuleNote:
+    """A live rule that fired (``rule.matched``)."""
+
+    t: float
+    rule: str
+    categories: tuple[str, ...] = ()
+    message: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ChecklistNote:
+    """The script checklist at the end of the call: item id → call time said (None: never)."""
+
+    queue: str = ""
+    items: dict[str, float | None] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ArticleNote:
+    """A suggested knowledge article the agent marked (``assist.feedback``; the last mark counts):
+    helpful means the article was used on the call."""
+
+    article_id: str
+    title: str = ""
+    helpful: bool = True
+    t: float = 0.0
+    agent_id: str = ""
+
+
 @dataclass(frozen=True)
 class CallSummary:
     """What happened on a call, for the CRM, the webhook and the console."""
@@ -165,6 +212,14 @@ class CallSummary:
     handle_time: float = 0.0
     """Time with an agent or caller speaking after the IVR, i.e. duration minus IVR time."""
     end_reason: str = UNKNOWN
+    categories: tuple[str, ...] = ()
+    """Categories the live rules tagged the call with, sorted."""
+    rules: tuple[RuleNote, ...] = ()
+    cues: tuple[CueNote, ...] = ()
+    """De-escalation cues: why, whether the agent acknowledged, where the caller's tension went."""
+    checklist: ChecklistNote | None = None
+    articles: tuple[ArticleNote, ...] = ()
+    """Knowledge articles the agent marked helpful ("article X used") or not, in mark order."""
     evidence: dict[str, tuple[Evidence, ...]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -211,6 +266,18 @@ class CallSummary:
             d["queue"] = _queue_stats(d["queue"] or {})
         if "supervision" in d:
             d["supervision"] = tuple(SupervisionStep(**_pick(SupervisionStep, x)) for x in d["supervision"] or ())
+        if "categories" in d:
+            d["categories"] = tuple(d["categories"] or ())
+        if "rules" in d:
+            d["rules"] = tuple(RuleNote(**{**_pick(RuleNote, x), "categories": tuple(x.get("categories", ()))})
+                               for x in d["rules"] or ())
+        if "cues" in d:
+            d["cues"] = tuple(CueNote(**{**_pick(CueNote, x), "reasons": tuple(x.get("reasons", ())),
+                                         "scores": tuple(x.get("scores", ()))}) for x in d["cues"] or ())
+        if "articles" in d:
+            d["articles"] = tuple(ArticleNote(**_pick(ArticleNote, x)) for x in d["articles"] or ())
+        if d.get("checklist") is not None:
+            d["checklist"] = ChecklistNote(**_pick(ChecklistNote, d["checklist"]))
         if "tone_by_party" in d:
             d["tone_by_party"] = {k: PartyTone(**_pick(PartyTone, v)) for k, v in (d["tone_by_party"] or {}).items()}
         return cls(**d)

@@ -157,6 +157,9 @@ class SipEndpoint:
         self._keys = itertools.count(1)
         self.refused: dict[int, int] = {}
         """Incoming calls this endpoint refused, by status (486, 503, 488, 513)."""
+        self.admitting = True
+        """False while the process is overloaded (``callcenter.overload``): new calls get 503
+        with Retry-After, calls in progress go on. Set from the loop, read on the PJSIP thread."""
         # PJSIP-thread state
         self._ep: pj.Endpoint | None = None
         self._acc: PjAccount | None = None
@@ -409,7 +412,7 @@ class SipEndpoint:
         incoming = sum(1 for c in self._calls.live.values() if c.leg is not None and c.leg.party is Party.CALLER)
         if self._stopping or self._calls.slots_used >= self.max_calls or incoming >= self.max_incoming:
             refusal = BUSY
-        elif self._budget.exhausted(now):
+        elif self._budget.exhausted(now) or not self.admitting:
             refusal = OVERLOADED
         else:
             refusal = check_invite(whole_msg, call.getInfo().remOfferer)

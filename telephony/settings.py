@@ -7,7 +7,7 @@ import binascii
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class _Frozen(BaseModel):
@@ -57,9 +57,20 @@ class SipSettings(_Frozen):
     host: str = "127.0.0.1"
     port: int = 5060
     transports: tuple[Literal["udp", "tcp"], ...] = ("udp", "tcp")
-    workers: int | None = None
-    """Endpoint processes (each holds at most 4 calls); default: one per core."""
+    workers: int | None = Field(None, ge=0)
+    """Endpoint processes (each holds at most 4 calls); None or 0: from the capacity plan (the
+    calls the cores can analyze, ``capacity.*``), one per core if that cannot be made."""
     worker_base_port: int = 5070
+    bind_host: str | None = None
+    """The address this host's endpoint workers listen on and put in their SDP; None: ``host``.
+    On a worker host (``serve --role workers``) its own address, while ``host``/``port`` stay
+    the front's (callers dial it; workers ring agents through it)."""
+    remote_workers: tuple[str, ...] = ()
+    """``host:port`` of workers on other hosts (``serve --role workers`` there) that the front
+    dispatches to besides its own; probed by OPTIONS like local ones."""
+    remote_lost_after_s: float = Field(5.0, gt=0)
+    """A remote worker that has answered no OPTIONS this long is lost: the front BYEs its callers
+    (their media went with it); new calls already go around it after two missed pings (~3 s)."""
     codecs: tuple[str, ...] = ("PCMU/8000", "PCMA/8000", "G722/16000")
     max_calls: int = Field(4, ge=1, le=4)
     """Calls per endpoint process; the pjsua2 wheel is built with at most 4."""
@@ -88,6 +99,20 @@ class SipSettings(_Frozen):
     srtp_secure_signaling: Literal[0, 1, 2] = 0
     """pjsua's rule for SDES keys: 0 send them on any transport, 1 only over TLS, 2 only with
     sips: end to end. Workers behind the front get calls over the loopback UDP hop, so 0 there."""
+
+    @property
+    def worker_host(self) -> str:
+        """Where this host's workers listen (``bind_host``, else ``host``)."""
+        return self.bind_host or self.host
+
+    @field_validator("remote_workers")
+    @classmethod
+    def _host_port(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for item in value:
+            host, sep, port = item.rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"sip.remote_workers: {item!r} is not host:port")
+        return value
 
     @model_validator(mode="after")
     def _tls_complete(self) -> SipSettings:

@@ -233,9 +233,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--port", type=int)
     ap.add_argument("--record-dir", type=Path)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--host", default="127.0.0.1", help="local address to listen on and put in the SDP")
     add_secure_arguments(ap)
     args = ap.parse_args(argv)
-    settings = secure_settings(SipSettings(), tls=args.tls, srtp=args.srtp, ca=args.ca)
+    settings = secure_settings(SipSettings(host=args.host), tls=args.tls, srtp=args.srtp, ca=args.ca)
     uri = tls_uri(args.uri) if args.tls else args.uri
     def report(result: TestCallResult) -> None:
         if args.json:

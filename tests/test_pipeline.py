@@ -269,10 +269,11 @@ def test_stage_order_is_the_wiring_table(tmp_path) -> None:
 
     settings = load_settings(overrides={"data_dir": str(tmp_path), "asr.engine": "none"}, environ={})
     assert [s.name for s in build_pipeline("c", settings, None).stages] == [
-        "vad", "dtmf", "dead_air", "talk_over", "tone", "tone"]
+        "vad", "dtmf", "dead_air", "talk_over", "tone", "tone", "cues"]
     with_asr = build_pipeline("c", settings, ScriptedEngine([]))
-    assert [s.name for s in with_asr.stages] == ["vad", "dtmf", "dead_air", "talk_over", "asr", "tone", "tone"]
-    assert [getattr(s, "party", None) for s in with_asr.stages[-2:]] == [Party.CALLER, Party.AGENT]
+    assert [s.name for s in with_asr.stages] == [
+        "vad", "dtmf", "dead_air", "talk_over", "asr", "tone", "tone", "knowledge", "cues", "checklist"]
+    assert [getattr(s, "party", None) for s in with_asr.stages[5:7]] == [Party.CALLER, Party.AGENT]
 
 
 def test_an_unbound_stage_says_so() -> None:

@@ -33,6 +33,7 @@ from live.console.agents import (
     supervisor_may_reach,
 )
 from live.console.history import CallHistory
+from live.console.knowledge import ArticleFeedback, knowledge_router
 from live.console.sse import SSE_KEEPALIVE_S as SSE_KEEPALIVE_S
 from live.console.sse import sse_response
 from live.console.state import LiveCalls
@@ -58,11 +59,13 @@ def create_console_app(
     broker_tls: ssl.SSLContext | None = None,
     agents: AgentConsole | None = None,
     session_secret: bytes | None = None,
+    feedback: ArticleFeedback | None = None,
 ) -> FastAPI:
     """The console app. ``broker_host=None`` skips the broker (events via ``app.state.live``);
     ``broker_username``/``broker_password``/``broker_tls`` as for the publisher. ``agents``: the
     ACD, for agents' logins, pages and the queue view (none: token access only);
-    ``session_secret`` signs agents' session cookies (default: derived from the token)."""
+    ``session_secret`` signs agents' session cookies (default: derived from the token);
+    ``feedback`` stores agents' marks on suggested knowledge articles (none: no such route)."""
     if not token:
         raise ValueError("the console needs a non-empty token")
     topics = Topics(topic_prefix)
@@ -112,6 +115,8 @@ def create_console_app(
 
     if agents is not None:
         app.include_router(agent_router(agents, live, sessions, token))
+    if feedback is not None:
+        app.include_router(knowledge_router(feedback, live, sessions, token))
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 

@@ -92,7 +92,7 @@ class BufferedStream(UtteranceStream):
     def _on_audio(self, pcm: bytes, t: float) -> None:
         self._chunks.append(pcm)
         self._samples += len(pcm) // 2
-        if not self.settings.partials or self._samples < self._next_partial:
+        if not self.partials_on or self._samples < self._next_partial:
             return
         if self._partial_busy or self.engine.pool.idle == 0:
             return  # no room: finals and other calls first; try again on the next frame
@@ -129,7 +129,7 @@ class BufferedStream(UtteranceStream):
             return
         hyp, seconds = res
         self._partial_spent += seconds
-        if not hyp.text:
+        if not hyp.text or not self.partials_on:
             return
         stable = self._agree.update([w.word for w in hyp.words])
         if stable:

@@ -63,6 +63,9 @@ class RecognizerSession(ABC):
     call on one strand of the decode pool, so calls never overlap and keep their order."""
 
     sample_rate: int = 16000
+    partials: bool = True
+    """False while nobody wants partials (the process sheds them under overload): ``accept``
+    may skip computing them and return None."""
 
     @abstractmethod
     def accept(self, pcm: bytes) -> Hypothesis | None:

@@ -266,8 +266,8 @@ class PocketsphinxSession(RecognizerSession):
         except RuntimeError as exc:
             raise AsrError(f"pocketsphinx failed to decode ({exc})") from exc
         self._samples += len(pcm) // 2
-        if self._samples < self._next_partial:
-            return None
+        if not self.partials or self._samples < self._next_partial:
+            return None  # reading the hypothesis costs a search backtrace
         self._next_partial = self._samples + int(self._engine.partial_interval_s * SAMPLE_RATE)
         hyp = decoder.hyp()
         text = self._text(hyp.hypstr) if hyp is not None else ""

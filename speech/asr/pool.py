@@ -14,9 +14,11 @@ import heapq
 import itertools
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
+from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
@@ -34,15 +36,28 @@ class Priority(IntEnum):
     """A re-decode for a live partial: only worth doing when nothing else waits."""
 
 
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    """How far the pool is behind: what a worker's overload governor reads."""
+
+    queued: int
+    """Tasks waiting for a thread."""
+    running: int
+    oldest_s: float
+    """How long the oldest queued task has waited for a thread; 0 when none waits. (A long
+    decode that runs is not backlog; the work it holds up is.)"""
+
+
 class Strand:
     """Tasks of one session: run one at a time, in submission order."""
 
     def __init__(self) -> None:
-        self.tasks: deque[tuple[Priority, Future[Any], Callable[[], Any]]] = deque()
+        self.tasks: deque[tuple[Priority, Future[Any], Callable[[], Any], int]] = deque()
+        """(priority, future, call, submit token) in submission order."""
         self.running = False
 
     def urgency(self) -> Priority:
-        return min(p for p, _, _ in self.tasks)
+        return min(t[0] for t in self.tasks)
 
 
 class DecodePool:
@@ -58,6 +73,8 @@ class DecodePool:
         self._queued = 0
         self._threads: list[threading.Thread] = []
         self._stopped = False
+        self._submitted: dict[int, float] = {}
+        """Submit time of each queued task, oldest first (dicts keep insertion order)."""
         self.done = {p: 0 for p in Priority}
         """Tasks completed per priority (for benchmarks and tests)."""
 
@@ -66,6 +83,13 @@ class DecodePool:
         """Threads with nothing to do right now (queued work counts against them)."""
         with self._cv:
             return max(0, self.workers - self._busy - self._queued)
+
+    def backlog(self) -> Backlog:
+        """Queued and running tasks and how long the oldest queued one has waited."""
+        with self._cv:
+            oldest = next(iter(self._submitted.values()), None)
+            return Backlog(self._queued, self._busy,
+                           round(time.monotonic() - oldest, 3) if oldest is not None else 0.0)
 
     def submit(
         self, fn: Callable[..., Any], *args: Any, priority: Priority, strand: Strand | None = None
@@ -78,7 +102,9 @@ class DecodePool:
             if not self._threads:
                 self._start()
             s = strand or Strand()
-            s.tasks.append((priority, fut, lambda: fn(*args)))
+            token = next(self._seq)
+            self._submitted[token] = time.monotonic()
+            s.tasks.append((priority, fut, lambda: fn(*args), token))
             self._queued += 1
             if not s.running:
                 self._push(s)
@@ -120,7 +146,8 @@ class DecodePool:
                 strand = self._take()
                 if strand is None:
                     return
-                priority, fut, call = strand.tasks.popleft()
+                priority, fut, call, token = strand.tasks.popleft()
+                self._submitted.pop(token, None)
                 self._queued -= 1
                 self._busy += 1
             try:

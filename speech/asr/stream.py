@@ -26,6 +26,7 @@ from speech.asr.base import AsrEngine, Hypothesis, RecognizerSession
 from speech.asr.pool import Priority, Strand
 from speech.events import Event, FinalTranscript, PartialTranscript
 from speech.frames import AudioFrame, Party
+from speech.load import ProcessLoad
 from speech.settings import AsrSettings
 
 log = logging.getLogger(__name__)
@@ -42,8 +43,11 @@ class UtteranceStream:
         settings: AsrSettings,
         *,
         loop: asyncio.AbstractEventLoop | None = None,
+        load: ProcessLoad | None = None,
     ) -> None:
+        """``load``: the process's load state; partials stop while it sheds them."""
         self.engine = engine
+        self.load = load
         self.party = party
         self.settings = settings
         self.rate = engine.capabilities.sample_rate
@@ -63,6 +67,11 @@ class UtteranceStream:
         self.errors = 0
         self.finals_pending = 0
         """Utterances ended but whose final has not been emitted yet (loop side)."""
+
+    @property
+    def partials_on(self) -> bool:
+        """Partials are configured and the process is not shedding them (overload)."""
+        return self.settings.partials and (self.load is None or self.load.partials)
 
     @property
     def in_utterance(self) -> bool:
@@ -227,7 +236,7 @@ class SessionStream(UtteranceStream):
         if self._buf and self._utt_start is not None:
             start, grammar = self._utt_start, self._utt_grammar
             fut = self.engine.pool.submit(
-                self._accept, bytes(self._buf), grammar, priority=Priority.FEED, strand=self._strand
+                self._accept, bytes(self._buf), grammar, self.partials_on, priority=Priority.FEED, strand=self._strand
             )
             t = self._buf_end
             self._track(fut, lambda hyp: self._partial_done(hyp, t, start))
@@ -244,7 +253,7 @@ class SessionStream(UtteranceStream):
         self._track(fut, done)
 
     def _partial_done(self, hyp: Hypothesis | None, t: float, start: float) -> None:
-        if hyp is not None and self.settings.partials and hyp.text:
+        if hyp is not None and self.partials_on and hyp.text:
             self._emit(PartialTranscript(t=t, party=self.party, text=hyp.text, start=start))
 
     async def _release(self) -> None:
@@ -264,8 +273,10 @@ class SessionStream(UtteranceStream):
             self._sessions[grammar] = session
         return session
 
-    def _accept(self, pcm: bytes, grammar: tuple[str, ...] | None) -> Hypothesis | None:
-        return self._session(grammar).accept(pcm)
+    def _accept(self, pcm: bytes, grammar: tuple[str, ...] | None, partials: bool) -> Hypothesis | None:
+        session = self._session(grammar)
+        session.partials = partials
+        return session.accept(pcm)
 
     def _finish(self, grammar: tuple[str, ...] | None) -> Hypothesis:
         return self._session(grammar).finish()
@@ -280,13 +291,14 @@ class SessionStream(UtteranceStream):
 
 
 def open_stream(
-    engine: AsrEngine, party: Party, emit: Callable[[Event], None], settings: AsrSettings
+    engine: AsrEngine, party: Party, emit: Callable[[Event], None], settings: AsrSettings,
+    load: ProcessLoad | None = None,
 ) -> UtteranceStream:
     """The right stream for ``engine``: sessions for streaming engines, the adapter for batch ones."""
     if engine.capabilities.streaming:
-        return SessionStream(engine, party, emit, settings)
+        return SessionStream(engine, party, emit, settings, load=load)
     from speech.asr.adapter import BufferedStream
 
-    return BufferedStream(engine, party, emit, settings)
+    return BufferedStream(engine, party, emit, settings, load=load)
 
 

@@ -147,6 +147,8 @@ class VoskSession(RecognizerSession):
             # Vosk's own endpointer closed a segment; keep it, the utterance is the VAD's call.
             self._segments.append(json.loads(rec.Result()))
             text = self._joined_text("")
+        elif not self.partials:
+            return None
         else:
             text = self._joined_text(json.loads(rec.PartialResult()).get("partial", ""))
         if not text or text == self._last_partial:

@@ -66,6 +66,8 @@ function callView() {
     dead = null;
     held = null;
     for (const id of ["#transcript", "#alerts", "#path", "#summary", "#collected"]) if (has(id)) $(id).replaceChildren();
+    assist.reset();
+    knowledge.reset();
     $("#deadair").hidden = true;
     if (has("#hold")) $("#hold").hidden = true;
     if (has("#queue-info")) $("#queue-info").textContent = "";
@@ -214,8 +216,72 @@ function callView() {
     if (held && has("#hold-timer")) $("#hold-timer").textContent = Math.floor((performance.now() - held.since) / 1000);
   }, 250);
 
+  const assist = assistView(has, alert);
+  Object.assign(handlers, assist.handlers);
+  const knowledge = typeof knowledgeView === "function" ? knowledgeView(has) : { reset() {}, handlers: {} };  // knowledge.js
+  Object.assign(handlers, knowledge.handlers);
   const handle = (e) => { const fn = handlers[e.type]; if (fn) fn(e); };
   return { reset, handle };
+}
+
+// De-escalation cues (#cues), live rule alerts (into #alerts) and categories (#categories), the
+// script checklist (#checklist, #checklist-queue): filled when the page has those elements.
+function assistView(has, alert) {
+  const categories = new Set();
+  const reset = () => {
+    categories.clear();
+    for (const id of ["#cues", "#checklist"]) if (has(id)) $(id).replaceChildren();
+    if (has("#categories")) $("#categories").textContent = "none";
+    if (has("#checklist-queue")) $("#checklist-queue").textContent = "";
+  };
+  const handlers = {
+    "assist.cue": (e) => {
+      if (!has("#cues")) return;
+      const li = el("li", "cue");
+      li.dataset.cue = e.cue;
+      li.dataset.trigger = e.trigger;
+      li.append(el("strong", "", "Cue " + e.cue + " – the caller " + (e.trigger === "phrase" ? "escalates" : "is upset")));
+      const why = el("ul", "why");
+      for (const r of e.reasons || []) why.append(el("li", "", r));
+      li.append(why);
+      const say = el("dl", "say");
+      for (const [step, phrases] of Object.entries(e.phrases || {})) {
+        say.append(el("dt", "", step.replace("_", " ")));
+        for (const p of phrases) say.append(el("dd", "", p));
+      }
+      li.append(say, el("span", "outcome muted", "waiting for your acknowledgement…"));
+      $("#cues").prepend(li);
+    },
+    "assist.cue_outcome": (e) => {
+      const li = has("#cues") ? document.querySelector('#cues li[data-cue="' + e.cue + '"]') : null;
+      if (!li) return;
+      li.dataset.acknowledged = e.acknowledged === null ? "none" : (e.acknowledged ? "true" : "false");
+      li.querySelector(".outcome").textContent =
+        (e.acknowledged === null ? "no agent on the call" : e.acknowledged ? "acknowledged" : "not acknowledged") +
+        "; caller tension " + e.tension;
+    },
+    "rule.matched": (e) => {
+      for (const c of e.categories || []) categories.add(c);
+      if (has("#categories")) $("#categories").textContent = categories.size ? [...categories].join(", ") : "none";
+      // the agent's page shows what notifies the agent; the supervisors' call page the rest
+      const who = document.body.dataset.page === "agent" ? "agent" : "supervisor";
+      if (e.message && (e.notify || []).includes(who)) alert("rule " + e.rule + ": " + e.message, e.because, "rule");
+    },
+    "checklist.update": (e) => {
+      if (!has("#checklist")) return;
+      if (has("#checklist-queue")) $("#checklist-queue").textContent = e.queue;
+      const ul = $("#checklist");
+      ul.replaceChildren();
+      (e.items || []).forEach((id, i) => {
+        const done = e.done && e.done[id] !== undefined;
+        const li = el("li", done ? "done" : "todo", (done ? "✓ " : "○ ") + ((e.labels || [])[i] || id));
+        li.dataset.item = id;
+        li.dataset.done = done ? "true" : "false";
+        ul.append(li);
+      });
+    },
+  };
+  return { reset, handlers };
 }
 
 function initCall() {

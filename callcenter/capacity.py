@@ -1,0 +1,210 @@
+"""How many endpoint workers ``serve`` starts: from the calls the machine can analyze, not its cores.
+
+A pjsua2 process holds 4 call slots, so the worker count follows from a target of concurrent
+calls. That target is what the CPU can afford: each call costs the recognizer's CPU per second
+of audio times the share of the call that is speech (the VAD sends only speech to it), plus a
+floor for everything else (telephony, VAD, detectors, IVR, recording, storage: about 0.04 of a
+core per call measured with no recognizer, see FACTS.md). The recognizer's cost is configured
+(``capacity.asr_cpu_per_audio_s``) or measured once at start by a timed decode of a shipped
+prompt in the first worker (:func:`measure_asr_cost`), since it depends on the engine, the model
+and the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from speech.asr.base import AsrEngine
+from speech.settings import AsrSettings
+
+if TYPE_CHECKING:
+    from callcenter.settings import Settings
+
+log = logging.getLogger(__name__)
+
+MEASURE_PROMPT = Path(__file__).resolve().parent.parent / "ivr" / "prompts" / "main_menu.wav"
+"""Real speech (the IVR's own menu prompt) for the start-up timed decode."""
+MEASURE_MAX_S = 6.0
+"""Audio decoded for the measurement at most (a few seconds keep start-up short)."""
+
+
+class CapacitySettings(BaseModel):
+    """The capacity model's numbers (``[capacity]``): how many calls, hence workers, to plan for."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    asr_cpu_per_audio_s: float | None = Field(None, ge=0)
+    """Recognizer CPU seconds per second of audio; None: measured at start by the first worker."""
+    speech_share: float = Field(0.5, gt=0, le=2)
+    """Seconds of speech recognized per second of call (both parties of a bridged call count)."""
+    floor_cpu_per_call: float = Field(0.04, ge=0)
+    """Cores one call costs without a recognizer (telephony, detectors, IVR, storage)."""
+    utilization: float = Field(0.8, gt=0, le=1)
+    """Share of the cores planned for calls: the rest absorbs bursts (long turns, after-call work)."""
+    cores: int | None = Field(None, ge=1)
+    """Cores to plan for; None: the cores this process may run on."""
+    max_workers: int = Field(12, ge=1)
+    """Upper bound on endpoint processes (each holds its own recognizer model in memory)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CapacityPlan:
+    """The plan ``serve`` logs at start and ``/api/health`` shows."""
+
+    cores: int
+    asr_cpu_per_audio_s: float
+    cost_source: str
+    """``configured``, ``measured``, ``no recognizer`` or, when not asked for, ``fixed``."""
+    core_per_call: float
+    calls: int
+    """Concurrent calls the cores can analyze (before rounding up to whole workers)."""
+    slots_per_worker: int
+    workers: int
+    capped: bool = False
+    """True when ``max_workers`` cut the count (the machine could take more calls)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def available_cores() -> int:
+    """Cores this process may run on (its CPU affinity, which containers and taskset narrow)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def plan_capacity(settings: CapacitySettings, *, asr_cpu_per_audio_s: float, slots_per_worker: int,
+                  legs_per_call: int = 1, cost_source: str = "configured") -> CapacityPlan:
+    """Workers for the calls the cores can analyze.
+
+    ``slots_per_worker``: callers one worker takes (4, or 2 when each needs an agent leg too);
+    ``legs_per_call``: 2 when a call is bridged to an agent (both parties are analyzed).
+    """
+    cores = settings.cores or available_cores()
+    per_call = legs_per_call * (asr_cpu_per_audio_s * settings.speech_share + settings.floor_cpu_per_call)
+    budget = cores * settings.utilization
+    calls = max(1, math.floor(budget / per_call + 1e-9)) if per_call > 0 else settings.max_workers * slots_per_worker
+    wanted = max(1, math.ceil(calls / max(1, slots_per_worker)))
+    workers = min(wanted, settings.max_workers)
+    return CapacityPlan(cores=cores, asr_cpu_per_audio_s=round(asr_cpu_per_audio_s, 4), cost_source=cost_source,
+                        core_per_call=round(per_call, 4), calls=calls, slots_per_worker=slots_per_worker,
+                        workers=workers, capped=workers < wanted)
+
+
+def measure_asr_cost(engine: AsrEngine, audio_path: Path = MEASURE_PROMPT) -> float:
+    """Recognizer CPU seconds per second of audio: a timed decode of real speech.
+
+    Process CPU time (every thread, so engines that decode on their own threads count), not wall
+    time, so other processes busy on the same cores do not inflate it. Blocking: run it off the
+    event loop, before the endpoint starts (nothing else in the process is busy then).
+    """
+    import soundfile as sf
+
+    from speech.audio_io import resample, to_int16
+
+    data, src_rate = sf.read(str(audio_path), dtype="float32", always_2d=True)
+    rate = engine.capabilities.sample_rate
+    samples = data[: int(MEASURE_MAX_S * src_rate), 0]
+    pcm = to_int16(resample(samples, src_rate, rate) if src_rate != rate else samples)
+    seconds = len(pcm) / rate
+    if seconds <= 0:
+        raise ValueError(f"{audio_path}: no audio to measure the recognizer with")
+    start = time.process_time()
+    if engine.capabilities.streaming:
+        session = engine.open_session()
+        try:
+            step = rate // 10  # the 100 ms chunks SessionStream feeds
+            for i in range(0, len(pcm), step):
+                session.accept(pcm[i : i + step].astype("<i2").tobytes())
+            session.finish()
+        finally:
+            session.close()
+    else:
+        from speech.asr.base import BatchEngine
+
+        assert isinstance(engine, BatchEngine)
+        engine.decode(pcm.astype(np.float32) / 32768.0, final=True)
+    cost = (time.process_time() - start) / seconds
+    log.info("recognizer %s: %.3f CPU-s per audio second (timed decode of %.1f s)", engine.name, cost, seconds)
+    return cost
+
+
+async def measure_in_subprocess(asr: AsrSettings, timeout_s: float = 120.0) -> float:
+    """:func:`measure_asr_cost` in a short-lived process: ``serve`` plans before any worker runs,
+    and must not keep a model of its own in memory. Raises ``RuntimeError`` when it fails."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "callcenter.capacity", "--asr-json", asr.model_dump_json(),
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout_s)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise RuntimeError(f"measuring the recognizer took over {timeout_s:.0f} s") from None
+    if proc.returncode != 0:
+        raise RuntimeError(f"measuring the recognizer failed: {err.decode(errors='replace').strip()[-300:]}")
+    return float(out.decode().strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m callcenter.capacity --asr-json '{...}'``: print the recognizer's CPU-s per audio s."""
+    p = argparse.ArgumentParser(prog="callcenter-capacity")
+    p.add_argument("--asr-json", required=True)
+    args = p.parse_args(argv)
+    from speech.asr.select import load_engine
+
+    engine = load_engine(AsrSettings.model_validate_json(args.asr_json))
+    try:
+        engine.warm_up()  # first-use costs are not the steady cost per call
+        print(f"{measure_asr_cost(engine):.4f}")
+    finally:
+        engine.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+
+
+async def capacity_for(settings: Settings, slots_per_worker: int) -> CapacityPlan | None:
+    """The plan for ``serve`` when ``sip.workers`` is auto (unset or 0), logged; None when the
+    count is fixed, when there can be no front (one worker then), or when measuring failed (the
+    caller falls back to one worker per core)."""
+    from telephony.kamailio import kamailio_binary
+
+    if settings.sip.workers or settings.sip.front == "none" or kamailio_binary() is None:
+        return None
+    cap = settings.capacity
+    legs = 2 if slots_per_worker < settings.sip.max_calls else 1  # agents: callers get bridged
+    if settings.asr.engine == "none":
+        cost, source = 0.0, "no recognizer"
+    elif cap.asr_cpu_per_audio_s is not None:
+        cost, source = cap.asr_cpu_per_audio_s, "configured"
+    else:
+        try:
+            cost, source = await measure_in_subprocess(settings.asr), "measured"
+        except (RuntimeError, ValueError, OSError) as exc:
+            log.warning("capacity: %s; one worker per core instead", exc)
+            return None
+    plan = plan_capacity(cap, asr_cpu_per_audio_s=cost, slots_per_worker=slots_per_worker, legs_per_call=legs,
+                         cost_source=source)
+    log.warning("capacity: %d cores x %.0f%%, recognizer %.3f CPU-s per audio s (%s), %.3f core per call "
+                "-> %d calls -> %d workers of %d calls%s", plan.cores, cap.utilization * 100,
+                plan.asr_cpu_per_audio_s, source, plan.core_per_call, plan.calls, plan.workers,
+                plan.slots_per_worker, " (capped by capacity.max_workers)" if plan.capped else "")
+    return plan

@@ -1,0 +1,48 @@
+"""``serve`` with ``sip.workers = 0``: the worker count comes from the capacity plan, and the
+console's ``/api/health`` shows the plan and each worker's load and memory. (No recognizer here,
+so the plan rests on the per-call floor and ``capacity.max_workers`` caps it at 2.)"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from callcenter.serve import start_service, stop_service
+from telephony.kamailio import kamailio_binary
+from tests.sip_tools import free_port
+from tests.test_serve_calls import service_settings
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.sip,
+    pytest.mark.skipif(kamailio_binary() is None, reason="kamailio not installed (apt-get install kamailio)"),
+]
+
+TOKEN = "capacity-health-token"
+
+
+async def test_auto_workers_follow_the_plan_and_health_shows_it(tmp_path) -> None:
+    settings = service_settings(tmp_path, **{
+        "sip.workers": 0, "asr.engine": "none", "capacity.cores": 2, "capacity.max_workers": 2,
+        "console.enabled": True, "console.port": free_port(), "console.token": TOKEN, "store.api_enabled": False,
+    })
+    svc = await start_service(settings, log_dir=tmp_path / "logs")
+    try:
+        assert svc.capacity is not None and len(svc.workers) == 2 and svc.front is not None
+        url = f"http://127.0.0.1:{settings.console.port}/api/health?token={TOKEN}"
+        async with httpx.AsyncClient(timeout=10, follow_redirects=True) as client:
+            r = await client.get(url)
+        assert r.status_code == 200, r.text
+        health: dict[str, Any] = r.json()
+    finally:
+        await stop_service(svc)
+    plan = health["capacity"]
+    # 2 cores x 0.8 / 0.04 core per call = 40 calls = 10 workers, capped at 2
+    assert plan == {"cores": 2, "asr_cpu_per_audio_s": 0.0, "cost_source": "no recognizer", "core_per_call": 0.04,
+                    "calls": 40, "slots_per_worker": 4, "workers": 2, "capped": True}, plan
+    assert [w["index"] for w in health["load"]] == [0, 1] and health["workers_admitting"] == 2
+    for worker in health["load"]:
+        assert worker["state"] == "normal" and worker["admitting"] and worker["prosody"], worker
+        assert 0 < worker["uss_mb"] <= worker["rss_mb"], worker  # memory of each worker, measured
