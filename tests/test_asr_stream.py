@@ -93,7 +93,10 @@ async def test_fixture_through_vad_and_whisper(engine):
 
 async def test_live_partials_are_a_stable_prefix(engine, tts):
     """Paced like a live call (20 ms per frame): partials come while the caller speaks."""
-    text = "hello i am calling again about my internet connection it has not worked for three days"
+    # Not opening with "hello i am": tiny.en's decodes of espeak's "hello" waver ("Hello" / "The
+    # low-") with a few ms more or less audio, and a wavering first word holds the stable prefix
+    # (two decodes must agree from the start) at that word on some CPUs.
+    text = "my internet connection has not worked for three days and i am calling again about it"
     data, _ = sf.read(str(tts(text, pad_before=0.3, pad_after=0.5)), dtype="int16")
     asr = AsrStage(engine, settings=AsrSettings(partial_interval_s=0.5))
     pipeline = CallPipeline("call-live", [MarkedSpeech(0.2, len(data) / 16000 - 0.2), asr])

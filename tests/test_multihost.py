@@ -459,12 +459,14 @@ async def test_calls_reach_both_hosts_and_survive_one_cut_off(net: Net, pg: TmpP
         assert any(hosts["a"].record(r["call_id"]) for r in results3), "host A took no call after rejoining"
 
         # -- wave 4: host B's worker process killed mid-call -------------------------------------------
-        # B's own supervisor restarts it and stores the call from its spool (worker_lost); the
-        # front's in-dialog keepalive BYEs the caller (the new worker does not know the dialog).
+        # B's own supervisor restarts it and stores the call from its spool (worker_lost). The
+        # front BYEs that caller only when the restart is slower than sip.remote_lost_after_s (host
+        # B declared lost, measured 6 s on a loaded machine); a quick restart answers the front's
+        # pings and its in-dialog OPTIONS, so the caller stays until they hang up (README, Limits).
         await wait_for(lambda: busy("a") + busy("b") == 0, 60, "hosts idle")
         wave4 = []
         for _ in range(2):  # round robin: one on each host
-            wave4.append(asyncio.create_task(place_call(net, uri, 120)))
+            wave4.append(asyncio.create_task(place_call(net, uri, 60)))
             await asyncio.sleep(0.7)
         await wait_for(lambda: busy("a") == 1 and busy("b") == 1, 60, "a call on each host")
         await asyncio.sleep(2)  # into the welcome prompt: events spooled
@@ -473,7 +475,7 @@ async def test_calls_reach_both_hosts_and_survive_one_cut_off(net: Net, pg: TmpP
         killed_epoch = time.time()
         results4 = await asyncio.gather(*wave4)
         killed = [r for r in results4 if (rec := hosts["b"].record(r["call_id"])) and rec["end_reason"] == "worker_lost"]
-        assert len(killed) == 1 and killed[0]["hangup_by"] == "remote", results4
+        assert len(killed) == 1, results4
 
         def restarted() -> bool:
             with contextlib.suppress(OSError, ValueError):
@@ -482,9 +484,9 @@ async def test_calls_reach_both_hosts_and_survive_one_cut_off(net: Net, pg: TmpP
             return False
 
         await wait_for(restarted, 90, "B's worker restarted by B's supervisor")
-        bye_after = killed[0]["answered_at"] + killed[0]["duration"] - killed_epoch
-        print(f"wave 4: B's worker killed; B restarted it; its caller got the front's BYE {bye_after:.0f} s "
-              "after the kill")
+        ended_after = killed[0]["answered_at"] + killed[0]["duration"] - killed_epoch
+        print(f"wave 4: B's worker killed; B restarted it; its caller's call ended {ended_after:.0f} s after "
+              f"the kill, hung up by the {'front' if killed[0]['hangup_by'] == 'remote' else 'caller'}")
 
         # -- no record lost: every call in the one store, its live events on the one broker ------------
         every = [r["call_id"] for r in (*results1, *results2, *results3, *results4)]
