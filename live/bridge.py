@@ -12,13 +12,11 @@ and queues' topics come from the front.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import getpass
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from live.broker import BrokerError, find_mosquitto
+from live.broker import BrokerError, find_mosquitto, stop_process, wait_listening
 
 QUEUE_MAX = 100_000
 """Messages the bridge keeps while the remote broker is out of reach (then it drops the oldest)."""
@@ -94,28 +92,14 @@ class BridgedBroker:
             self._proc = await asyncio.create_subprocess_exec(
                 binary, "-c", str(conf), stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
                 start_new_session=True)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + wait_s
-        while not await asyncio.to_thread(_listening, self.host, self.port):
-            if self._proc.returncode is not None or loop.time() > deadline:
-                await self.stop()
-                raise BrokerError(f"the bridge broker did not listen on {self.host}:{self.port}; see {self.log_path}")
-            await asyncio.sleep(0.05)
+        try:
+            await wait_listening(self.host, self.port, self._proc, wait_s)
+        except BrokerError:
+            await self.stop()
+            raise BrokerError(f"the bridge broker did not listen on {self.host}:{self.port}; "
+                              f"see {self.log_path}") from None
 
     async def stop(self) -> None:
         """SIGTERM (mosquitto saves its queue); idempotent."""
         proc, self._proc = self._proc, None
-        if proc is None or proc.returncode is not None:
-            return
-        proc.terminate()
-        try:
-            await asyncio.wait_for(proc.wait(), 5.0)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
-
-
-def _listening(host: str, port: int) -> bool:
-    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.2):
-        return True
-    return False
+        await stop_process(proc)

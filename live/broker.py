@@ -107,13 +107,7 @@ class EmbeddedBroker:
     async def stop(self) -> None:
         """Stop the broker (SIGTERM, so mosquitto saves its persistence file); idempotent."""
         proc, self._proc = self._proc, None
-        if proc is not None and proc.returncode is None:
-            proc.terminate()
-            try:
-                await asyncio.wait_for(proc.wait(), 5.0)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
+        await stop_process(proc)
         broker, self._amqtt = self._amqtt, None
         if broker is not None:
             with contextlib.suppress(Exception):
@@ -211,19 +205,38 @@ class EmbeddedBroker:
         await self._wait_listening()
 
     async def _wait_listening(self) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.start_timeout
-        while True:
-            if self._proc is not None and self._proc.returncode is not None:
-                raise BrokerError("broker process exited")
-            try:
-                _, writer = await asyncio.open_connection(self.host, self.port)
-            except OSError:
-                if loop.time() > deadline:
-                    raise BrokerError("broker is not listening") from None
-                await asyncio.sleep(0.02)
-                continue
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
-            return
+        await wait_listening(self.host, self.port, self._proc, self.start_timeout)
+
+
+async def wait_listening(host: str, port: int, proc: asyncio.subprocess.Process | None,
+                         timeout_s: float) -> None:
+    """Return once ``host:port`` accepts a connection; BrokerError when ``proc`` (the broker's
+    process, if any) exits first or ``timeout_s`` passes."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while True:
+        if proc is not None and proc.returncode is not None:
+            raise BrokerError("broker process exited")
+        try:
+            _, writer = await asyncio.open_connection(host, port)
+        except OSError:
+            if loop.time() > deadline:
+                raise BrokerError("broker is not listening") from None
+            await asyncio.sleep(0.02)
+            continue
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return
+
+
+async def stop_process(proc: asyncio.subprocess.Process | None, grace_s: float = 5.0) -> None:
+    """SIGTERM (mosquitto saves its state), SIGKILL after ``grace_s``; nothing if already gone."""
+    if proc is None or proc.returncode is not None:
+        return
+    proc.terminate()
+    try:
+        await asyncio.wait_for(proc.wait(), grace_s)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
