@@ -11,13 +11,13 @@ call. What that host's workers held is stored by that host when it can reach the
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from telephony.acd.queue_call import cancel_task
 from telephony.kamailio import FrontError, KamailioFront, Worker
 
 log = logging.getLogger(__name__)
@@ -75,9 +75,7 @@ class RemoteWatch:
         """Idempotent."""
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_task(task)
 
     def health(self) -> list[dict[str, Any]]:
         return [asdict(h) for h in self.state.values()]

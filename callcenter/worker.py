@@ -41,6 +41,7 @@ from speech.events import AgentStateChanged, AgentStatus
 from speech.frames import Party
 from speech.load import ProcessLoad
 from telephony.acd.directory import Directory, DirectoryError, load_directory
+from telephony.acd.queue_call import cancel_task
 from telephony.acd.store import AcdStore
 from telephony.leg import uri_user
 from telephony.siprec import SiprecRules
@@ -256,9 +257,7 @@ async def run_worker(settings: Settings, *, port: int, index: int = 0, stop: asy
             refresh()
     finally:
         if governor_task is not None:
-            governor_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await governor_task
+            await cancel_task(governor_task)
         if endpoint is not None:
             await endpoint.stop()  # hangs up live calls: their sessions see LegEnded and finish
         if sessions:

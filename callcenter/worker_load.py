@@ -12,12 +12,12 @@ the next worker (the front's failure route), so nobody waits on an overloaded wo
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 
 import psutil
 
+from telephony.acd.queue_call import cancel_task
 from telephony.kamailio import FrontError, Worker
 
 if TYPE_CHECKING:
@@ -89,11 +89,9 @@ class FrontAdmission:
         self._task = asyncio.create_task(self._run(), name="front-admission")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        if task is not None:
+            await cancel_task(task)
 
     async def _run(self) -> None:
         while True:
