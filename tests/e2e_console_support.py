@@ -11,8 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from callcenter.history import StoreHistory
 from callcenter.settings import load_settings
+from live.broker import find_mosquitto
 from live.testing import Received, Recorder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,6 +28,10 @@ PREFIX = "callcenter"
 REPLAY_TIMEOUT_S = 90.0
 """Generous: a replay is faster than real time, but the machine is shared."""
 UI_TIMEOUT_MS = 30_000
+needs_chromium = pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                                    reason=f"{CHROMIUM} missing (apt-get install chromium)")
+needs_mosquitto = pytest.mark.skipif(find_mosquitto() is None,
+                                     reason="mosquitto binary missing (apt-get install mosquitto)")
 
 
 # Records whether the dead-air banner was ever shown: a replay runs faster than real time, so

@@ -7,7 +7,6 @@ the real stages (run on a scripted call) through a real publisher and mosquitto.
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 import pytest
 
@@ -18,7 +17,7 @@ from assist.rules_model import RulesFile
 from assist.rules_stage import RulesSettings, RulesStage
 from callcenter.agent_console import build_agent_console
 from callcenter.settings import MqttSettings, Settings
-from live.broker import EmbeddedBroker, find_mosquitto
+from live.broker import EmbeddedBroker
 from live.console import create_console_app
 from live.publisher import MqttPublisher
 from live.testing import free_port, serve
@@ -38,6 +37,7 @@ from speech.events import (
 from speech.frames import Party
 from telephony.acd.directory import Directory, make_agent, save_directory
 from telephony.acd.store import AcdStore
+from tests.e2e_console_support import needs_chromium, needs_mosquitto
 from tests.stage_harness import drive, frames_from_tracks, silence
 from tests.test_console_agent_browser import sign_in
 from tests.test_console_browser import CHROMIUM, CHROMIUM_ARGS
@@ -46,8 +46,8 @@ pytestmark = [
     pytest.mark.browser,
     pytest.mark.broker,
     pytest.mark.slow,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} missing (apt-get install chromium)"),
-    pytest.mark.skipif(find_mosquitto() is None, reason="mosquitto binary missing (apt-get install mosquitto)"),
+    needs_chromium,
+    needs_mosquitto,
 ]
 
 C, A = Party.CALLER, Party.AGENT

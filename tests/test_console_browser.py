@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 
 from callcenter.settings import MqttSettings
-from live.broker import EmbeddedBroker, find_mosquitto
+from live.broker import EmbeddedBroker
 from live.console import InMemoryHistory, create_console_app
 from live.publisher import MqttPublisher
 from live.testing import free_port, sample_call, serve
+from tests.e2e_console_support import needs_chromium, needs_mosquitto
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -23,8 +24,8 @@ pytestmark = [
     pytest.mark.browser,
     pytest.mark.broker,
     pytest.mark.slow,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} missing (apt-get install chromium)"),
-    pytest.mark.skipif(find_mosquitto() is None, reason="mosquitto binary missing (apt-get install mosquitto)"),
+    needs_chromium,
+    needs_mosquitto,
 ]
 
 

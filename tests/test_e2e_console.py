@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from pathlib import Path
 
 import pytest
 
 from callcenter.history import StoreHistory
 from callcenter.settings import load_settings
-from live.broker import EmbeddedBroker, find_mosquitto
+from live.broker import EmbeddedBroker
 from live.console import create_console_app
 from live.outbox import Outbox
 from live.testing import Recorder, free_port, serve
@@ -36,6 +35,8 @@ from tests.e2e_console_support import (
     find_in_history,
     finish_replay,
     has_summary,
+    needs_chromium,
+    needs_mosquitto,
     open_new_call,
     search_word,
     shoot,
@@ -49,8 +50,8 @@ pytestmark = [
     pytest.mark.browser,
     pytest.mark.broker,
     pytest.mark.slow,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} missing (apt-get install chromium)"),
-    pytest.mark.skipif(find_mosquitto() is None, reason="mosquitto binary missing (apt-get install mosquitto)"),
+    needs_chromium,
+    needs_mosquitto,
 ]
 
 

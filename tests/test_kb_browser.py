@@ -17,7 +17,7 @@ from assist.suggestions import SuggestionStage, index_opener
 from callcenter.aftercall import AfterCall
 from callcenter.agent_console import build_agent_console
 from callcenter.settings import MqttSettings, Settings
-from live.broker import EmbeddedBroker, find_mosquitto
+from live.broker import EmbeddedBroker
 from live.console import create_console_app
 from live.publisher import MqttPublisher
 from live.testing import free_port, serve
@@ -26,6 +26,7 @@ from speech.frames import Party
 from speech.pipeline import CallPipeline
 from telephony.acd.directory import Directory, make_agent, save_directory
 from telephony.acd.store import AcdStore
+from tests.e2e_console_support import needs_chromium, needs_mosquitto
 from tests.test_console_agent_browser import sign_in
 from tests.test_console_browser import CHROMIUM, CHROMIUM_ARGS
 
@@ -33,8 +34,8 @@ pytestmark = [
     pytest.mark.browser,
     pytest.mark.broker,
     pytest.mark.slow,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} missing (apt-get install chromium)"),
-    pytest.mark.skipif(find_mosquitto() is None, reason="mosquitto binary missing (apt-get install mosquitto)"),
+    needs_chromium,
+    needs_mosquitto,
 ]
 
 CALL = "kb-browser-1"

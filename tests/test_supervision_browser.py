@@ -17,11 +17,12 @@ from pathlib import Path
 import pytest
 
 from callcenter.settings import load_settings
-from live.broker import EmbeddedBroker, find_mosquitto
+from live.broker import EmbeddedBroker
 from live.testing import Recorder, free_port
 from speech.ports import consecutive_free_ports
 from telephony.acd.directory import Directory, make_agent, save_directory
 from telephony.kamailio import kamailio_binary
+from tests.e2e_console_support import needs_chromium, needs_mosquitto
 from tests.test_console_agent_browser import sign_in
 from tests.test_console_browser import CHROMIUM, CHROMIUM_ARGS
 from tests.test_serve_calls import place_call, short_timeout_flow
@@ -33,8 +34,8 @@ UI_TIMEOUT_MS = 45_000
 pytestmark = [
     pytest.mark.sip, pytest.mark.browser, pytest.mark.broker, pytest.mark.slow,
     pytest.mark.skipif(kamailio_binary() is None, reason="kamailio not installed (apt-get install kamailio)"),
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} missing (apt-get install chromium)"),
-    pytest.mark.skipif(find_mosquitto() is None, reason="mosquitto binary missing (apt-get install mosquitto)"),
+    needs_chromium,
+    needs_mosquitto,
 ]
 
 
