@@ -1,4 +1,5 @@
-"""CRM tables (SQLAlchemy 2.0 declarative): contacts, calls, transcripts, events, summaries, tasks.
+"""CRM tables (SQLAlchemy 2.0 declarative): contacts, calls, transcripts, events, summaries, tasks,
+QA scorecards and reviewers' overrides.
 
 The schema itself is created and changed only by the alembic migrations in
 ``summaries/migrations``; these classes must match the latest one (a test checks that).
@@ -10,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -44,6 +45,12 @@ class Call(Base):
     resolution: Mapped[str] = mapped_column(String(16), default="unknown")
     tone_end: Mapped[str] = mapped_column(String(16), default="unknown", index=True)
     tone_peak: Mapped[str] = mapped_column(String(16), default="unknown")
+    agent_id: Mapped[str] = mapped_column(String(32), default="", index=True)
+    """The first agent who answered ("" if none): KPIs group by it."""
+    queue: Mapped[str] = mapped_column(String(64), default="", index=True)
+    """The first queue the call entered ("" if none)."""
+    recording: Mapped[str | None] = mapped_column(String(1024))
+    """Path of the call's recording on the host that took it (None: not recorded)."""
     created_at: Mapped[datetime] = mapped_column(DateTime)
 
     contact: Mapped[Contact | None] = relationship(back_populates="calls")
@@ -55,6 +62,7 @@ class Call(Base):
     )
     summary: Mapped[SummaryRow | None] = relationship(cascade="all, delete-orphan", passive_deletes=True)
     tasks: Mapped[list[FollowUpTask]] = relationship(cascade="all, delete-orphan", passive_deletes=True)
+    scores: Mapped[list[QaScoreRow]] = relationship(cascade="all, delete-orphan", passive_deletes=True)
 
 
 class Utterance(Base):
@@ -104,5 +112,46 @@ class FollowUpTask(Base):
     text: Mapped[str] = mapped_column(Text)
     due_hint: Mapped[str] = mapped_column(String(64), default="unknown")
     status: Mapped[str] = mapped_column(String(16), default="open", index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    agent_id: Mapped[str] = mapped_column(String(32), default="", index=True)
+    """The agent who promised it (the call's agent), "" when unknown."""
+    due_at: Mapped[datetime | None] = mapped_column(DateTime, index=True)
+    """The due date resolved from ``due_hint`` and the call's start (None: no date said)."""
+    t: Mapped[float] = mapped_column(Float, default=0.0)
+    """Call time the promise was heard (evidence)."""
+    done_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class QaScoreRow(Base):
+    """One call's scorecard on one evaluation form (automatic answers; overrides apply on read)."""
+
+    __tablename__ = "qa_scores"
+
+    call_id: Mapped[str] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"), primary_key=True)
+    form_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    form_version: Mapped[str] = mapped_column(String(32), default="")
+    score: Mapped[float | None] = mapped_column(Float)
+    """Percent of the applicable points (None: nothing applied)."""
+    final: Mapped[bool] = mapped_column(Boolean, default=True)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class QaOverride(Base):
+    """A reviewer's answer to one question of one call's scorecard: append-only history."""
+
+    __tablename__ = "qa_overrides"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    call_id: Mapped[str] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"), index=True)
+    form_id: Mapped[str] = mapped_column(String(64))
+    question_id: Mapped[str] = mapped_column(String(64))
+    answer: Mapped[str] = mapped_column(String(16))
+    previous: Mapped[str] = mapped_column(String(16), default="")
+    """The answer it replaced (the automatic one, or the previous override)."""
+    automatic: Mapped[str] = mapped_column(String(16), default="")
+    """The automatic answer at the time of the override (calibration compares the two)."""
+    reviewer: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(DateTime)
 

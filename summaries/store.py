@@ -254,6 +254,8 @@ class CrmStore:
                 resolution=summary.resolution if summary else UNKNOWN,
                 tone_end=summary.tone_end if summary else UNKNOWN,
                 tone_peak=summary.tone_peak if summary else UNKNOWN,
+                agent_id=(summary.queue.agent_ids[0] if summary and summary.queue.agent_ids else ""),
+                queue=summary.queue.name if summary else "",
                 created_at=now,
             )
             s.add(call)
@@ -273,7 +275,8 @@ class CrmStore:
                 for f in (*summary.follow_ups, *summary.next_steps):
                     call.tasks.append(FollowUpTask(
                         contact_id=contact.id if contact else None, owner=f.owner, text=f.text,
-                        due_hint=f.due, status="open", created_at=now,
+                        due_hint=f.due, status="open", created_at=now, t=float(f.t),
+                        agent_id=call.agent_id if f.owner == "agent" else "",
                     ))
         return call_id
 

@@ -37,7 +37,7 @@ def test_migration_creates_the_model_schema(store, tmp_path):
         assert {"contacts", "calls", "transcripts", "events", "summaries", "follow_up_tasks", "alembic_version"} <= names
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
         assert diff == []
-        assert conn.execute(text("select version_num from alembic_version")).scalar() == "0001"
+        assert conn.execute(text("select version_num from alembic_version")).scalar() == "0002"
     engine.dispose()
     # Starting again on an up-to-date database is a no-op.
     again = CrmStore(store.url)
