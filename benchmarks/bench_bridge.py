@@ -1,10 +1,13 @@
-"""Bridged calls on 2 cores: callers press 0, wait in the agents queue, talk with registered agents.
+"""Bridged calls: callers press 0, wait in the agents queue, talk with registered agents.
 
-``callcenter serve`` (Kamailio front with its registrar, 2 workers, the default whisper engine,
-CRM store) and, per level, N agents' phones (``telephony.test_agent``, digest-registered, each
-plays the agent side of ``audio_fixtures/sides/bridged_refund.agent.wav`` and records what it
-hears) and N callers (``telephony.test_caller``: press 0, then the caller side), all at once.
-Reported per level, side by side:
+``callcenter serve`` with its default settings (Kamailio front with its registrar, the default
+whisper engine with both parties recognized, tone, dead air, recording, CRM store, MQTT to the
+mosquitto it starts, workers from the capacity plan) and, per level, N agents' phones
+(``telephony.test_agent``, digest-registered, each plays the agent side of
+``audio_fixtures/sides/bridged_refund.agent.wav`` and records what it hears) and N callers
+(``telephony.test_caller``: press 0, then the caller side), all at once. Levels step up until the
+first with a failed call or a dropped frame (unless ``--no-stop``). Reported per level, side by
+side:
 
 - calls bridged / failed, and audio frames dropped in the workers;
 - **queue-to-agent connect time**: from the caller entering the queue to the agent's answer
@@ -13,13 +16,16 @@ Reported per level, side by side:
   agent hears the caller (the caller side is played without its leading silence and looped,
   so the caller is never quiet: this is the bridge's set-up plus the audio path, measured on
   the agent phone's own recording);
-- worker CPU per bridged call-second (psutil over the worker processes);
+- final-transcript latency p50/p95 (``speech.ended`` → ``transcript.final`` on the broker, both
+  parties: ``live_capacity.EventClock``);
+- worker CPU per bridged call-second (psutil over the worker processes) and memory per worker;
 - the baseline in the same run: the same callers with no agent (IVR and queue music only).
 
-A worker holds 4 SIP calls (the pjsua2 wheel); a bridged call takes 2 of them, so 2 workers bridge
-at most 4 calls at a time; the level above shows what callers beyond that get.
+A worker holds 4 SIP calls (the pjsua2 wheel); a bridged call takes 2 of them, so a worker bridges
+2 calls; the capacity plan counts both parties' recognition. The callers' and agents' phones are
+pjsua2 processes on the same 2 cores (2 per bridged call), so the figures are a lower bound.
 
-    .venv/bin/python benchmarks/bench_bridge.py [--levels 1,2,4,6]
+    .venv/bin/python benchmarks/bench_bridge.py [--levels 2,4,8,12,16] [--workers auto|N] [--no-stop]
 """
 
 from __future__ import annotations
@@ -27,8 +33,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +47,7 @@ import soundfile as sf
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.live_capacity import EventClock, worker_memory  # noqa: E402
 from callcenter.serve import Service, start_service, stop_service  # noqa: E402
 from callcenter.settings import load_settings  # noqa: E402
 from summaries.store import CrmStore  # noqa: E402
@@ -53,6 +62,14 @@ VOICE_DBFS = -40.0
 """A 20 ms frame louder than this is the caller's voice (the bridge carries silence before)."""
 
 
+READY_S = 300.0
+"""How long the workers may take to start (each loads the recognizer; on a busy machine, minutes)."""
+STORE_WAIT_S = 90.0
+"""How long to wait for the answered calls to reach the store (after-call work on a busy machine)."""
+WORKERS = 0
+"""``--workers``: 0 lets the capacity plan decide."""
+
+
 def settings_for(tmp: Path, agents: int) -> Any:
     data = tmp / "data"
     data.mkdir(parents=True, exist_ok=True)
@@ -61,8 +78,8 @@ def settings_for(tmp: Path, agents: int) -> Any:
     base = free_port()
     return load_settings(overrides={
         "data_dir": str(data), "sip.port": free_port(), "sip.worker_base_port": base,
-        "sip.workers": 2, "sip.front": "kamailio", "mqtt.enabled": False, "console.enabled": False,
-        "acd.wrap_up_s": 0.0, "acd.registrar_poll_s": 0.5,
+        "sip.workers": WORKERS, "sip.front": "kamailio", "mqtt.enabled": True, "mqtt.embedded_port": free_port(),
+        "console.enabled": False, "acd.wrap_up_s": 0.0, "acd.registrar_poll_s": 0.5,
     }, environ={})
 
 
@@ -76,7 +93,12 @@ async def _run(*args: str, timeout_s: float = 120) -> dict[str, Any]:
     proc = await asyncio.create_subprocess_exec(sys.executable, *args, stdout=asyncio.subprocess.PIPE,
                                                 stderr=asyncio.subprocess.PIPE, stdin=asyncio.subprocess.DEVNULL,
                                                 cwd=str(ROOT))
-    out, err = await asyncio.wait_for(proc.communicate(), timeout_s)
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout_s)
+    except TimeoutError:  # an agent whose caller was refused (beyond capacity) waits in vain
+        proc.kill()
+        await proc.wait()
+        return {"error": "timeout"}
     lines = [ln for ln in out.decode().splitlines() if ln.startswith("{")]
     if not lines:
         return {"error": err.decode()[-500:]}
@@ -122,6 +144,23 @@ def _worker_cpu(svc: Service) -> float:
 
 
 async def run_level(svc: Service, n: int, tmp: Path, *, with_agents: bool) -> dict[str, Any]:
+    mqtt = svc.settings.mqtt
+    clock = EventClock("127.0.0.1", mqtt.embedded_port, mqtt.topic_prefix)
+    await clock.start()
+    try:
+        res = await _level(svc, n, tmp, with_agents=with_agents)
+        await asyncio.sleep(1.0)
+    finally:
+        await clock.stop()
+    ev = clock.window(0)
+    mem = [m for m in worker_memory([p.pid for p in svc.workers]) if m]
+    res.update(workers=len(svc.worker_ports), utterances=ev.utterances, finals=ev.finals, final_p50=ev.p50,
+               final_p95=ev.p95, rss_mb=float(np.median([m["rss_mb"] for m in mem])) if mem else float("nan"),
+               uss_mb=float(np.median([m["uss_mb"] for m in mem])) if mem else float("nan"))
+    return res
+
+
+async def _level(svc: Service, n: int, tmp: Path, *, with_agents: bool) -> dict[str, Any]:
     front = f"{svc.settings.sip.host}:{svc.settings.sip.port}"
     agents = []
     if with_agents:
@@ -143,8 +182,12 @@ async def run_level(svc: Service, n: int, tmp: Path, *, with_agents: bool) -> di
     connect: list[float] = []
     bridged = 0
     try:
+        deadline = time.monotonic() + STORE_WAIT_S  # after-call work (summary, QA) stores the call later
         for r in answered:
             detail = store.get_call(r["call_id"])
+            while detail is None and time.monotonic() < deadline:
+                await asyncio.sleep(1.0)
+                detail = store.get_call(r["call_id"])
             if detail is None:
                 continue
             ev = detail.events
@@ -170,30 +213,49 @@ async def run_level(svc: Service, n: int, tmp: Path, *, with_agents: bool) -> di
             "cpu_per_call_s": cpu / max(1, len(answered)) / CALL_S}
 
 
+def _bad(r: dict[str, Any]) -> bool:
+    return bool(r["failed"] or r["dropped_frames"] or (r["agents"] and r["bridged"] < r["n"]))
+
+
 async def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--levels", default="1,2,4,6")
+    ap.add_argument("--levels", default="2,4,8,12,16")
+    ap.add_argument("--workers", default="auto", help="endpoint workers, or auto (the capacity plan)")
+    ap.add_argument("--no-stop", action="store_true", help="run every level, not only until the first failure")
     args = ap.parse_args()
+    global WORKERS
+    WORKERS = 0 if args.workers == "auto" else int(args.workers)
     levels = [int(x) for x in args.levels.split(",")]
+    load0 = os.getloadavg()
     rows = []
     for n in levels:
         for with_agents in (False, True):
             with tempfile.TemporaryDirectory() as d:
                 tmp = Path(d)
-                svc = await start_service(settings_for(tmp, n if with_agents else 0), log_dir=tmp / "logs")
+                svc = await start_service(settings_for(tmp, n if with_agents else 0), log_dir=tmp / "logs",
+                                          ready_timeout=READY_S)
                 try:
                     rows.append(await run_level(svc, n, tmp, with_agents=with_agents))
                 finally:
                     await stop_service(svc)
             print(json.dumps(rows[-1]), flush=True)
+        if not args.no_stop and _bad(rows[-1]):
+            break
+    load1 = os.getloadavg()
     print()
-    print("| callers | agents | answered | failed | bridged | dropped frames | queue→agent p50/p95 (s) "
-          "| answer→audio p50/p95 (s) | worker CPU per call-second |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print(f"load average before {load0[0]:.2f}, after {load1[0]:.2f} ({os.cpu_count()} cores)")
+    print("| callers | agents | workers | answered | failed | bridged | dropped frames | queue→agent p50/p95 (s) "
+          "| answer→audio p50/p95 (s) | utterances / finals | final latency p50/p95 (s) "
+          "| worker CPU per call-second | RSS / USS per worker (MB) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['n']} | {'yes' if r['agents'] else 'none (baseline)'} | {r['answered']} | {r['failed']} "
-              f"| {r['bridged']} | {r['dropped_frames']} | {r['connect_p50']:.2f} / {r['connect_p95']:.2f} "
-              f"| {r['answer_to_audio_p50']:.2f} / {r['answer_to_audio_p95']:.2f} | {r['cpu_per_call_s']:.3f} |")
+        print(f"| {r['n']} | {'yes' if r['agents'] else 'none (baseline)'} | {r['workers']} | {r['answered']} "
+              f"| {r['failed']} | {r['bridged']} | {r['dropped_frames']} | {r['connect_p50']:.2f} / {r['connect_p95']:.2f} "
+              f"| {r['answer_to_audio_p50']:.2f} / {r['answer_to_audio_p95']:.2f} | {r['utterances']} / {r['finals']} "
+              f"| {r['final_p50']:.2f} / {r['final_p95']:.2f} | {r['cpu_per_call_s']:.3f} "
+              f"| {r['rss_mb']:.0f} / {r['uss_mb']:.0f} |")
+    clean = [r["n"] for r in rows if r["agents"] and not _bad(r)]
+    print(f"\nmost concurrent bridged calls with 0 failed, 0 dropped frames: {max(clean) if clean else 0}")
     return 0
 
 

@@ -1,17 +1,23 @@
-"""Load on the whole service: sipp calls with media through the Kamailio front into 2 workers.
+"""Load on the whole service: sipp calls with media through the Kamailio front, full analysis.
 
-For each concurrency level, sipp (``uac_pcap``: ~7 s of PCMA speech, an RFC 4733 "1", BYE at
-~9 s) places that many calls at once against the service ``callcenter serve`` runs
-(``start_service``: 2 workers, pocketsphinx, CRM store; MQTT and console off). Reported per level:
-calls answered/failed, INVITE→200 OK set-up time p50/p95 (sipp ``-trace_rtt``), audio frames
-dropped in the workers (their stats files), worker CPU per call (psutil over the worker
-processes) and whether a worker died. A level whose worker died restarts the service.
+Issue 14's measurement. For each concurrency level, sipp (``uac_pcap``: ~7 s of PCMA speech, an
+RFC 4733 "1", BYE at ~9 s) places that many calls at once against ``callcenter serve`` with its
+default settings (the default recognizer, whisper; every utterance recognized, tone, dead air,
+recording, the CRM store, MQTT published to the mosquitto ``serve`` starts; workers from the
+capacity plan). Levels step up until the first one with a failed call, a dropped frame or a dead
+worker (that level is the last row). Reported per level: calls answered/failed, INVITE→200 OK
+set-up p50/p95 (sipp ``-trace_rtt``), audio frames dropped in the workers, utterances closed by
+the VAD and finals published, final-transcript latency p50/p95 (``speech.ended`` →
+``transcript.final`` as they arrive on the broker, ``live_capacity.EventClock``), worker CPU per
+call-second (psutil over the worker processes), memory per worker (RSS/USS), calls the workers
+refused as overloaded (503) and their highest shed level.
 
-    .venv/bin/python benchmarks/bench_serve.py [--levels 2,4,6,8] [--rounds 1] [--workers 2|auto]
+In the same run, side by side: the no-recognizer floor (``asr.engine = none``, same levels) and
+the recognizer alone on the same audio in a process of its own (CPU-s per audio second, and the
+calls 2 cores could decode at the audio's speech share: the engine-bound limit).
 
-``--workers auto``: as many workers as the capacity plan (``callcenter.capacity``) says; the
-plan is printed, and per level how many calls the workers refused as overloaded (503) and
-their highest shed level (``callcenter.overload``: refusing, no_partials, no_prosody).
+    .venv/bin/python benchmarks/bench_serve.py [--levels 4,8,12,16,20,24,30] [--workers auto|N]
+        [--engine whisper] [--floor-levels 8,16,24,32] [--no-stop]
 """
 
 from __future__ import annotations
@@ -32,28 +38,44 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.live_capacity import (  # noqa: E402
+    THREADS,
+    EventClock,
+    ThreadMeter,
+    pcap_wav,
+    recognizer_alone,
+    worker_memory,
+)
 from callcenter.serve import Service, start_service, stop_service  # noqa: E402
 from callcenter.settings import load_settings  # noqa: E402
 from telephony.net import free_port  # noqa: E402
 
 PCAP_DIR = Path("/usr/share/sip-tester")
 SIPP_TIMEOUT_S = 60
-SETTLE_S = 20
+SETTLE_S = 30
+READY_S = 300.0
+"""How long the workers may take to start (each loads the recognizer; on a busy machine, minutes)."""
+IDLE_S = 4.0
+"""Before each level: how long the workers' CPU with no call is sampled (then subtracted)."""
+CALL_S = 9.0
+"""Length of a ``uac_pcap`` call (its BYE comes ~9 s after the answer)."""
 
 
-WORKERS = 2
-"""``--workers``: 0 lets the capacity plan decide."""
-
-
-def settings_for(tmp: Path):
-    base = free_port()
-    while any(not _free(p) for p in (base, base + 1)):
+def settings_for(tmp: Path, *, workers: int, engine: str | None):
+    """Default settings but for ports, the data folder, the console (off: no browser here) and
+    ``engine`` (None: the default)."""
+    while True:
         base = free_port()
-    return load_settings(overrides={
+        if all(_free(p) for p in range(base, base + 16)):
+            break
+    overrides: dict[str, object] = {
         "data_dir": str(tmp / "data"), "sip.port": free_port(), "sip.worker_base_port": base,
-        "sip.workers": WORKERS, "sip.front": "kamailio", "mqtt.enabled": False, "console.enabled": False,
-        "asr.engine": "pocketsphinx",
-    }, environ={})
+        "sip.workers": workers, "sip.front": "kamailio", "console.enabled": False,
+        "mqtt.enabled": True, "mqtt.embedded_port": free_port(),
+    }
+    if engine:
+        overrides["asr.engine"] = engine
+    return load_settings(overrides=overrides, environ={})
 
 
 def _free(port: int) -> bool:
@@ -100,7 +122,7 @@ ADMIT_WAIT_S = 60
 """Before a level: how long to wait for overloaded workers to recover (admit calls again)."""
 
 
-async def run_level(svc: Service, calls: int, workdir: Path) -> dict:
+async def run_level(svc: Service, calls: int, workdir: Path, clock: EventClock | None = None) -> dict:
     _prepare(workdir)
     deadline = time.monotonic() + ADMIT_WAIT_S  # a level starts on a recovered service
     while time.monotonic() < deadline:
@@ -108,9 +130,17 @@ async def run_level(svc: Service, calls: int, workdir: Path) -> dict:
             break
         await asyncio.sleep(0.5)
     procs = [psutil.Process(p.pid) for p in svc.workers]
+    pids = [p.pid for p in procs]
+    idle, t_idle = ThreadMeter(pids), time.monotonic()
+    await asyncio.sleep(IDLE_S)  # the workers' own CPU with no call, subtracted below
+    idle_cpu = idle.totals()
+    idle_rate = {k: v / (time.monotonic() - t_idle) for k, v in idle_cpu.items()}
+    meter, t_calls = ThreadMeter(pids), time.monotonic()
+    sampling = asyncio.create_task(meter.run())
     cpu0 = sum(sum(p.cpu_times()[:2]) for p in procs)
     before = {s["index"]: s for s in svc.worker_stats()}
     stat_file = workdir / "stat.csv"
+    mark = clock.mark() if clock is not None else 0
     cmd = ["sipp", f"127.0.0.1:{svc.settings.sip.port}", "-sn", "uac_pcap", "-i", "127.0.0.1",
            "-p", str(free_port()), "-mi", "127.0.0.1", "-mp", str(free_port()), "-m", str(calls),
            "-l", str(calls), "-r", "20", "-nostdin", "-timeout", f"{SIPP_TIMEOUT_S}s", "-timeout_error",
@@ -133,20 +163,42 @@ async def run_level(svc: Service, calls: int, workdir: Path) -> dict:
         await asyncio.sleep(0.2)
     alive = [p for p in procs if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     cpu1 = sum(sum(p.cpu_times()[:2]) for p in alive) if len(alive) == len(procs) else float("nan")
+    sampling.cancel()
+    threads1, span = meter.totals(), time.monotonic() - t_calls
     after = svc.worker_stats()
     dropped = sum(s["frames_dropped"] - before.get(s["index"], {}).get("frames_dropped", 0) for s in after)
     refused = sum((s.get("refused") or {}).get("503", 0) - (before.get(s["index"], {}).get("refused") or {}).get("503", 0)
                   for s in after)
     shed = max((lvl for s in after for lvl in _levels(s, before.get(s["index"], {}))), default=0)
     last, rtts = _read_sipp(workdir, stat_file)
+    await asyncio.sleep(1.0)  # the last finals' publications reach the broker
+    events = clock.window(mark) if clock is not None else None
+    mem = [m for m in worker_memory([p.pid for p in procs]) if m]
+    ok = int(last.get("SuccessfulCall(C)", 0) or 0)
+    call_s = max(1, ok) * CALL_S
+    # per thread as measured (the media clock thread only lives while calls have audio, so an idle
+    # rate cannot be taken off it); the total also net of the workers' idle CPU
+    by_thread = {k: v / call_s for k, v in threads1.items()}
+    by_thread["idle"] = idle_rate.get("total", 0.0) * span / call_s
+    net = max(0.0, threads1["total"] - idle_rate.get("total", 0.0) * span) / call_s
     return {
         "calls": calls,
-        "ok": int(last.get("SuccessfulCall(C)", 0) or 0),
+        "ok": ok,
         "failed": int(last.get("FailedCall(C)", 0) or 0),
         "setup_p50": percentile(rtts, 0.5),
         "setup_p95": percentile(rtts, 0.95),
         "dropped": dropped,
         "cpu_per_call": (cpu1 - cpu0) / calls,
+        "cpu_per_call_s": net,
+        "cpu_gross_per_call_s": (cpu1 - cpu0) / call_s,
+        "idle_cpu_per_worker": idle_rate.get("total", 0.0) / max(1, len(pids)),
+        "threads": by_thread,
+        "utterances": events.utterances if events else 0,
+        "finals": events.finals if events else 0,
+        "final_p50": events.p50 if events else float("nan"),
+        "final_p95": events.p95 if events else float("nan"),
+        "rss_mb": statistics.median([m["rss_mb"] for m in mem]) if mem else float("nan"),
+        "uss_mb": statistics.median([m["uss_mb"] for m in mem]) if mem else float("nan"),
         "wall": wall,
         "crashed": sum(1 for p in svc.workers if p.returncode is not None),
         "leaked": sum(s["active_calls"] for s in after),
@@ -168,46 +220,116 @@ def _levels(stats: dict, before: dict) -> list[int]:
     return seen
 
 
+def _failed(r: dict) -> bool:
+    return bool(r["failed"] or r["dropped"] or r["crashed"] or r["ok"] < r["calls"])
+
+
+async def step(label: str, tmp: Path, levels: list[int], *, workers: int, engine: str | None,
+               stop: bool) -> tuple[list[dict], dict]:
+    """Run ``levels`` on one service until the first level with a failure (unless not ``stop``)."""
+    svc = await start_service(settings_for(tmp, workers=workers, engine=engine), log_dir=tmp / "logs",
+                              ready_timeout=READY_S)
+    mqtt = svc.settings.mqtt
+    clock = EventClock("127.0.0.1", mqtt.embedded_port, mqtt.topic_prefix)
+    info = {"label": label, "workers": len(svc.worker_ports),
+            "plan": svc.capacity.to_dict() if svc.capacity is not None else None,
+            "asr": svc.settings.asr.model_dump_json()}
+    results: list[dict] = []
+    try:
+        await clock.start()
+        for level in levels:
+            res = await run_level(svc, level, tmp / f"sipp-{level}", clock)
+            res["label"], res["workers"] = label, info["workers"]
+            results.append(res)
+            print(f"  {label} {level} calls: {res['ok']} ok, {res['failed']} failed, dropped {res['dropped']}, "
+                  f"final p95 {res['final_p95']:.2f} s, crashed {res['crashed']}", file=sys.stderr, flush=True)
+            if res["crashed"]:
+                break
+            if stop and _failed(res):
+                break
+    finally:
+        await clock.stop()
+        await stop_service(svc)
+    return results, info
+
+
+def _fmt(x: float, spec: str = ".2f") -> str:
+    return "-" if x != x else format(x, spec)
+
+
 async def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--levels", default="2,4,6,8")
-    ap.add_argument("--rounds", type=int, default=1)
-    ap.add_argument("--workers", default="2", help="endpoint workers, or auto (the capacity plan)")
+    ap.add_argument("--levels", default="4,8,12,16,20,24,30")
+    ap.add_argument("--floor-levels", default="", help="no-recognizer levels (default: --levels); 'skip'")
+    ap.add_argument("--workers", default="auto", help="endpoint workers, or auto (the capacity plan)")
+    ap.add_argument("--engine", default=None, help="recognizer (default: the service's default)")
+    ap.add_argument("--no-stop", action="store_true", help="run every level, not only until the first failure")
+    ap.add_argument("--latency-bound", type=float, default=2.0,
+                    help="final-transcript p95 (s) a held level must stay within (reported, does not stop)")
     args = ap.parse_args()
-    global WORKERS
-    WORKERS = 0 if args.workers == "auto" else int(args.workers)
+    workers = 0 if args.workers == "auto" else int(args.workers)
     levels = [int(x) for x in args.levels.split(",")]
+    floor_levels = levels if not args.floor_levels else (
+        [] if args.floor_levels == "skip" else [int(x) for x in args.floor_levels.split(",")])
     tmp = Path(tempfile.mkdtemp(prefix="bench-serve-"))
-    results = []
-    svc = await start_service(settings_for(tmp), log_dir=tmp / "logs")
-    plan = svc.capacity.to_dict() if svc.capacity is not None else None
+    load0 = os.getloadavg()
+    full, info = await step("full analysis", tmp / "full", levels, workers=workers, engine=args.engine,
+                            stop=not args.no_stop)
+    floor: list[dict] = []
+    if floor_levels:
+        floor, _ = await step("no recognizer", tmp / "floor", floor_levels, workers=workers, engine="none",
+                              stop=not args.no_stop)
+    wav, audio_s, share = pcap_wav(tmp / "uac_pcap.wav")
     try:
-        for level in levels:
-            for rnd in range(args.rounds):
-                res = await run_level(svc, level, tmp / f"sipp-{level}-{rnd}")
-                results.append(res)
-                print(f"  {level} calls: {res['ok']} ok, {res['failed']} failed, crashed {res['crashed']}",
-                      file=sys.stderr, flush=True)
-                if res["crashed"]:
-                    await stop_service(svc)
-                    svc = await start_service(settings_for(tmp / f"restart-{level}-{rnd}"), log_dir=tmp / "logs")
-    finally:
-        await stop_service(svc)
+        alone = await recognizer_alone(info["asr"], wav)
+    except (RuntimeError, TimeoutError) as exc:
+        print(f"recognizer alone failed: {exc}", file=sys.stderr)
+        alone = float("nan")
+    load1 = os.getloadavg()
+    cores = os.cpu_count() or 1
+    # per call: the caller speaks ``share`` of the audio's 7 s in a 9 s call; the recognizer decodes speech only
+    engine_calls = cores / (alone * share * audio_s / CALL_S) if alone == alone and alone > 0 else float("nan")
     print()
-    print(f"{len(svc.worker_ports)} workers behind Kamailio, pocketsphinx, sipp uac_pcap "
-          "(~9 s calls with PCMA speech + RFC 4733)")
-    if plan is not None:
-        print(f"capacity plan: {plan}")
-    print(f"{'calls':>5} {'ok':>4} {'fail':>4} {'setup p50 ms':>12} {'setup p95 ms':>12} {'dropped':>8} "
-          f"{'CPU s/call':>10} {'CPU %/call':>10} {'crashed':>7} {'leaked':>6} {'503 load':>8} {'shed':>11}")
-    for r in results:
-        per_call_pct = 100 * r["cpu_per_call"] / 9.0
-        print(f"{r['calls']:>5} {r['ok']:>4} {r['failed']:>4} {r['setup_p50']:>12.1f} {r['setup_p95']:>12.1f} "
-              f"{r['dropped']:>8} {r['cpu_per_call']:>10.2f} {per_call_pct:>10.1f} {r['crashed']:>7} {r['leaked']:>6} "
-              f"{r['refused']:>8} {LEVELS[r['shed']]:>11}")
-    clean = [r["calls"] for r in results if r["failed"] == 0 and r["dropped"] == 0 and not r["crashed"]]
-    print(f"\nmost concurrent calls with zero failures, no dropped frames, no crash: {max(clean) if clean else 0}")
-    print(f"medians over levels: setup p50 {statistics.median([r['setup_p50'] for r in results]):.1f} ms")
+    print(f"sipp uac_pcap (~{CALL_S:.0f} s calls: {audio_s:.1f} s of PCMA, speech share {share:.0%}, RFC 4733), "
+          f"Kamailio front; load average before {load0[0]:.2f}, after {load1[0]:.2f} ({cores} cores)")
+    if info["plan"] is not None:
+        print(f"capacity plan: {info['plan']}")
+    print(f"recognizer alone on the same audio: {_fmt(alone, '.3f')} CPU-s per audio s -> engine-bound limit "
+          f"{_fmt(engine_calls, '.0f')} calls on {cores} cores")
+    print()
+    print("| analysis | workers | calls | answered | failed | dropped frames | set-up p50/p95 (ms) | utterances / finals "
+          "| final latency p50/p95 (s) | worker CPU per call-second (net / gross) | RSS / USS per worker (MB) | 503 overload | shed |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in full + floor:
+        print(f"| {r['label']} | {r['workers']} | {r['calls']} | {r['ok']} | {r['failed']} | {r['dropped']} "
+              f"| {_fmt(r['setup_p50'], '.0f')} / {_fmt(r['setup_p95'], '.0f')} | {r['utterances']} / {r['finals']} "
+              f"| {_fmt(r['final_p50'])} / {_fmt(r['final_p95'])} "
+              f"| {_fmt(r['cpu_per_call_s'], '.3f')} / {_fmt(r['cpu_gross_per_call_s'], '.3f')} "
+              f"| {_fmt(r['rss_mb'], '.0f')} / {_fmt(r['uss_mb'], '.0f')} | {r['refused']} | {LEVELS[r['shed']]} |")
+    print(f"| recognizer alone | - | {_fmt(engine_calls, '.0f')} (engine-bound) | - | - | - | - | - | - "
+          f"| {_fmt(alone * share * audio_s / CALL_S, '.3f')} | - | - | - |")
+    print()
+    print("Worker CPU per call-second by thread (as measured, idle included), at the highest clean level:")
+    print("| analysis | calls | " + " | ".join(THREADS.values()) + " | other threads (recognizer, storage, ...) | total "
+          "| of which the workers' idle | idle CPU per worker (cores) |")
+    print("|---|---|" + "---|" * (len(THREADS) + 4))
+    for rows in (full, floor):
+        clean_rows = [r for r in rows if not _failed(r)] or rows[:1]
+        if clean_rows:
+            r = clean_rows[-1]
+            th = r["threads"]
+            print(f"| {r['label']} | {r['calls']} | " + " | ".join(f"{th.get(k, 0.0):.3f}" for k in THREADS)
+                  + f" | {th.get('other', 0.0):.3f} | {th['total']:.3f} | {th['idle']:.3f} "
+                  f"| {r['idle_cpu_per_worker']:.3f} |")
+    print()
+    for label, rows in (("full analysis", full), ("no recognizer", floor)):
+        clean = [r["calls"] for r in rows if not _failed(r)]
+        if rows:
+            print(f"{label}: most concurrent calls with 0 failed, 0 dropped frames, no crash: {max(clean) if clean else 0}")
+        timely = [r["calls"] for r in rows if not _failed(r) and not r["final_p95"] > args.latency_bound]
+        if rows and label == "full analysis":
+            print(f"{label}: ... and final-transcript p95 within {args.latency_bound:.1f} s: "
+                  f"{max(timely) if timely else 0}")
     shutil.rmtree(tmp, ignore_errors=True)
     return 0
 

@@ -49,8 +49,9 @@ class CapacitySettings(BaseModel):
     """Recognizer CPU seconds per second of audio; None: measured at start by the first worker."""
     speech_share: float = Field(0.5, gt=0, le=2)
     """Seconds of speech recognized per second of call (both parties of a bridged call count)."""
-    floor_cpu_per_call: float = Field(0.04, ge=0)
-    """Cores one call costs without a recognizer (telephony, detectors, IVR, storage)."""
+    floor_cpu_per_call: float = Field(0.1, ge=0)
+    """Cores one call costs without a recognizer (telephony, detectors, IVR, storage): ~0.10
+    measured through ``serve`` with ``asr.engine = none`` (``benchmarks/bench_serve.py``)."""
     utilization: float = Field(0.8, gt=0, le=1)
     """Share of the cores planned for calls: the rest absorbs bursts (long turns, after-call work)."""
     cores: int | None = Field(None, ge=1)
@@ -165,13 +166,15 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m callcenter.capacity --asr-json '{...}'``: print the recognizer's CPU-s per audio s."""
     p = argparse.ArgumentParser(prog="callcenter-capacity")
     p.add_argument("--asr-json", required=True)
+    p.add_argument("--audio", type=Path, default=MEASURE_PROMPT,
+                   help="speech to time the decode on (benchmarks: the audio their calls play)")
     args = p.parse_args(argv)
     from speech.asr.select import load_engine
 
     engine = load_engine(AsrSettings.model_validate_json(args.asr_json))
     try:
         engine.warm_up()  # first-use costs are not the steady cost per call
-        print(f"{measure_asr_cost(engine):.4f}")
+        print(f"{measure_asr_cost(engine, args.audio):.4f}")
     finally:
         engine.close()
     return 0
@@ -181,13 +184,25 @@ if __name__ == "__main__":
     raise SystemExit(main())
 
 
-async def capacity_for(settings: Settings, slots_per_worker: int) -> CapacityPlan | None:
+def partials_cost(asr: AsrSettings) -> float:
+    """CPU-s per audio second live partials may add to a batch engine's final decodes: their
+    budget (``asr.partial_budget``, decode seconds per second of utterance); streaming engines
+    read partials off the stream they decode anyway (0)."""
+    batch = asr.engine == "whisper" or (asr.engine == "auto" and asr.vosk_model_path is None)
+    return asr.partial_budget if asr.partials and batch else 0.0
+
+
+async def capacity_for(settings: Settings, slots_per_worker: int, *,
+                       behind_remote_front: bool = False) -> CapacityPlan | None:
     """The plan for ``serve`` when ``sip.workers`` is auto (unset or 0), logged; None when the
     count is fixed, when there can be no front (one worker then), or when measuring failed (the
-    caller falls back to one worker per core)."""
+    caller falls back to one worker per core). ``behind_remote_front``: a worker host
+    (``serve --role workers``), whose front runs on another host, sizes itself the same way."""
     from telephony.kamailio import kamailio_binary
 
-    if settings.sip.workers or settings.sip.front == "none" or kamailio_binary() is None:
+    if settings.sip.workers:
+        return None
+    if not behind_remote_front and (settings.sip.front == "none" or kamailio_binary() is None):
         return None
     cap = settings.capacity
     legs = 2 if slots_per_worker < settings.sip.max_calls else 1  # agents: callers get bridged
@@ -201,6 +216,9 @@ async def capacity_for(settings: Settings, slots_per_worker: int) -> CapacityPla
         except (RuntimeError, ValueError, OSError) as exc:
             log.warning("capacity: %s; one worker per core instead", exc)
             return None
+        extra = partials_cost(settings.asr)
+        if extra:  # the timed decode is a final's; live partials re-decode on top, up to their budget
+            cost, source = cost + extra, f"measured + {extra:g} partials budget"
     plan = plan_capacity(cap, asr_cpu_per_audio_s=cost, slots_per_worker=slots_per_worker, legs_per_call=legs,
                          cost_source=source)
     log.warning("capacity: %d cores x %.0f%%, recognizer %.3f CPU-s per audio s (%s), %.3f core per call "

@@ -24,6 +24,7 @@ from callcenter.settings import MqttSettings, Settings
 from telephony.kamailio import Worker, kamailio_binary
 
 if TYPE_CHECKING:
+    from callcenter.capacity import CapacityPlan
     from live.bridge import BridgedBroker
 
 Role = Literal["all", "front", "workers"]
@@ -60,12 +61,17 @@ def check_role(settings: Settings, role: Role) -> None:
         raise RoleError("serve --role front with no workers: set sip.remote_workers or sip.workers")
 
 
-def plan_role(settings: Settings, role: Role, planned: tuple[int, bool]) -> tuple[int, bool]:
+def plan_role(settings: Settings, role: Role, planned: tuple[int, bool],
+              plan: CapacityPlan | None = None) -> tuple[int, bool]:
     """(local workers, whether this host runs the front) for ``role``, from the one-host plan
-    ``planned`` (``serve.plan_workers``). ``check_role`` has passed."""
+    ``planned`` (``serve.plan_workers``). A worker host takes ``sip.workers``, else its own
+    capacity ``plan`` (``capacity_for`` on this host), else one worker per core. ``check_role``
+    has passed."""
     count, use_front = planned
     if role == "workers":
-        return settings.sip.workers or max(1, os.cpu_count() or 1), False
+        if settings.sip.workers:
+            return settings.sip.workers, False
+        return (plan.workers if plan is not None else max(1, os.cpu_count() or 1)), False
     if role == "front":
         return (settings.sip.workers or 0), True
     if settings.sip.remote_workers:

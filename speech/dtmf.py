@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
+from numpy.lib.stride_tricks import as_strided
 
 from speech.events import DtmfDigit, Event
 from speech.frames import AudioFrame, Party
@@ -90,14 +90,17 @@ class DtmfStage(Stage):
             prev = state.press if state else None
             state = _PartyState(tail=np.zeros(hop, dtype=np.float32), tail_end=frame.timestamp, press=prev)
             self._states[frame.party] = state
-        joined = np.concatenate([state.tail, x])
-        windows = sliding_window_view(joined, n)[::hop][:2]
-        ends = frame.timestamp + (np.arange(1, 3) * hop) / frame.sample_rate
-        state.tail, state.tail_end = x[-hop:].copy(), frame.end
-        keys = self._classify(windows, frame.sample_rate)
+        joined = np.concatenate((state.tail, x))
+        windows = as_strided(joined, shape=(2, n), strides=(hop * joined.itemsize, joined.itemsize), writeable=False)
+        state.tail, state.tail_end = x[-hop:], frame.end  # x is this frame's own array: no copy needed
+        amp = self._amplitudes(windows, frame.sample_rate)
+        if state.press is None and not self._loud_enough(amp):
+            return []  # no key in either window and none to close: nothing to track
+        keys = self._classify(windows, amp)
         out: list[Event] = []
-        for key, end in zip(keys, ends, strict=True):
-            out.extend(self._track(frame.party, state, key, float(end), n / frame.sample_rate))
+        for i, key in enumerate(keys, start=1):
+            end = frame.timestamp + (i * hop) / frame.sample_rate
+            out.extend(self._track(frame.party, state, key, end, n / frame.sample_rate))
         return out
 
     def finish(self, t: float) -> list[Event]:
@@ -107,11 +110,21 @@ class DtmfStage(Stage):
                 out.extend(self._close(party, state))
         return out
 
-    def _classify(self, windows: np.ndarray, rate: int) -> list[str | None]:
-        """The key held in each window, or None."""
+    def _amplitudes(self, windows: np.ndarray, rate: int) -> np.ndarray:
+        """Estimated amplitude (full scale 1.0) of each of the 8 tones, per window."""
         basis = self._basis_for(windows.shape[1], rate)
-        # Estimated amplitude (full scale 1.0) of each of the 8 tones, per window.
-        amp = np.abs(windows @ basis) * self._gain
+        amp: np.ndarray = np.abs(windows @ basis) * self._gain
+        return amp
+
+    def _loud_enough(self, amp: np.ndarray) -> bool:
+        """Whether some window has a row and a column tone at ``min_level_db`` or above (the
+        first test ``_classify`` makes): most frames (silence, quiet speech) fail it, and then
+        skip the rest of the analysis."""
+        level = 10.0 ** (self.settings.min_level_db / 20.0) - 1e-12
+        return bool(((amp[:, :4].max(axis=1) >= level) & (amp[:, 4:].max(axis=1) >= level)).any())
+
+    def _classify(self, windows: np.ndarray, amp: np.ndarray) -> list[str | None]:
+        """The key held in each window, or None."""
         power = np.mean(windows.astype(np.float64) ** 2, axis=1)
         rows, cols = amp[:, :4], amp[:, 4:]
         r = np.argmax(rows, axis=1)

@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 
 Sink = Callable[[Event], None]
 
+YIELD_EVERY = 25
+"""``feed``: frames processed in a row (0.5 s of call time) before the loop gets a turn."""
+
 
 @dataclass
 class _Item:
@@ -53,6 +56,8 @@ class CallPipeline:
         self.stages = list(stages)
         self.events: list[Event] = []
         self.frames_processed = 0
+        self.frames_processed_inline = 0
+        """Of those, frames ``feed`` processed itself (the queue was idle)."""
         self.frames_dropped = 0
         self.now = 0.0
         """Call time of the newest frame processed (the call clock)."""
@@ -116,8 +121,23 @@ class CallPipeline:
         results it owes (``Stage.pending``, e.g. a recognizer's finals) before the call clock moves
         on. Events then come in the order a live call with instant async stages would produce,
         the same on every run, as fast as the CPU allows (work not yet owed, such as partial
-        decoding, still overlaps with the other stages)."""
-        self.push_frame(frame)
+        decoding, still overlaps with the other stages).
+
+        When nothing waits in the queue (the usual case), the frame is processed right here
+        rather than handed to the consumer task: the same order, without two task switches per
+        20 ms frame; the loop still gets a turn every ``YIELD_EVERY`` frames."""
+        if self._ended:
+            return
+        if self._queue.empty() and self._task is not None and not self._task.done():
+            self.frames_processed_inline += 1
+            try:
+                self._process_frame(frame)
+            except Exception:
+                log.exception("pipeline stage failed on call %s", self.call_id)
+            if self.frames_processed_inline % YIELD_EVERY == 0:
+                await asyncio.sleep(0)
+        else:
+            self.push_frame(frame)
         await self._queue.join()
         # Each round settles every stage that owes results; what they emit only reaches later
         # stages, so one round per stage is enough for chained async stages.

@@ -103,8 +103,10 @@ class VadStage(Stage):
 
     def process_frame(self, frame: AudioFrame) -> list[Event]:
         state = self._states.setdefault(frame.party, _PartyState())
+        frame_level: float | None = None
         if self.settings.echo_gate:
-            self._note_played(state, frame)
+            frame_level = pcm_dbfs(frame.pcm)
+            self._note_played(state, frame, frame_level)
         vad = self._vads.get(frame.party)
         if vad is None:
             vad = self._vads[frame.party] = webrtcvad.Vad(self.settings.aggressiveness)
@@ -121,8 +123,10 @@ class VadStage(Stage):
             t0 = state.buf_t
             state.buf_t += chunk_s
             state.fed_s += chunk_s
-            voiced = self._voiced(vad, state, chunk, frame.sample_rate)
-            if voiced and self.settings.echo_gate and self._is_echo(frame.party, chunk, t0, t0 + chunk_s):
+            # A chunk is usually the frame itself (both 20 ms): its level is known already.
+            level = frame_level if frame_level is not None and chunk == frame.pcm else pcm_dbfs(chunk)
+            voiced = self._voiced(vad, state, chunk, frame.sample_rate, level)
+            if voiced and self.settings.echo_gate and self._is_echo(frame.party, level, t0, t0 + chunk_s):
                 state.echo_gated_s += chunk_s
                 voiced = False
             events.extend(self._step(frame.party, state, voiced, t0, t0 + chunk_s))
@@ -136,8 +140,8 @@ class VadStage(Stage):
             state.run_start, state.run_ms, state.buf = None, 0, b""
         return events
 
-    def _voiced(self, vad: webrtcvad.Vad, state: _PartyState, chunk: bytes, rate: int) -> bool:
-        level = pcm_dbfs(chunk)
+    def _voiced(self, vad: webrtcvad.Vad, state: _PartyState, chunk: bytes, rate: int, level: float) -> bool:
+        """``level``: the chunk's dBFS."""
         if level <= _SILENT_DB:
             return False
         said = vad.is_speech(chunk, rate)
@@ -149,20 +153,20 @@ class VadStage(Stage):
             return False
         return state.floor_db is None or level >= state.floor_db + self.settings.floor_margin_db
 
-    def _note_played(self, state: _PartyState, frame: AudioFrame) -> None:
-        """Remember this frame's own level (the far end of the other parties) and what the edge
-        says was played into its line, for ``echo_tail_ms``."""
+    def _note_played(self, state: _PartyState, frame: AudioFrame, level: float) -> None:
+        """Remember this frame's own ``level`` (the far end of the other parties) and what the
+        edge says was played into its line, for ``echo_tail_ms``."""
         keep_after = frame.timestamp - self.settings.echo_tail_ms / 1000 - ECHO_WINDOW_S - 0.1
         if frame.far_end_dbfs is not None:
             state.far_end.append((frame.timestamp, frame.end, frame.far_end_dbfs))
-        state.sent.append((frame.timestamp, frame.end, pcm_dbfs(frame.pcm)))
+        state.sent.append((frame.timestamp, frame.end, level))
         for history in (state.far_end, state.sent):
             while history and history[0][1] < keep_after:
                 history.popleft()
 
-    def _is_echo(self, party: Party, chunk: bytes, t0: float, t1: float) -> bool:
-        """Whether the chunk [t0, t1) is no louder than the echo of what was played into
-        ``party``'s line during the echo tail before it."""
+    def _is_echo(self, party: Party, level: float, t0: float, t1: float) -> bool:
+        """Whether the chunk [t0, t1), at ``level`` dBFS, is no louder than the echo of what was
+        played into ``party``'s line during the echo tail before it."""
         since = t0 - self.settings.echo_tail_ms / 1000
         played = [lv for start, end, lv in self._states[party].far_end if end > since and start < t1]
         for other, state in self._states.items():
@@ -171,7 +175,7 @@ class VadStage(Stage):
         loudest = max(played, default=_SILENT_DB)
         if loudest <= _SILENT_DB:
             return False
-        if pcm_dbfs(chunk) >= loudest - self.settings.echo_return_loss_db:
+        if level >= loudest - self.settings.echo_return_loss_db:
             return False
         return self._follows_played(party, t1)
 

@@ -60,6 +60,7 @@ def create_library(cfg: LibConfig, ep: pj.Endpoint) -> None:
     ecfg.medConfig.clockRate = cfg.sample_rate
     ecfg.medConfig.audioFramePtime = FRAME_MS
     ecfg.medConfig.ecTailLen = 0
+    ecfg.medConfig.quality = cfg.settings.media_quality
     ep.libInit(ecfg)
     support_option_tag("siprec")
     ep.audDevManager().setNullDev()

@@ -3,7 +3,8 @@
 PJSIP is built for one thread here (``threadCnt=0``, ``mainThreadOnly``): a dedicated thread
 creates the library, then loops: poll SIP and media events for ``POLL_MS``, run the commands
 asyncio queued, run the owner's housekeeping. Results and callbacks go back to the event loop
-with ``call_soon_threadsafe``; nothing else crosses the boundary.
+through its ``LoopFeed`` (the same FIFO as the media frames, so their order holds); nothing else
+crosses the boundary.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from typing import Any, Protocol, TypeVar
 import pjsua2 as pj
 
 from telephony.items import CallFailed, EndpointError
+from telephony.loop_feed import feed_for
+from telephony.thread_name import name_current_thread
 
 log = logging.getLogger(__name__)
 
@@ -96,11 +99,9 @@ class PjThread:
             await asyncio.to_thread(self._thread.join, 10)
 
     def post(self, fn: Callable[..., object], *args: Any) -> None:
-        """Call ``fn(*args)`` on the event loop (from the PJSIP thread)."""
-        try:
-            self.loop.call_soon_threadsafe(fn, *args)
-        except RuntimeError:  # loop already closed
-            pass
+        """Call ``fn(*args)`` on the event loop (from the PJSIP thread), after the frames and
+        callbacks posted before it."""
+        feed_for(self.loop).post(fn, *args)
 
     def halt(self) -> None:
         """Leave the loop after the current pass (called on the PJSIP thread)."""
@@ -126,6 +127,7 @@ class PjThread:
         self.post(settle)
 
     def _run(self, started: asyncio.Future[None], describe: str) -> None:
+        name_current_thread("pjsip")  # per-thread CPU (benchmarks) tells it from the media clock
         try:
             self._owner.init_lib()
         except Exception as exc:  # noqa: BLE001

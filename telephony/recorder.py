@@ -33,8 +33,8 @@ class StereoRecorder:
         self._wav: IncrementalWav | EncryptedWav = (
             EncryptedWav(self.path, sample_rate=sample_rate, channels=2, key=key) if key
             else IncrementalWav(self.path, sample_rate=sample_rate, channels=2))
-        self._tx: list[np.ndarray] = []
-        self._rx: list[np.ndarray] = []
+        self._tx: list[bytes] = []
+        self._rx: list[bytes] = []
         self._muted = False
         self._tail = 0
         self._mute_tail = mute_tail_frames
@@ -49,31 +49,49 @@ class StereoRecorder:
             self._muted, self._tail = False, self._mute_tail
 
     def add(self, played: bytes | None, heard: bytes) -> None:
-        rx = np.frombuffer(heard, dtype="<i2")
+        """Keep one tick's two frames as they came (no per-frame arrays): ``flush`` joins a
+        second of them and interleaves it in one numpy pass."""
+        n = len(heard)
         if self._muted or self._tail > 0:
             self._tail = max(0, self._tail - 1)
             self.muted_frames += 1
-            silence = np.zeros(len(rx), dtype="<i2")
+            silence = _zeros(n)
             self._tx.append(silence)
             self._rx.append(silence)
         else:
-            tx = np.frombuffer(played, dtype="<i2") if played else np.zeros(len(rx), dtype="<i2")
-            if len(tx) != len(rx):
-                tx = np.resize(tx, len(rx)) if len(tx) else np.zeros(len(rx), dtype="<i2")
-            self._tx.append(tx)
-            self._rx.append(rx)
+            if not played:
+                played = _zeros(n)
+            elif len(played) != n:
+                played = (played * (n // len(played) + 1))[:n] if len(played) >= 2 else _zeros(n)
+            self._tx.append(played)
+            self._rx.append(heard)
         if len(self._rx) >= FLUSH_FRAMES:
             self.flush()
 
     def flush(self) -> None:
         if not self._rx:
             return
-        stereo = np.column_stack((np.concatenate(self._tx), np.concatenate(self._rx)))
+        tx = np.frombuffer(b"".join(self._tx), dtype="<i2")
+        rx = np.frombuffer(b"".join(self._rx), dtype="<i2")
         self._tx.clear()
         self._rx.clear()
+        stereo = np.empty(2 * len(rx), dtype="<i2")
+        stereo[0::2] = tx
+        stereo[1::2] = rx
         self._wav.write(stereo)
 
     def close(self) -> None:
         """Write what is buffered and close the file; idempotent."""
         self.flush()
         self._wav.close()
+
+
+_SILENCE: dict[int, bytes] = {}
+
+
+def _zeros(n: int) -> bytes:
+    """``n`` bytes of silence, one shared object per size."""
+    z = _SILENCE.get(n)
+    if z is None:
+        z = _SILENCE[n] = bytes(n)
+    return z

@@ -74,6 +74,10 @@ class SipSettings(_Frozen):
     codecs: tuple[str, ...] = ("PCMU/8000", "PCMA/8000", "G722/16000")
     max_calls: int = Field(4, ge=1, le=4)
     """Calls per endpoint process; the pjsua2 wheel is built with at most 4."""
+    media_quality: int = Field(4, ge=1, le=10)
+    """pjsua's media quality: how the conference bridge resamples 8 kHz calls to the 16 kHz
+    pipeline (3-4: small-filter sinc, 5-10: large filter, pjsua's default 8; 1-2: linear). A
+    telephone call carries nothing above 4 kHz: 4 costs the media clock thread ~20 % less than 8."""
     inbox_frames: int = 500
     """Audio frames a call's inbox holds before dropping (10 s); control items are never dropped."""
     front: Literal["auto", "kamailio", "none"] = "auto"

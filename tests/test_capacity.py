@@ -49,7 +49,7 @@ from tests.test_tone import CALM_LINES, CALM_VOICE, feed
     ],
 )
 def test_plan_follows_the_calls_the_cores_can_analyze(cost, slots, legs, utilization, calls, workers):
-    settings = CapacitySettings(cores=2, utilization=utilization)
+    settings = CapacitySettings(cores=2, utilization=utilization, floor_cpu_per_call=0.04)
     plan = plan_capacity(settings, asr_cpu_per_audio_s=cost, slots_per_worker=slots, legs_per_call=legs)
     assert (plan.calls, plan.workers, plan.capped) == (calls, workers, False)
     assert plan.cores == 2 and plan.slots_per_worker == slots
@@ -59,7 +59,8 @@ def test_plan_is_capped_and_never_below_one_worker():
     capped = plan_capacity(CapacitySettings(cores=8, max_workers=5, floor_cpu_per_call=0.01),
                            asr_cpu_per_audio_s=0.0, slots_per_worker=4)
     assert capped.workers == 5 and capped.capped and capped.calls == 640
-    slow = plan_capacity(CapacitySettings(cores=1), asr_cpu_per_audio_s=4.0, slots_per_worker=4)
+    slow = plan_capacity(CapacitySettings(cores=1, floor_cpu_per_call=0.04), asr_cpu_per_audio_s=4.0,
+                         slots_per_worker=4)
     assert (slow.calls, slow.workers) == (1, 1)
     assert slow.to_dict()["core_per_call"] == pytest.approx(2.04)
 
@@ -307,3 +308,13 @@ async def test_serve_measures_the_real_recognizer_in_a_short_lived_process():
 
     cost = await measure_in_subprocess(AsrSettings(engine="pocketsphinx"))
     assert 0.0 < cost < 3.0  # CPU-s per audio second: a real decode happened, far from nothing
+
+
+def test_live_partials_add_their_budget_for_batch_engines_only() -> None:
+    from callcenter.capacity import partials_cost
+    from speech.settings import AsrSettings
+
+    assert partials_cost(AsrSettings(engine="whisper", partial_budget=0.1)) == 0.1
+    assert partials_cost(AsrSettings(engine="whisper", partials=False)) == 0.0
+    assert partials_cost(AsrSettings(engine="pocketsphinx")) == 0.0  # partials come off its stream
+    assert partials_cost(AsrSettings(engine="none")) == 0.0

@@ -25,7 +25,7 @@ TOKEN = "capacity-health-token"
 
 async def test_auto_workers_follow_the_plan_and_health_shows_it(tmp_path) -> None:
     settings = service_settings(tmp_path, **{
-        "sip.workers": 0, "asr.engine": "none", "capacity.cores": 2, "capacity.max_workers": 2,
+        "sip.workers": 0, "asr.engine": "none", "capacity.cores": 2, "capacity.max_workers": 2, "capacity.floor_cpu_per_call": 0.04,
         "console.enabled": True, "console.port": free_port(), "console.token": TOKEN, "store.api_enabled": False,
     })
     svc = await start_service(settings, log_dir=tmp_path / "logs")

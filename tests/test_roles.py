@@ -229,3 +229,18 @@ def test_serve_refuses_a_worker_host_without_a_shared_store(tmp_path: Path, caps
                "--data-dir", str(tmp_path)])
     assert rc == 2
     assert "store.url" in capsys.readouterr().err
+
+
+def test_worker_host_sizes_from_its_capacity_plan() -> None:
+    """``serve --role workers`` with ``sip.workers`` unset plans from the recognizer's cost like one
+    machine does (its front is on another host, so no local Kamailio is needed)."""
+    from callcenter.capacity import capacity_for
+
+    host = settings(**{"sip.bind_host": "10.0.0.2", "sip.front": "none", "capacity.cores": 2,
+                       "capacity.asr_cpu_per_audio_s": 0.05, "capacity.floor_cpu_per_call": 0.04})
+    plan = asyncio.run(capacity_for(host, 4, behind_remote_front=True))
+    assert plan is not None and plan.calls == 24 and plan.workers == 6
+    assert plan_role(host, "workers", (0, False), plan) == (6, False)
+    assert asyncio.run(capacity_for(host, 4)) is None  # one host with no front: one worker
+    fixed = settings(**{"sip.bind_host": "10.0.0.2", "sip.workers": 3})
+    assert plan_role(fixed, "workers", (0, False), plan) == (3, False)  # a set count wins

