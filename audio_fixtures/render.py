@@ -104,7 +104,10 @@ class Call:
     tone: dict | None = None
     max_wer: dict[str, float] = field(default_factory=dict)
     """Party → WER bound of its finals against the script (measured on both versions + margin)."""
+    suffix: str = ".wav"
+    """``.flac`` halves a long stereo call losslessly (the QA calls); libsndfile reads both."""
     g711: str = "ulaw"
+    """``ulaw``, ``alaw``, or ``""`` for no G.711 copy (the QA calls: benchmarks make their own)."""
     rate: int = RATE
     """Sample rate of ``<name>.wav``: 8000 keeps long stereo calls under 1 MB (what a bridged
     SIP call's G.711 audio holds anyway)."""
@@ -300,6 +303,294 @@ CALLS: list[Call] = [
 ]
 
 
+QA_DIR = "qa_calls"
+"""Subfolder of the QA-form fixtures (``QA_CALLS``): out of ``replay --check audio_fixtures/``."""
+
+
+def _a(text: str, voice: str, speed: int = 145, pitch: int = 50, amplitude: int = 100) -> tuple[str, Segment]:
+    return ("agent", Say(text, voice=voice, speed=speed, pitch=pitch, amplitude=amplitude))
+
+
+def _c(text: str, voice: str, speed: int = 140, pitch: int = 50, amplitude: int = 100) -> tuple[str, Segment]:
+    return ("caller", Say(text, voice=voice, speed=speed, pitch=pitch, amplitude=amplitude))
+
+
+def _turn(party: str, seconds: float = 0.5) -> tuple[str, Segment]:
+    """A turn-taking gap: ``party`` starts this long after the other one stopped."""
+    return (party, Pause(seconds))
+
+
+QA_CALLS: list[Call] = [
+    # Bridged calls with known good and bad agent behaviour, hand-labelled per question of the
+    # standard QA form in qa_calls/labels.yaml (what a reviewer answers from the script). The
+    # wording is deliberately not the form's example phrases.
+    Call(
+        # Does everything right: greets, checks the postcode first, acknowledges the caller's
+        # frustration, recaps and offers more help.
+        name="qa_model_order", stereo=True, rate=8000, g711="", suffix=".flac",
+        script=[
+            _turn("agent", 0.4),
+            _a("Good morning, thanks for ringing Northwind, my name is Sam. What can I do for you?", "en-gb+m3"),
+            _turn("caller"),
+            _c("Hi, my order still has not arrived, and it was due last week.", "en-us+f2"),
+            _turn("agent"),
+            _a("Sure. Before I open the order, could you confirm the postcode on the account?", "en-gb+m3"),
+            _turn("caller"),
+            _c("Yes, it is L S one, four A P.", "en-us+f2"),
+            _turn("agent"),
+            _a("Thanks, that matches. The parcel is stuck at our depot.", "en-gb+m3"),
+            _turn("caller", 0.4),
+            _c("Stuck again? That is really frustrating, I needed it for Saturday!",
+               "en-us+f2", speed=160, pitch=70, amplitude=170),
+            _turn("agent"),
+            _a("I completely understand how annoying that is, I am sorry.", "en-gb+m3"),
+            _turn("agent", 0.4),
+            _a("I have booked a priority delivery for tomorrow, and refunded the delivery charge.", "en-gb+m3"),
+            _turn("caller"),
+            _c("Okay, that helps.", "en-us+f2"),
+            _turn("agent"),
+            _a("So just to recap: the parcel comes tomorrow, and the delivery charge goes back on your card.",
+               "en-gb+m3"),
+            _turn("agent", 0.4),
+            _a("Anything more I can do for you today?", "en-gb+m3"),
+            _turn("caller"),
+            _c("No, that is everything. Bye.", "en-us+f2"),
+            _turn("caller", 0.6),
+        ],
+    ),
+    Call(
+        # No greeting at all; a general question (no account details), calm; recap and offer.
+        name="qa_no_greeting", stereo=True, rate=8000, g711="", suffix=".flac",
+        script=[
+            _turn("agent", 0.4),
+            _a("Support desk. Go ahead.", "en-us", ),
+            _turn("caller"),
+            _c("Hello, I wanted to ask what time your shop on the high street opens on Sundays.", "en-gb+f3"),
+            _turn("agent"),
+            _a("The high street store opens at ten on Sundays, and closes at four.", "en-us", ),
+            _turn("caller"),
+            _c("And do you sell replacement chargers for the older tablet model?", "en-gb+f3"),
+            _turn("agent"),
+            _a("Yes, we stock the older charger. It is on the shelf near the tills.", "en-us", ),
+            _turn("caller"),
+            _c("Lovely, thank you.", "en-gb+f3"),
+            _turn("agent"),
+            _a("So to sum up, the shop opens at ten on Sunday, and the charger is in stock there.", "en-us", ),
+            _turn("agent", 0.4),
+            _a("Is there anything else you need?", "en-us", ),
+            _turn("caller"),
+            _c("No, that is all, thanks.", "en-gb+f3"),
+            _turn("caller", 0.6),
+        ],
+    ),
+    Call(
+        # Account details (payment, balance) read out with no verification at all; calm; no recap.
+        name="qa_no_verification", stereo=True, rate=8000, g711="", suffix=".flac",
+        script=[
+            _turn("agent", 0.4),
+            _a("Good afternoon, you are through to billing, this is Priya. How can I help you?", "en-gb"),
+            _turn("caller"),
+            _c("Hi, I just want to check whether my last payment went through.", "en-us+m3"),
+            _turn("agent"),
+            _a("Sure. Your last payment of forty two pounds was taken on the third, and your balance is now zero.",
+               "en-gb"),
+            _turn("caller"),
+            _c("Great. And when is the next bill due?", "en-us+m3"),
+            _turn("agent"),
+            _a("Your next bill is forty two pounds, and it is due on the third of next month.", "en-gb"),
+            _turn("caller"),
+            _c("Perfect, that is all I needed.", "en-us+m3"),
+            _turn("agent"),
+            _a("Was there anything else I could help you with?", "en-gb"),
+            _turn("caller"),
+            _c("No, thanks. Bye.", "en-us+m3"),
+            _turn("caller", 0.6),
+        ],
+    ),
+    Call(
+        # The caller gets angry twice; the agent asked for the order number first but never
+        # acknowledges the anger; recaps; no offer of further help.
+        name="qa_angry_ignored", stereo=True, rate=8000, g711="", suffix=".flac",
+        script=[
+            _turn("agent", 0.4),
+            _a("Hello, accounts desk, Mark speaking. How can I help?", "en-us"),
+            _turn("caller"),
+            _c("I was charged for a subscription I cancelled last month.", "en-us", pitch=48, amplitude=80),
+            _turn("agent"),
+            _a("What is the order number on the subscription?", "en-us"),
+            _turn("caller"),
+            _c("It is four five one two nine.", "en-us", pitch=52, amplitude=90),
+            _turn("agent"),
+            _a("Right. The cancellation was never processed, so the charge stands for now.", "en-us"),
+            _turn("caller", 0.4),
+            _c("That is ridiculous! I cancelled it weeks ago, and now I am paying for your mistake!",
+               "en-us", speed=160, pitch=70, amplitude=165),
+            _turn("agent"),
+            _a("I will reverse the charge and close the subscription now.", "en-us"),
+            _turn("caller", 0.4),
+            _c("This is the worst service I have ever had!", "en-us", speed=165, pitch=76, amplitude=180),
+            _turn("agent"),
+            _a("To summarize, the subscription is closed, and the charge will be reversed within five days. Goodbye.",
+               "en-us"),
+            _turn("agent", 0.6),
+        ],
+    ),
+    Call(
+        # A long silence on the agent's turn (12 s, nothing announced) after the caller answered.
+        name="qa_silent_agent", stereo=True, rate=8000, g711="", suffix=".flac",
+        script=[
+            _turn("agent", 0.4),
+            _a("Thanks for calling, you are speaking with Tom. How can I help you today?", "en-gb+m3"),
+            _turn("caller"),
+            _c("Hi Tom, I would like to change the delivery address on my order.", "en-gb+f3"),
+            _turn("agent"),
+            _a("No problem. Can I take your date of birth to verify the account, please?", "en-gb+m3"),
+            _turn("caller"),
+            _c("It is the fourth of May, nineteen eighty.", "en-gb+f3"),
+            _turn("agent", 12.0),
+            _a("Right, sorry. I have changed the address on the order to the new one.", "en-gb+m3"),
+            _turn("caller"),
+            _c("Thank you.", "en-gb+f3"),
+            _turn("agent"),
+            _a("Just to recap, the order now goes to your new address, and nothing else changes.", "en-gb+m3"),
+            _turn("agent", 0.4),
+            _a("Can I help with anything else?", "en-gb+m3"),
+            _turn("caller"),
+            _c("No, that is all.", "en-gb+f3"),
+            _turn("caller", 0.6),
+        ],
+    ),
+    Call(
+        # An announced hold of 14 s (not dead air); the caller's frustration acknowledged.
+        name="qa_announced_hold", stereo=True, rate=8000, g711="", suffix=".flac",
+        script=[
+            _turn("agent", 0.4),
+            _a("Good afternoon, thank you for calling, this is Anna. How may I help?", "en-us+f2"),
+            _turn("caller"),
+            _c("Hi, my card payment keeps getting declined on your website.", "en-us+m3", amplitude=90),
+            _turn("agent"),
+            _a("Could you confirm the account number and postcode for me?", "en-us+f2"),
+            _turn("caller"),
+            _c("It is seven seven three one, postcode B one, one A A.", "en-us+m3",
+               amplitude=90),
+            _turn("agent"),
+            _a("Thanks. I need to check with the payments team, so I will put you on hold for a moment.",
+               "en-us+f2"),
+            ("agent", Hold(12.0)),
+            _turn("agent", 0.4),
+            _a("Thanks for holding. Your card was blocked by our fraud check.", "en-us+f2"),
+            _turn("caller", 0.4),
+            _c("Blocked? That is so annoying! I have been trying for an hour!", "en-us+m3", speed=160, pitch=68,
+               amplitude=170),
+            _turn("agent"),
+            _a("I can see why that would be irritating, I apologize.", "en-us+f2"),
+            _turn("agent", 0.4),
+            _a("So, to go over it: I have removed the block, and your payment will go through today.", "en-us+f2"),
+            _turn("agent", 0.4),
+            _a("Is there anything else you need today?", "en-us+f2"),
+            _turn("caller"),
+            _c("No. Bye.", "en-us+m3"),
+            _turn("caller", 0.6),
+        ],
+    ),
+    Call(
+        # The agent keeps cutting the caller off (three talk-overs); no recap, no offer.
+        name="qa_interrupter", stereo=True, rate=8000, g711="", suffix=".flac",
+        script=[
+            _turn("agent", 0.4),
+            _a("Hi there, thanks for calling TechLine, how can I help you today?", "en-us", speed=160),
+            _turn("caller"),
+            _c("Hello, my wifi keeps dropping every evening, usually around eight o'clock, and then it takes ages",
+               "en-gb+f3"),
+            ("agent", Overlap(1.5)),
+            _a("Have you restarted the router?", "en-us", speed=160),
+            _turn("caller"),
+            _c("Yes, I restarted it twice yesterday, and I also moved it closer to the living room", "en-gb+f3"),
+            ("agent", Overlap(1.5)),
+            _a("Okay, then it is the channel. You need to change the channel.", "en-us", speed=160),
+            _turn("caller"),
+            _c("Right, but the thing is, it only seems to happen when my son starts his games", "en-gb+f3"),
+            ("agent", Overlap(1.5)),
+            _a("Just change the channel in the settings page and it will be fine.", "en-us", speed=160),
+            _turn("caller"),
+            _c("Okay then.", "en-gb+f3"),
+            _turn("caller", 0.6),
+        ],
+    ),
+    Call(
+        # Verified, frustration acknowledged, but no recap and no offer of further help.
+        name="qa_no_closing", stereo=True, rate=8000, g711="", suffix=".flac",
+        script=[
+            _turn("agent", 0.4),
+            _a("Good morning, thanks for ringing, Lucy speaking. How can I help?", "en-gb"),
+            _turn("caller"),
+            _c("My broadband bill has gone up again, and nobody told me.", "en-us", pitch=50, amplitude=90),
+            _turn("agent"),
+            _a("Sorry about that. Can you give me the account number, so I can check it?", "en-gb"),
+            _turn("caller"),
+            _c("It is three three eight one.", "en-us", pitch=52, amplitude=95),
+            _turn("agent"),
+            _a("Thanks. The discount you had ended last month, so the price went back to normal.", "en-gb"),
+            _turn("caller", 0.4),
+            _c("Nobody warned me! This is really annoying, I am fed up with this!", "en-us", speed=160, pitch=72,
+               amplitude=170),
+            _turn("agent"),
+            _a("I get it, I would be annoyed too. I have added a new discount of ten pounds a month.", "en-gb"),
+            _turn("caller"),
+            _c("Fine.", "en-us", pitch=60, amplitude=120),
+            _turn("agent"),
+            _a("Okay, bye now.", "en-gb"),
+            _turn("agent", 0.6),
+        ],
+    ),
+    Call(
+        # Calm, verified first, one short agent talk-over (the form allows one), recap and offer.
+        name="qa_calm_verified", stereo=True, rate=8000, g711="", suffix=".flac",
+        script=[
+            _turn("agent", 0.4),
+            _a("Hello, and thank you for calling Harbor Bank. This is Jordan. What can I help you with?", "en-us+m3"),
+            _turn("caller"),
+            _c("Hello, I would like to order a new debit card, mine is worn out.", "en-gb+f3"),
+            _turn("agent"),
+            _a("Of course. First I need to confirm who I am speaking to. What is your security answer?",
+               "en-us+m3"),
+            _turn("caller"),
+            _c("It is Rover, the name of my first dog.", "en-gb+f3"),
+            _turn("agent"),
+            _a("Thank you, that is correct. I can see the card ending in four four one two.", "en-us+m3"),
+            _turn("caller"),
+            _c("That is the one. Can the new card go to my home address?", "en-gb+f3"),
+            ("agent", Overlap(0.6)),
+            _a("Yes, it will go to the home address we have on file.", "en-us+m3"),
+            _turn("agent", 0.4),
+            _a("So, to summarize: a new debit card is on its way to your home, within five working days.", "en-us+m3"),
+            _turn("caller"),
+            _c("Wonderful.", "en-gb+f3"),
+            _turn("agent"),
+            _a("Is there anything more I can do for you?", "en-us+m3"),
+            _turn("caller"),
+            _c("No, thank you. Goodbye.", "en-gb+f3"),
+            _turn("caller", 0.6),
+        ],
+    ),
+    Call(
+        # No agent ever joins: the caller waits in the queue, calm, and gives up (every answer na).
+        name="qa_abandoned", rate=8000, g711="", suffix=".flac",
+        script=[
+            _turn("caller", 0.6),
+            _c("Hello? I am calling about my order.", "en-us"),
+            _turn("caller", 6.0),
+            _c("I have been waiting for a few minutes now.", "en-us"),
+            _turn("caller", 6.0),
+            _c("Is anybody there?", "en-us"),
+            _turn("caller", 5.0),
+            _c("Okay, I will try again later.", "en-us"),
+            _turn("caller", 0.8),
+        ],
+    ),
+]
+
+
 def speak(say: Say, workdir: Path) -> np.ndarray:
     """espeak-ng → sox (16 kHz mono float) → trimmed to the voiced part."""
     raw = workdir / "say.wav"
@@ -443,8 +734,10 @@ def write_call(call: Call, r: Rendered, out_dir: Path, workdir: Path) -> list[Pa
     """PCM WAV at the call's rate, its 8 kHz G.711 copy (sox), the mono sides if asked, and the
     expectation JSON."""
     data = np.stack([r.tracks[c] for c in ("agent", "caller")], axis=1) if call.stereo else r.tracks["caller"]
-    wav = write_pcm(data, out_dir / f"{call.name}.wav", call.rate, workdir)
+    wav = write_pcm(data, out_dir / f"{call.name}{call.suffix}", call.rate, workdir)
     law = call.g711
+    if not law:
+        return [wav, *write_sides(call, r, out_dir, workdir), write_expectation(call, r, out_dir)]
     g711 = out_dir / f"{call.name}_8k_{law}.wav"
     encoding = "u-law" if law == "ulaw" else "a-law"
     wide = wav if call.rate == RATE else write_pcm(data, workdir / f"{call.name}.wav", RATE, workdir)
@@ -488,18 +781,19 @@ def main(argv: list[str] | None = None) -> int:
         if shutil.which(tool) is None:
             print(f"{tool} not found (apt-get install espeak-ng sox)", file=sys.stderr)
             return 2
-    names = {c.name for c in CALLS}
+    names = {c.name for c in (*CALLS, *QA_CALLS)}
     unknown = set(args.only or ()) - names
     if unknown:
         print(f"unknown call(s): {', '.join(sorted(unknown))}; known: {', '.join(sorted(names))}", file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        for call in CALLS:
+        for call, out in [*((c, args.out) for c in CALLS), *((c, args.out / QA_DIR) for c in QA_CALLS)]:
             if args.only and call.name not in args.only:
                 continue
             r = render_call(call, Path(tmp))
-            for p in [write_expectation(call, r, args.out)] if args.expect_only else write_call(call, r, args.out, Path(tmp)):
+            out.mkdir(exist_ok=True)
+            for p in [write_expectation(call, r, out)] if args.expect_only else write_call(call, r, out, Path(tmp)):
                 print(p)
     return 0
 

@@ -87,6 +87,8 @@ class AfterCall:
         self.webhook: WebhookOutbox | None = None
         self._chain: AfterCallChain | None = None
         self._feedback: FeedbackStore | None = None
+        self.scorecards: dict[str, tuple[Event, ...]] = {}
+        """Final ``qa.scorecard`` events of calls completed but not yet published, by call id."""
 
     async def start(self) -> None:
         if self._use_store:
@@ -120,7 +122,21 @@ class AfterCall:
         summarizer = (
             LlmSummarizer(s.llm_base_url, s.llm_api_key, s.llm_model, s.llm_timeout_s) if s.llm_base_url else None
         )
-        return AfterCallChain(self._redactor, summarizer, self.writer, self.webhook)
+        return AfterCallChain(self._redactor, summarizer, self.writer, self.webhook, scorer=self._scorer())
+
+    def _scorer(self) -> Callable[[list[Event], Any], list[Event]] | None:
+        """The final QA scorecards on the forms of ``qa.forms`` (none: no scoring)."""
+        if not self.settings.qa.forms:
+            return None
+        from qa.forms import FormError
+        from qa.live import final_scorecards
+
+        try:
+            forms = self.settings.qa.load()
+        except FormError as exc:
+            log.error("QA scoring switched off: %s", exc)
+            return None
+        return lambda events, summary: list(final_scorecards(forms, events, summary))
 
     async def stop(self) -> None:
         if self.webhook is not None:
@@ -167,7 +183,12 @@ class AfterCall:
         events = [e if e.call_id else e.with_call_id(call_id) for e in events]
         if self.settings.knowledge.enabled:
             events += await asyncio.to_thread(self._article_marks, call_id, max((e.t for e in events), default=0.0))
-        result = await self._chain.process(events)
+        recording = extra.get("recording")  # stored with the call: its review page plays it
+        result = await self._chain.process(events, recording=str(recording) if recording else None)
+        if result.scorecards:
+            self.scorecards[call_id] = result.scorecards  # finish_call publishes them
+            while len(self.scorecards) > 64:  # callers of complete() alone never collect theirs
+                self.scorecards.pop(next(iter(self.scorecards)))
         data = result.summary.to_dict()
         data.update({k: v for k, v in extra.items() if k not in data})
         return data
@@ -188,12 +209,13 @@ async def finish_call(
     call time ``t``). Raises when the after-call chain fails; a failing sink is logged and skipped.
     The summary comes from redacted events, so the sinks get it as is."""
     summary = await after_call.complete(call_id, events, **extra)
-    event = SummaryReady(call_id=call_id, t=t, summary=summary)
+    final = [*after_call.scorecards.pop(call_id, ()), SummaryReady(call_id=call_id, t=t, summary=summary)]
     for sink in sinks:
-        try:
-            sink(event)
-        except Exception:
-            log.exception("summary sink failed on call %s", call_id)
+        for event in final:
+            try:
+                sink(event)
+            except Exception:
+                log.exception("summary sink failed on call %s", call_id)
     return summary
 
 

@@ -48,6 +48,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--engine", choices=["auto", "whisper", "vosk", "pocketsphinx", "none"])
     r.add_argument("--vosk-model", type=Path, help="vosk model folder (else VOSK_MODEL_PATH)")
     r.add_argument("--dead-air", type=float, metavar="SECONDS", help="dead-air threshold")
+    r.add_argument("--partials", action="store_true",
+                   help="live partial transcripts too (off by default: re-decodes nobody watches in a batch)")
     r.add_argument("--publish", action="store_true",
                    help="publish events to MQTT as they happen (mqtt.host, else the local serve's embedded broker)")
     r.add_argument("--jobs", "-j", type=_positive_int, metavar="N",
@@ -144,6 +146,17 @@ def _parser() -> argparse.ArgumentParser:
     rut.add_argument("--json", action="store_true", help="one JSON line per match")
     rut.add_argument("--engine", choices=["auto", "whisper", "vosk", "pocketsphinx", "none"])
 
+    qa = sub.add_parser("qa", help="quality scorecards on evaluation forms")
+    qasub = qa.add_subparsers(dest="qa_command", required=True)
+    qas = qasub.add_parser("score", help="score recorded calls (or .jsonl event logs) on a form; print a table")
+    qas.add_argument("form", help="a form YAML, or a shipped form's name (standard, collections)")
+    qas.add_argument("files", nargs="+", help="recordings (or folders of them) or .jsonl event logs")
+    qas_fmt = qas.add_mutually_exclusive_group()
+    qas_fmt.add_argument("--csv", action="store_true", help="CSV: file, one column per question, score, passed")
+    qas_fmt.add_argument("--json", action="store_true", help="one JSON scorecard per line")
+    qas.add_argument("--engine", choices=["auto", "whisper", "vosk", "pocketsphinx", "none"])
+    qas.add_argument("--jobs", type=int, default=1, help="replay recordings on N worker processes (as replay --jobs)")
+
     i = sub.add_parser("ivr", help="IVR tools")
     isub = i.add_subparsers(dest="ivr_command", required=True)
     ir = isub.add_parser("render-prompts", help="render a flow's prompts to WAV with espeak-ng")
@@ -164,7 +177,7 @@ def _settings(args: argparse.Namespace) -> Settings:
     if args.data_dir:
         overrides["data_dir"] = str(args.data_dir)
     cmd = args.command
-    if cmd == "rules" and args.engine:
+    if cmd in ("rules", "qa") and args.engine:
         overrides["asr.engine"] = args.engine
     if cmd == "replay":
         if args.engine:
@@ -173,6 +186,8 @@ def _settings(args: argparse.Namespace) -> Settings:
             overrides["asr.vosk_model_path"] = str(args.vosk_model)
         if args.dead_air:
             overrides["dead_air.threshold_s"] = args.dead_air
+        if not args.partials:
+            overrides["asr.partials"] = False
     elif cmd == "api":
         if args.host:
             overrides["store.api_host"] = args.host
@@ -244,6 +259,12 @@ def main(argv: list[str] | None = None) -> int:
             from callcenter.rules_cli import run_rules_test
 
             return asyncio.run(run_rules_test(args.files, args.rules_file, settings, sys.stdout, as_json=args.json))
+        if args.command == "qa":
+            from callcenter.qa_cli import run_qa_score
+
+            fmt = "csv" if args.csv else "json" if args.json else "table"
+            return asyncio.run(run_qa_score(args.form, args.files, settings, sys.stdout, sys.stderr, fmt=fmt,
+                                            jobs=max(1, args.jobs)))
         if args.command == "ivr":
             from ivr.prompts import main as render_main
 

@@ -132,7 +132,7 @@ async def _replay_audio(
     res = result.done(call_id, events, recording.duration)
     if after_call is not None:
         res.summary = await finish_call(after_call, call_id, events, sinks, t=recording.duration,
-                                        source_file=str(path))
+                                        source_file=str(path), recording=str(await asyncio.to_thread(path.resolve)))
     if expectation is not None:
         res.mismatches = compare(expectation, events)
         res.checked = True

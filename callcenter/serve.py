@@ -194,10 +194,12 @@ async def start_service(settings: Settings, *, ready_timeout: float = 60.0, log_
             except BrokerError as exc:
                 raise ServeError(str(exc)) from exc
         worker_settings = settings.model_copy(update={"mqtt": mqtt})
-        if role == "all":  # a front alone has no local workers; a worker host plans its own
-            svc.capacity = await capacity_for(settings, caller_slots(settings))
+        if role != "front":  # a front alone has no local workers; a worker host plans its own
+            svc.capacity = await capacity_for(settings, caller_slots(settings),
+                                              behind_remote_front=role == "workers")
         count, use_front = plan_role(settings, role,
-                                     plan_workers(settings, svc.capacity) if role != "workers" else (0, False))
+                                     plan_workers(settings, svc.capacity) if role != "workers" else (0, False),
+                                     svc.capacity)
         ports = local_worker_ports(settings, count, use_front)
         cfg = svc.worker_cfg = settings.data_dir / "worker-settings.json"
         await asyncio.to_thread(_prepare_run, settings, worker_settings, cfg, log_dir)
@@ -313,7 +315,11 @@ def _article_feedback(settings: Settings) -> FeedbackStore | None:
 async def _start_console(svc: Service, settings: Settings) -> None:
     from callcenter.agent_console import build_agent_console
     from callcenter.api_server import https_options, start_uvicorn
+    from callcenter.follow_ups import StoreTasks
     from callcenter.history import StoreHistory
+    from callcenter.kpi_source import StoreKpis
+    from callcenter.qa_reviews import StoreReviews
+    from callcenter.recordings import console_recordings
     from live.console.app import broker_options, create_console_app
 
     history = await asyncio.to_thread(StoreHistory, settings.store_url)
@@ -325,6 +331,10 @@ async def _start_console(svc: Service, settings: Settings) -> None:
         **broker_options(settings.mqtt),  # the broker's username, password and TLS
         agents=build_agent_console(settings),  # agents' logins and states, the queue view
         feedback=_article_feedback(settings),  # agents' marks on suggested knowledge articles
+        kpis=StoreKpis(settings.store_url, settings.kpi, wrap_up_s=settings.acd.wrap_up_s),  # /dashboard
+        recordings=console_recordings(settings, history.store),  # call review: playback
+        qa=StoreReviews(history.store),  # scorecards, reviewers' overrides, /calibration
+        tasks=StoreTasks(history.store),  # follow-up tasks: the agent page's panel, /tasks
     )
 
     async def health() -> dict[str, Any]:

@@ -26,6 +26,7 @@ from callcenter.capacity import CapacitySettings
 from callcenter.overload import OverloadSettings
 from ivr.settings import IvrSettings
 from live.settings import ConsoleSettings, MqttSettings
+from qa.settings import QaSettings
 from speech.settings import (
     AsrSettings,
     DeadAirSettings,
@@ -34,6 +35,7 @@ from speech.settings import (
     ToneSettings,
     VadSettings,
 )
+from summaries.kpi_settings import KpiSettings
 from summaries.settings import StoreSettings, SummarySettings
 from telephony.settings import AcdSettings, SiprecSettings, SipSettings
 
@@ -117,6 +119,10 @@ class Settings(BaseSettings):
     cues: CueSettings = CueSettings()
     rules: RulesSettings = RulesSettings()
     checklist: ChecklistSettings = ChecklistSettings()
+    kpi: KpiSettings = KpiSettings()
+    """KPIs and the predicted satisfaction formula (``summaries.kpis``)."""
+    qa: QaSettings = QaSettings()
+    """Evaluation forms that score every call (``qa.live``): live scorecards and the stored final one."""
     secure: bool = False
     """Every hop encrypted (``serve --secure``): HTTPS, MQTT over TLS with a password, certificates
     from ``data_dir/certs`` (made when missing); see ``callcenter.credentials.apply_secure``."""

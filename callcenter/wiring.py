@@ -90,6 +90,7 @@ def check_assist_files(settings: Settings) -> None:
         load_rules(settings.rules.file)
     if settings.checklist.enabled:
         load_checklists(settings.checklist.file)
+    settings.qa.load()  # FormError is an AssistFileError
 
 
 def _cues(deps: StageDeps) -> Stage | None:
@@ -109,6 +110,15 @@ def _checklist(deps: StageDeps) -> Stage | None:
     return _assist(lambda: ChecklistStage(s), "script checklist")
 
 
+def _qa(deps: StageDeps) -> Stage | None:
+    s = deps.settings.qa
+    if not s.forms or not s.live or deps.asr_engine is None:
+        return None  # answers hang on what was said: without transcripts only the final card
+    from qa.live import ScorecardStage
+
+    return _assist(lambda: ScorecardStage(s.load(), s), "live scorecards")  # FormError is an AssistFileError
+
+
 STAGES: tuple[StageFactory, ...] = (
     lambda d: VadStage(d.settings.vad),  # first: most stages react to speech onsets and ends
     lambda d: DtmfStage(d.settings.dtmf),
@@ -121,6 +131,7 @@ STAGES: tuple[StageFactory, ...] = (
     _cues,  # after the tone stages: their alerts raise cues
     _rules,
     _checklist,
+    _qa,  # last: scores on everything the stages above emit
 )
 """The one place the stage order lives. Adding a stage: write it, add its factory here."""
 

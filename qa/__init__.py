@@ -1,7 +1,9 @@
-"""QA of recorded calls: expectation files and the comparison of a replay against them.
+"""QA of calls: expectation files and the comparison of a replay against them; evaluation
+forms and their scorecards (``qa.forms``, ``qa.scorecard``, ``qa.live``, ``qa.calibration``).
 
-``callcenter replay --check`` is the command; this package holds what it checks, so QA rules
-grow here and not in the composition root. Imports only the event vocabulary from ``speech``.
+``callcenter replay --check`` and ``callcenter qa score`` are the commands; this package holds
+what they check, so QA rules grow here and not in the composition root. Imports the event
+vocabulary from ``speech`` and, for the forms, the YAML loader and phrase matcher of ``assist``.
 """
 
 from qa.checks import CHECKS, Call, Mismatch, check, compare

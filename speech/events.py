@@ -91,6 +91,8 @@ class EventType(EventTypeBase):
     """Knowledge articles for what the caller just said, best first, with the words that matched."""
     ASSIST_FEEDBACK = "assist.feedback"
     """The agent marked a suggested article helpful or not (added to the call's events at its end)."""
+    QA_SCORECARD = "qa.scorecard"
+    """The call's scorecard on an evaluation form: sent when an answer changes, final at wrap-up."""
 
 
 @register
@@ -661,6 +663,30 @@ class AssistFeedback(Event):
 
     def render(self) -> str:
         return f"article {self.article_id} {'helpful' if self.helpful else 'not helpful'}"
+
+
+@register
+@dataclass(frozen=True, kw_only=True)
+class QaScorecard(Event):
+    type: ClassVar[EventType] = EventType.QA_SCORECARD
+    meta: ClassVar[EventMeta] = EventMeta(
+        category=Category.ASSIST, urgent=True, pii={"scorecard": Pii.TEXT}, safe=("form_id", "changed"))
+    form_id: str = ""
+    """The evaluation form's id (``qa/forms/<id>.yaml`` or the form file's ``id``)."""
+    final: bool = False
+    """True for the scorecard of the whole call, stored with it; live ones may still change."""
+    score: float | None = None
+    """Percent of the applicable points (None: nothing applies yet)."""
+    changed: tuple[str, ...] = ()
+    """Ids of the questions whose answer changed since the previous scorecard."""
+    scorecard: dict[str, Any] = field(default_factory=dict)
+    """The scorecard (the dict documented in ``qa/scorecard.py``): answers, why, evidence with the
+    words heard (personal data: redacted like transcripts)."""
+
+    def render(self) -> str:
+        score = "n/a" if self.score is None else f"{self.score:.0f}%"
+        return f"QA {self.form_id}{' final' if self.final else ''}: {score}" + (
+            f" ({', '.join(self.changed)})" if self.changed else "")
 
 
 EVENT_CLASSES: dict[EventType, type[Event]] = {EventType(name): cls for name, cls in registered().items()}

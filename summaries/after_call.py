@@ -10,7 +10,7 @@ the store's separate columns when ``keep_original`` is set).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -33,12 +33,19 @@ class OfflineSummarizer:
         return summarize(events, call_id=call_id)
 
 
+Scorer = Callable[[list[Event], CallSummary], list[Event]]
+"""Final QA scorecards of a whole (redacted) call and its summary, as events stored with it
+(the composition root passes ``qa``'s; summaries never imports it)."""
+
+
 @dataclass(frozen=True)
 class AfterCallResult:
     call_id: str
     summary: CallSummary
     event: SummaryReady
     """The ``summary`` event to publish (MQTT, console)."""
+    scorecards: tuple[Event, ...] = ()
+    """The final ``qa.scorecard`` events (stored with the call; to publish too)."""
 
 
 class AfterCallChain:
@@ -50,24 +57,29 @@ class AfterCallChain:
         summarizer: Summarizer | None = None,
         writer: DurableWriter | None = None,
         webhook: WebhookOutbox | None = None,
+        scorer: Scorer | None = None,
     ) -> None:
         self.redactor = redactor
+        self.scorer = scorer
         self.summarizer = summarizer or OfflineSummarizer()
         self.writer = writer
         self.webhook = webhook
 
-    async def process(self, events: Iterable[Event]) -> AfterCallResult:
+    async def process(self, events: Iterable[Event], *, recording: str | None = None) -> AfterCallResult:
+        """``recording``: the call's recording path, stored with the call for its review page."""
         evs = list(events)
         red = self.redactor.redact_call(evs)
         call_id = next((e.call_id for e in red.events if e.call_id), None)
         summary = await self.summarizer.asummarize(red.events, call_id=call_id)
+        scorecards = await asyncio.to_thread(self.scorer, red.events, summary) if self.scorer is not None else []
         if self.writer is not None:
-            await self.writer.awrite(red.events, summary, originals=red.originals)
+            await self.writer.awrite([*red.events, *scorecards], summary, originals=red.originals,
+                                     recording=recording)
         if self.webhook is not None and summary.call_id:
             await self.webhook.enqueue(summary)
         end = next((e for e in reversed(red.events) if isinstance(e, CallEnded)), None)
         event = SummaryReady(call_id=summary.call_id, t=end.t if end else 0.0, summary=summary.to_dict())
-        return AfterCallResult(summary.call_id, summary, event)
+        return AfterCallResult(summary.call_id, summary, event, tuple(scorecards))
 
     def process_soon(self, events: Iterable[Event]) -> asyncio.Task[AfterCallResult]:
         """Start processing in the background (the call session need not wait for it)."""

@@ -1,4 +1,4 @@
-"""REST API over the CRM store: calls (list, search, detail), contacts, follow-up tasks.
+"""REST API over the CRM store: calls (list, search, detail), contacts, follow-up tasks (+ CSV).
 
 ``create_api(store, token=...)`` returns a FastAPI app (mount it or serve it with uvicorn);
 ``app.state.router`` is the bare ``APIRouter`` for apps that want to include it instead. A bearer
@@ -9,7 +9,9 @@ a call from another process, redacted exactly as a live call (``CrmStore.redact`
 body-size limit (413).
 """
 
+import csv
 import hmac
+import io
 import json
 import math
 from datetime import UTC, datetime
@@ -112,14 +114,31 @@ def create_api(store: CrmStore, *, token: str | None, read_token: str | None = N
             raise HTTPException(status.HTTP_404_NOT_FOUND, "no such contact")
         return contact.to_dict()
 
-    @router.get("/tasks")
+    @router.get("/tasks", responses={200: {"content": {"text/csv": {}}}})
     def list_tasks(
         status_: Annotated[Literal["open", "done", "all"], Query(alias="status")] = "open",
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
         offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
-    ) -> dict[str, Any]:
-        rows = store.list_tasks(None if status_ == "all" else status_, limit=limit, offset=offset)
+        agent: Annotated[str | None, Query(max_length=MAX_ID_CHARS, pattern=_NO_NUL)] = None,
+        overdue: bool | None = None,
+        format_: Annotated[Literal["json", "csv"], Query(alias="format")] = "json",
+    ) -> Any:
+        """Follow-up tasks, overdue first, then by due date. ``agent`` keeps one agent's
+        promises; ``overdue`` true/false keeps open tasks past / not past their due date."""
+        rows = store.list_tasks(None if status_ == "all" else status_, limit=limit, offset=offset,
+                                agent=agent, overdue=overdue)
+        if format_ == "csv":
+            return Response(tasks_csv([r.to_dict() for r in rows]), media_type="text/csv; charset=utf-8",
+                            headers={"Content-Disposition": 'attachment; filename="tasks.csv"'})
         return {"items": [r.to_dict() for r in rows], "limit": limit, "offset": offset}
+
+    @router.post("/tasks/{task_id}/done", responses={404: {"description": "no such task", **_ERROR}})
+    def task_done(task_id: Annotated[int, Path(ge=1, le=2**62)], done: bool = True) -> dict[str, Any]:
+        """Mark a task done (``done=false``: open again); the first ``done_at`` is kept."""
+        row = store.set_task_done(task_id, done)
+        if row is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "no such task")
+        return row.to_dict()
 
     app = FastAPI(title="callcenter CRM", version="1", openapi_url=None, docs_url=None, redoc_url=None)
     app.include_router(router)
@@ -143,6 +162,29 @@ def create_api(store: CrmStore, *, token: str | None, read_token: str | None = N
     _add_docs(app, token, read_token)
     app.add_middleware(BodyLimit, limit=max_body_bytes)
     return app
+
+
+TASK_CSV_COLUMNS = ("id", "call_id", "agent_id", "owner", "text", "due_hint", "due_at", "overdue", "status",
+                    "done_at", "contact", "t", "created_at")
+
+
+def tasks_csv(rows: list[dict[str, Any]]) -> str:
+    """Task dicts (``TaskRow.to_dict``) as CSV with a header row, for spreadsheets."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(TASK_CSV_COLUMNS)
+    for row in rows:
+        writer.writerow([_cell(row.get(c)) for c in TASK_CSV_COLUMNS])
+    return out.getvalue()
+
+
+def _cell(value: Any) -> Any:
+    """A CSV cell; text a spreadsheet would run as a formula (``=``, ``+``, ``-``, ``@``) gets a ``'``."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@"):
+        return "'" + value
+    return value
 
 
 def _ingest(store: CrmStore, call: CallIn) -> str:

@@ -70,7 +70,7 @@ class DurableWriter:
     # -- writing ------------------------------------------------------------------------------
 
     def write(self, events: Iterable[Event], summary: CallSummary | None, *,
-              originals: Mapping[int, dict[str, Any]] | None = None) -> str:
+              originals: Mapping[int, dict[str, Any]] | None = None, recording: str | None = None) -> str:
         """Spool the call, then try the store; returns the call id whether or not it is stored yet.
 
         The call is redacted as the store redacts it before it touches the disk, so the spool
@@ -86,20 +86,21 @@ class DurableWriter:
             "events": [e.to_dict() for e in evs],
             "summary": summary.to_dict() if summary else None,
             "originals": {str(k): v for k, v in (originals or {}).items()},
+            "recording": recording,
         })
         if not self._try_write(path):
             self._wake.set()
         return call_id
 
     def save_call(self, events: Iterable[Event], summary: CallSummary | None, *,
-                  originals: Mapping[int, dict[str, Any]] | None = None) -> str:
+                  originals: Mapping[int, dict[str, Any]] | None = None, recording: str | None = None) -> str:
         """Same as ``write`` (the ``CrmStore.save_call`` signature, so the two are interchangeable)."""
-        return self.write(events, summary, originals=originals)
+        return self.write(events, summary, originals=originals, recording=recording)
 
     async def awrite(self, events: Iterable[Event], summary: CallSummary | None, *,
-                     originals: Mapping[int, dict[str, Any]] | None = None) -> str:
+                     originals: Mapping[int, dict[str, Any]] | None = None, recording: str | None = None) -> str:
         """``write`` off the event loop."""
-        return await asyncio.to_thread(self.write, list(events), summary, originals=originals)
+        return await asyncio.to_thread(self.write, list(events), summary, originals=originals, recording=recording)
 
     def flush(self) -> int:
         """Try every spooled call now; returns how many are still waiting for the database
@@ -162,6 +163,7 @@ class DurableWriter:
             events = [Event.from_dict(e) for e in payload["events"]]
             summary = CallSummary.from_dict(payload["summary"]) if payload.get("summary") else None
             originals = {int(k): v for k, v in (payload.get("originals") or {}).items()}
+            recording = payload.get("recording")
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             # Never retried forever, never lost: set aside for a person to look at.
             bad = path.with_name(path.name + BAD_SUFFIX)
@@ -171,7 +173,8 @@ class DurableWriter:
         try:
             if not self.store.started:
                 self.store.start()
-            self.store.save_call(events, summary, originals=originals)
+            self.store.save_call(events, summary, originals=originals,
+                                 recording=recording if isinstance(recording, str) else None)
         except Exception as exc:  # database down, locked, refused: keep the spool file
             self.last_error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
             log.warning("CRM store unavailable (%s); call kept in spool", type(exc).__name__)

@@ -18,15 +18,26 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, func, make_url, or_, select
+from sqlalchemy import Engine, and_, case, create_engine, event, func, make_url, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
-from speech.events import CallStarted, Event, FinalTranscript
+from speech.events import CallStarted, Event, FinalTranscript, QaScorecard
 from speech.frames import Party
 from speech.owner_only import owner_only_file
+from summaries.due_dates import resolve_due
 from summaries.ingest import IngestRedactor, StoreRedaction
-from summaries.schema import Call, Contact, EventRow, FollowUpTask, SummaryRow, Utterance
+from summaries.redact import MASKED_DIGIT
+from summaries.schema import (
+    Call,
+    Contact,
+    EventRow,
+    FollowUpTask,
+    QaOverride,
+    QaScoreRow,
+    SummaryRow,
+    Utterance,
+)
 from summaries.summary import UNKNOWN, CallSummary
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -74,6 +85,15 @@ class TaskRow:
     due_hint: str
     status: str
     created_at: str
+    agent_id: str = ""
+    """The agent who promised it ("" for the caller's own next steps or an unknown agent)."""
+    due_at: str | None = None
+    """When it is due (ISO, UTC), resolved from ``due_hint`` and the call's start; None: no date said."""
+    overdue: bool = False
+    """Open and past ``due_at`` when it was read."""
+    done_at: str | None = None
+    t: float = 0.0
+    """Call time the promise was heard (evidence)."""
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -99,6 +119,30 @@ class CallDetail:
             "events": self.events,
             "tasks": [t.to_dict() for t in self.tasks],
         }
+
+
+@dataclass(frozen=True)
+class StoredUtterance:
+    """One stored final transcript with its words as ``(word, start, end)`` in call seconds."""
+
+    party: str
+    t_start: float
+    t_end: float
+    text: str
+    words: tuple[tuple[str, float, float], ...]
+
+
+@dataclass(frozen=True)
+class StoredRecording:
+    """What playing a call's recording needs: its path (None: not recorded), the first agent
+    who answered it (who may listen to it) and the transcript (where the redacted words are)."""
+
+    call_id: str
+    path: str | None
+    agent_id: str
+    utterances: tuple[StoredUtterance, ...]
+    masked_keys: tuple[tuple[float, float], ...] = ()
+    """Keypad presses whose digits the store masked (part of a card number): ``(t, duration)``."""
 
 
 @dataclass(frozen=True)
@@ -208,11 +252,13 @@ class CrmStore:
         summary: CallSummary | None,
         *,
         originals: Mapping[int, dict[str, Any]] | None = None,
+        recording: str | None = None,
     ) -> str:
         """Store one call in one transaction; saving the same call id again replaces it.
 
         ``originals`` (index in ``events`` → unredacted event dict, from ``Redactor.redact_call``
-        with ``keep_original``) go into the separate ``original`` columns.
+        with ``keep_original``) go into the separate ``original`` columns; ``recording`` is the
+        path of the call's recording on this host (the call review page plays it).
         """
         red = self.redact(events, summary, originals)
         evs, summary, originals = red.events, red.summary, red.originals
@@ -227,7 +273,9 @@ class CrmStore:
             self._ensure_contact(caller, started_at or now)
         with self._session() as s, s.begin():
             old = s.get(Call, call_id)
+            kept: list[dict[str, Any]] = []  # reviewers' overrides outlive a re-delivered call
             if old is not None:
+                kept = [_columns(o) for o in s.scalars(select(QaOverride).where(QaOverride.call_id == call_id))]
                 s.delete(old)
                 s.flush()
             contact = None
@@ -256,12 +304,18 @@ class CrmStore:
                 tone_peak=summary.tone_peak if summary else UNKNOWN,
                 agent_id=(summary.queue.agent_ids[0] if summary and summary.queue.agent_ids else ""),
                 queue=summary.queue.name if summary else "",
+                recording=recording,
                 created_at=now,
             )
             s.add(call)
+            scores: dict[str, QaScoreRow] = {}
             for i, ev in enumerate(evs):
                 original = originals.get(i)
                 call.events.append(EventRow(seq=i, type=ev.type.value, t=float(ev.t), data=ev.to_dict(), original=original))
+                if isinstance(ev, QaScorecard) and ev.final and ev.form_id:
+                    scores[ev.form_id] = QaScoreRow(
+                        form_id=ev.form_id, form_version=str(ev.scorecard.get("form_version", "")),
+                        score=ev.score, final=True, data=ev.scorecard, updated_at=now)
                 if isinstance(ev, FinalTranscript) and ev.text.strip():
                     call.utterances.append(Utterance(
                         party=(ev.party or Party.CALLER).value,
@@ -276,8 +330,12 @@ class CrmStore:
                     call.tasks.append(FollowUpTask(
                         contact_id=contact.id if contact else None, owner=f.owner, text=f.text,
                         due_hint=f.due, status="open", created_at=now, t=float(f.t),
+                        due_at=resolve_due(f.due, started_at or now),
                         agent_id=call.agent_id if f.owner == "agent" else "",
                     ))
+            call.scores.extend(scores.values())
+            s.flush()
+            s.add_all(QaOverride(**o) for o in kept)
         return call_id
 
     def _ensure_contact(self, number: str, seen: datetime) -> None:
@@ -353,6 +411,26 @@ class CrmStore:
                 tasks=[_task(t, number) for t in call.tasks],
             )
 
+    def recording_of(self, call_id: str) -> StoredRecording | None:
+        """Where the call's recording is, whose call it was, and its transcript words (with
+        the redaction tags' timings), for playback with redacted spans silent; None: unknown."""
+        with self._session() as s:
+            call = s.scalar(select(Call).where(Call.id == call_id).options(selectinload(Call.utterances)))
+            if call is None:
+                return None
+            keys = s.execute(select(EventRow.t, EventRow.data).where(EventRow.call_id == call_id,
+                                                                      EventRow.type == "dtmf"))
+            return StoredRecording(
+                call_id=call.id, path=call.recording, agent_id=call.agent_id or "",
+                utterances=tuple(
+                    StoredUtterance(u.party, u.t_start, u.t_end, u.text,
+                                    tuple((str(w.get("word", "")), float(w.get("start", 0.0)), float(w.get("end", 0.0)))
+                                          for w in (u.words or []) if isinstance(w, dict)))
+                    for u in call.utterances),
+                masked_keys=tuple((float(t), float(d.get("duration") or 0.0)) for t, d in keys
+                                  if d.get("digit") == MASKED_DIGIT),
+            )
+
     def get_contact(self, number: str) -> ContactDetail | None:
         with self._session() as s:
             contact = s.scalar(select(Contact).where(Contact.number == number))
@@ -371,21 +449,145 @@ class CrmStore:
                 open_tasks=[_task(t, number) for t in tasks],
             )
 
-    def list_tasks(self, status: str | None = "open", limit: int = 100, offset: int = 0) -> list[TaskRow]:
+    def list_tasks(self, status: str | None = "open", limit: int = 100, offset: int = 0, *,
+                   agent: str | None = None, overdue: bool | None = None,
+                   now: datetime | None = None) -> list[TaskRow]:
+        """Tasks, overdue first, then by due date (undated last), then oldest first. ``agent``
+        keeps one agent's promises; ``overdue`` True/False keeps only open tasks past / not past
+        their due date at ``now`` (default: the current time)."""
+        now = _as_naive_utc(now) if now is not None else _utcnow()
+        late = and_(FollowUpTask.status == "open", FollowUpTask.due_at.is_not(None), FollowUpTask.due_at < now)
         q = select(FollowUpTask, Contact.number).outerjoin(Contact, FollowUpTask.contact_id == Contact.id)
         if status:
             q = q.where(FollowUpTask.status == status)
-        q = q.order_by(FollowUpTask.id).limit(max(1, min(limit, MAX_PAGE))).offset(max(0, offset))
+        if agent is not None:
+            q = q.where(FollowUpTask.agent_id == agent)
+        if overdue is True:
+            q = q.where(late)
+        elif overdue is False:
+            q = q.where(~late)
+        q = q.order_by(case((late, 0), else_=1), FollowUpTask.due_at.is_(None), FollowUpTask.due_at, FollowUpTask.id)
+        q = q.limit(max(1, min(limit, MAX_PAGE))).offset(max(0, offset))
         with self._session() as s:
-            return [_task(t, number) for t, number in s.execute(q)]
+            return [_task(t, number, now) for t, number in s.execute(q)]
 
+    def get_task(self, task_id: int) -> TaskRow | None:
+        with self._session() as s:
+            row = s.execute(select(FollowUpTask, Contact.number).outerjoin(Contact, FollowUpTask.contact_id == Contact.id)
+                            .where(FollowUpTask.id == task_id)).first()
+            return _task(row[0], row[1]) if row else None
+
+    def set_task_done(self, task_id: int, done: bool = True, *, now: datetime | None = None) -> TaskRow | None:
+        """Mark a task done (keeping the first ``done_at``) or open again; None: no such task."""
+        with self._session() as s, s.begin():
+            task = s.get(FollowUpTask, task_id)
+            if task is None:
+                return None
+            if done and task.status != "done":
+                task.status, task.done_at = "done", _as_naive_utc(now) if now is not None else _utcnow()
+            elif not done:
+                task.status, task.done_at = "open", None
+        return self.get_task(task_id)
+
+
+    # -- QA scorecards (issue 16) ---------------------------------------------------------------
+
+    def save_scorecard(self, call_id: str, card: Mapping[str, Any], *, final: bool = True) -> None:
+        """Store (replace) a call's scorecard on one form; the call must be stored."""
+        form_id = str(card["form_id"])
+        with self._session() as s, s.begin():
+            if s.get(Call, call_id) is None:
+                raise KeyError(call_id)
+            row = s.get(QaScoreRow, (call_id, form_id))
+            if row is None:
+                row = QaScoreRow(call_id=call_id, form_id=form_id)
+                s.add(row)
+            row.form_version = str(card.get("form_version", ""))
+            row.score = card.get("score")
+            row.final = final
+            row.data = dict(card)
+            row.updated_at = _utcnow()
+
+    def get_scorecards(self, call_id: str) -> list[dict[str, Any]]:
+        """The call's stored (automatic) scorecards, one per form, with ``final`` and ``updated_at``."""
+        with self._session() as s:
+            rows = s.scalars(select(QaScoreRow).where(QaScoreRow.call_id == call_id).order_by(QaScoreRow.form_id))
+            return [{**r.data, "final": r.final, "updated_at": _iso(r.updated_at)} for r in rows]
+
+    def add_override(self, call_id: str, form_id: str, question_id: str, answer: str, *,
+                     reviewer: str, reason: str) -> dict[str, Any]:
+        """Append a reviewer's answer to one question (history is never rewritten). Raises
+        ``KeyError`` when the call has no scorecard on the form or the form no such question."""
+        with self._session() as s, s.begin():
+            row = s.get(QaScoreRow, (call_id, form_id))
+            if row is None:
+                raise KeyError(f"no scorecard on form {form_id}")
+            automatic = next((str(a.get("auto_answer", a.get("answer", ""))) for a in row.data.get("answers", ())
+                              if a.get("question_id") == question_id), None)
+            if automatic is None:
+                raise KeyError(f"no question {question_id} on form {form_id}")
+            last = s.scalar(select(QaOverride).where(
+                QaOverride.call_id == call_id, QaOverride.form_id == form_id, QaOverride.question_id == question_id,
+            ).order_by(QaOverride.id.desc()).limit(1))
+            o = QaOverride(call_id=call_id, form_id=form_id, question_id=question_id, answer=answer,
+                           previous=last.answer if last is not None else automatic, automatic=automatic,
+                           reviewer=reviewer, reason=reason, created_at=_utcnow())
+            s.add(o)
+            s.flush()
+            return _override(o)
+
+    def list_overrides(self, call_id: str | None = None, form_id: str | None = None) -> list[dict[str, Any]]:
+        """Overrides oldest first (a call's history, or all of them for calibration)."""
+        q = select(QaOverride)
+        if call_id is not None:
+            q = q.where(QaOverride.call_id == call_id)
+        if form_id is not None:
+            q = q.where(QaOverride.form_id == form_id)
+        with self._session() as s:
+            return [_override(o) for o in s.scalars(q.order_by(QaOverride.id))]
+
+    def calibration_rows(self, form_id: str | None = None, limit: int = 10_000) -> list[dict[str, Any]]:
+        """Per scored call and question: the automatic answer and the reviewers' latest (final)
+        one, for the calibration view; only calls with at least one override (the reviewed ones)."""
+        q = select(QaScoreRow).where(QaScoreRow.call_id.in_(select(QaOverride.call_id)))
+        if form_id is not None:
+            q = q.where(QaScoreRow.form_id == form_id)
+        with self._session() as s:
+            latest: dict[tuple[str, str, str], QaOverride] = {}
+            oq = select(QaOverride).order_by(QaOverride.id)
+            for row_o in s.scalars(oq if form_id is None else oq.where(QaOverride.form_id == form_id)):
+                latest[(row_o.call_id, row_o.form_id, row_o.question_id)] = row_o
+            out: list[dict[str, Any]] = []
+            for row in s.scalars(q.order_by(QaScoreRow.call_id, QaScoreRow.form_id).limit(limit)):
+                for a in row.data.get("answers", ()):
+                    auto = str(a.get("auto_answer", a.get("answer", "")))
+                    o = latest.get((row.call_id, row.form_id, str(a.get("question_id"))))
+                    out.append({"call_id": row.call_id, "form_id": row.form_id, "question_id": a.get("question_id"),
+                                "automatic": auto, "final": o.answer if o is not None else auto,
+                                "overridden": o is not None, "reviewer": o.reviewer if o is not None else "",
+                                "reason": o.reason if o is not None else ""})
+            return out
 
 def _row(c: Call) -> CallRow:
     return CallRow(c.id, c.caller, _iso(c.started_at), c.duration, c.reason, c.resolution, c.tone_end, c.end_reason)
 
 
-def _task(t: FollowUpTask, number: str | None) -> TaskRow:
-    return TaskRow(t.id, t.call_id, number, t.owner, t.text, t.due_hint, t.status, _iso(t.created_at) or "")
+def _task(t: FollowUpTask, number: str | None, now: datetime | None = None) -> TaskRow:
+    overdue = t.status == "open" and t.due_at is not None and t.due_at < (now or _utcnow())
+    return TaskRow(t.id, t.call_id, number, t.owner, t.text, t.due_hint, t.status, _iso(t.created_at) or "",
+                   agent_id=t.agent_id or "", due_at=_iso(t.due_at), overdue=overdue, done_at=_iso(t.done_at),
+                   t=float(t.t or 0.0))
+
+
+def _override(o: QaOverride) -> dict[str, Any]:
+    return {"id": o.id, "call_id": o.call_id, "form_id": o.form_id, "question_id": o.question_id,
+            "answer": o.answer, "previous": o.previous, "automatic": o.automatic, "reviewer": o.reviewer,
+            "reason": o.reason, "created_at": _iso(o.created_at)}
+
+
+def _columns(o: QaOverride) -> dict[str, Any]:
+    """An override row as constructor arguments (to re-insert it)."""
+    return {c.key: getattr(o, c.key) for c in QaOverride.__table__.columns}
 
 
 def _utcnow() -> datetime:

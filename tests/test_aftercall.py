@@ -18,6 +18,7 @@ from speech.events import (
     Event,
     EventType,
     FinalTranscript,
+    QaScorecard,
     SummaryReady,
 )
 from speech.frames import Party
@@ -68,6 +69,7 @@ async def test_finish_call_summarizes_and_tells_every_sink_even_past_a_failing_o
 
     summary = await finish_call(after_call, "f", events, [broken, got.append], t=3.0, source_file="x.wav")
     assert summary["call_id"] == "f" and summary["source_file"] == "x.wav"
-    assert len(got) == 1 and isinstance(got[0], SummaryReady)
-    assert got[0].t == 3.0 and got[0].summary == summary
+    assert [type(e) for e in got] == [QaScorecard, SummaryReady]  # the final scorecard, then the summary
+    assert got[-1].t == 3.0 and got[-1].summary == summary
+    assert "4111" not in json.dumps(got[0].to_dict())  # its evidence comes from the redacted call
     assert "4111" not in json.dumps(summary)

@@ -272,7 +272,7 @@ def test_stage_order_is_the_wiring_table(tmp_path) -> None:
         "vad", "dtmf", "dead_air", "talk_over", "tone", "tone", "cues"]
     with_asr = build_pipeline("c", settings, ScriptedEngine([]))
     assert [s.name for s in with_asr.stages] == [
-        "vad", "dtmf", "dead_air", "talk_over", "asr", "tone", "tone", "knowledge", "cues", "checklist"]
+        "vad", "dtmf", "dead_air", "talk_over", "asr", "tone", "tone", "knowledge", "cues", "checklist", "qa"]
     assert [getattr(s, "party", None) for s in with_asr.stages[5:7]] == [Party.CALLER, Party.AGENT]
 
 

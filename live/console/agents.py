@@ -107,13 +107,14 @@ class StateRequest(BaseModel):
     reason: str = Field("", max_length=64)
 
 
-AGENT_PATHS = ("/agent", "/api/agent/", "/static/", "/queues", "/api/queues", "/api/agents", "/api/supervision")
+AGENT_PATHS = ("/agent", "/api/agent/", "/static/", "/queues", "/api/queues", "/api/agents", "/api/supervision",
+               "/api/tasks", "/api/tasks/")
 """Paths an agent session may reach (the handlers check the rest: queues need a supervisor)."""
 PUBLIC_PATHS = frozenset({"/agent", "/api/agent/login", "/static/console.css"})
 """Reachable without any credentials: the login page and its form's target."""
 
 
-SUPERVISOR_PATHS = ("/calls/", "/api/calls/")
+SUPERVISOR_PATHS = ("/calls/", "/api/calls/", "/dashboard", "/api/kpis", "/calibration", "/api/qa/", "/tasks")
 """Calls' pages and streams: a supervisor's session reaches them too (they may watch every
 call); anyone else needs the console token."""
 

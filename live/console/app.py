@@ -32,11 +32,15 @@ from live.console.agents import (
     is_supervisor,
     supervisor_may_reach,
 )
+from live.console.dashboard import KpiSource, dashboard_router
 from live.console.history import CallHistory
 from live.console.knowledge import ArticleFeedback, knowledge_router
+from live.console.qa import QaReviews, qa_router
+from live.console.review import CallRecordings, recording_path, review_router
 from live.console.sse import SSE_KEEPALIVE_S as SSE_KEEPALIVE_S
 from live.console.sse import sse_response
 from live.console.state import LiveCalls
+from live.console.tasks import FollowUpTasks, tasks_router
 from live.console.timeline import render_timeline
 from live.publisher import NO_DELAY, MqttConfig, tls_context
 from live.topics import Topics
@@ -60,12 +64,18 @@ def create_console_app(
     agents: AgentConsole | None = None,
     session_secret: bytes | None = None,
     feedback: ArticleFeedback | None = None,
+    qa: QaReviews | None = None,
+    kpis: KpiSource | None = None,
+    recordings: CallRecordings | None = None,
+    tasks: FollowUpTasks | None = None,
 ) -> FastAPI:
     """The console app. ``broker_host=None`` skips the broker (events via ``app.state.live``);
     ``broker_username``/``broker_password``/``broker_tls`` as for the publisher. ``agents``: the
     ACD, for agents' logins, pages and the queue view (none: token access only);
     ``session_secret`` signs agents' session cookies (default: derived from the token);
-    ``feedback`` stores agents' marks on suggested knowledge articles (none: no such route)."""
+    ``kpis`` serves the KPI dashboard and its REST/CSV tables (none: no such routes);
+    ``feedback`` stores agents' marks on suggested knowledge articles (none: no such route);
+    ``recordings`` plays past calls' recordings on their review page (none: no such route)."""
     if not token:
         raise ValueError("the console needs a non-empty token")
     topics = Topics(topic_prefix)
@@ -102,7 +112,7 @@ def create_console_app(
     ) -> Response:
         path = request.url.path
         if agents is not None and (path in PUBLIC_PATHS or (
-                agent_may_reach(path) and sessions.from_request(request) is not None)):
+                (agent_may_reach(path) or recording_path(path)) and sessions.from_request(request) is not None)):
             return await call_next(request)  # the agent routes check the rest
         if agents is not None and supervisor_may_reach(path) and not auth.has_token(request, token):
             agent_id = sessions.from_request(request)
@@ -117,6 +127,21 @@ def create_console_app(
         app.include_router(agent_router(agents, live, sessions, token))
     if feedback is not None:
         app.include_router(knowledge_router(feedback, live, sessions, token))
+    if qa is not None:  # scorecards with reviewers' overrides, and calibration
+        app.include_router(qa_router(qa, live, sessions, token))
+    if kpis is not None:  # the KPI dashboard and its REST/CSV tables
+        app.include_router(dashboard_router(kpis))
+    if recordings is not None:
+        async def supervisor(agent_id: str) -> bool:
+            return agents is not None and await asyncio.to_thread(is_supervisor, agents, agent_id)
+
+        app.include_router(review_router(recordings, sessions, token, supervisor))
+
+    if tasks is not None:  # follow-up tasks: agents their own, supervisors and the token all
+        async def may_see_all(agent_id: str) -> bool:
+            return agents is not None and await asyncio.to_thread(is_supervisor, agents, agent_id)
+
+        app.include_router(tasks_router(tasks, sessions, token, may_see_all))
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 

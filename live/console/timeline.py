@@ -99,7 +99,9 @@ def render_timeline(events: list[dict[str, Any]], *, title: str = "") -> str:
 
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" '
-        f'width="{WIDTH}" height="{HEIGHT}" font-family="sans-serif" font-size="12" role="img">',
+        f'width="{WIDTH}" height="{HEIGHT}" font-family="sans-serif" font-size="12" role="img" '
+        # the time axis, so a page can draw a playhead over the picture and seek on a click
+        f'data-left="{LEFT}" data-plot-width="{plot_w}" data-length="{round(length, 3)}">',
         f"<title>{escape(title or 'call timeline')}</title>",
         f'<rect width="{WIDTH}" height="{HEIGHT}" fill="#ffffff"/>',
     ]

@@ -95,10 +95,12 @@ function callView() {
     node.dataset.final = partial ? "false" : "true";
     partials[party] = partial ? node : undefined;
     box.scrollTop = box.scrollHeight;
+    return node;
   };
 
-  const alert = (title, reasons, cls) => {
+  const alert = (title, reasons, cls, t) => {
     const li = el("li", cls || "");
+    if (t !== undefined) li.dataset.t = t;  // call time: the review page seeks there on a click
     li.append(el("strong", "", title));
     if (reasons && reasons.length) {
       const ul = el("ul");
@@ -151,13 +153,16 @@ function callView() {
       held = null;
     },
     "transcript.partial": (e) => line(e.party || "caller", e.text, true),
-    "transcript.final": (e) => line(e.party || "caller", e.text, false),
+    "transcript.final": (e) => {
+      const node = line(e.party || "caller", e.text, false);
+      node.dataset.t = e.start; node.dataset.end = e.end;  // the review page's playback follows these
+    },
     "tone.update": tone,
     "tone.alert": (e) => {
       const kind = (e.kind || "alert").replace("_", " ");
-      alert(kind + (e.label && e.label !== e.kind ? " – " + e.label : "") + " (" + e.score.toFixed(2) + ")", e.reasons);
+      alert(kind + (e.label && e.label !== e.kind ? " – " + e.label : "") + " (" + e.score.toFixed(2) + ")", e.reasons, "", e.t);
     },
-    "talk_over": (e) => alert("talk-over: " + e.started_by + " over " + e.interrupted + " (" + e.duration.toFixed(1) + " s)", [], "talk_over"),
+    "talk_over": (e) => alert("talk-over: " + e.started_by + " over " + e.interrupted + " (" + e.duration.toFixed(1) + " s)", [], "talk_over", e.t),
     "dead_air.started": (e) => {
       dead = { base: e.t - e.start, since: performance.now() };
       $("#deadair").hidden = false;
@@ -165,7 +170,7 @@ function callView() {
     "dead_air.ended": (e) => {
       dead = null;
       $("#deadair").hidden = true;
-      alert("dead air " + e.duration.toFixed(1) + " s", [], "dead_air");
+      alert("dead air " + e.duration.toFixed(1) + " s", [], "dead_air", e.start);
     },
     "dtmf": (e) => step("key " + e.digit),
     "ivr.step": (e) => {
@@ -204,6 +209,11 @@ function callView() {
     "summary": (e) => {
       const dl = $("#summary");
       dl.replaceChildren();
+      if (typeof reviewSummary === "function") {  // review.js: readable sections (the call page)
+        reviewSummary(dl, e.summary || {});
+        $("#summary-card").hidden = false;
+        return;
+      }
       for (const [k, v] of Object.entries(e.summary || {})) {
         dl.append(el("dt", "", k), el("dd", "", typeof v === "string" ? v : JSON.stringify(v)));
       }
@@ -265,7 +275,7 @@ function assistView(has, alert) {
       if (has("#categories")) $("#categories").textContent = categories.size ? [...categories].join(", ") : "none";
       // the agent's page shows what notifies the agent; the supervisors' call page the rest
       const who = document.body.dataset.page === "agent" ? "agent" : "supervisor";
-      if (e.message && (e.notify || []).includes(who)) alert("rule " + e.rule + ": " + e.message, e.because, "rule");
+      if (e.message && (e.notify || []).includes(who)) alert("rule " + e.rule + ": " + e.message, e.because, "rule", e.t);
     },
     "checklist.update": (e) => {
       if (!has("#checklist")) return;
@@ -299,7 +309,10 @@ function initCall() {
   }, 2000);
 
   follow("/api/calls/" + encodeURIComponent(callId) + "/stream", {
-    reset: () => { view.reset(); timeline.src = timelineUrl + "?t=" + Date.now(); },
+    reset: () => {
+      view.reset(); timeline.src = timelineUrl + "?t=" + Date.now();
+      if (typeof reviewStored === "function") reviewStored(callId);  // review.js: a past call's summary
+    },
     event: (e) => {
       view.handle(e);
       if (redraw.includes(e.type)) timelineDirty = true;
