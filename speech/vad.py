@@ -194,12 +194,23 @@ class VadStage(Stage):
         if len(slots) < _MIN_SLOTS:
             return True
         mine = np.maximum(np.array([own[s] for s in slots]), _ENVELOPE_FLOOR_DB)
-        best = -1.0
-        for lag in range(round(self.settings.echo_tail_ms / 1000 / _SLOT_S) + 1):
-            theirs = np.maximum(np.array([far.get(s - lag, _SILENT_DB) for s in slots]), _ENVELOPE_FLOOR_DB)
-            if theirs.std() < _FLAT_DB or mine.std() < _FLAT_DB:
-                return True  # a steady sound (or none): levels cannot tell, the level test decides
-            best = max(best, float(np.corrcoef(mine, theirs)[0, 1]))
+        if mine.std() < _FLAT_DB:
+            return True  # a steady sound (or none): levels cannot tell, the level test decides
+        # Every delay at once: row k holds the played levels k slots earlier (one matrix, not a
+        # correlation per delay: this runs on every voiced frame while something is played).
+        idx = np.array(slots)
+        lags = np.arange(round(self.settings.echo_tail_ms / 1000 / _SLOT_S) + 1)
+        base = int(idx[0] - lags[-1])
+        played = np.full(int(idx[-1]) - base + 1, _SILENT_DB, dtype=np.float64)
+        for slot, lv in far.items():
+            if base <= slot <= idx[-1]:
+                played[slot - base] = lv
+        theirs = np.maximum(played[idx[None, :] - lags[:, None] - base], _ENVELOPE_FLOOR_DB)
+        spread = theirs.std(axis=1)
+        if (spread < _FLAT_DB).any():
+            return True
+        cov = ((theirs - theirs.mean(axis=1, keepdims=True)) * (mine - mine.mean())).mean(axis=1)
+        best = float((cov / (spread * mine.std())).max())  # Pearson correlation per delay
         return best >= self.settings.echo_min_correlation
 
     def _step(self, party: Party, state: _PartyState, voiced: bool, t0: float, t1: float) -> list[Event]:
