@@ -2,10 +2,15 @@
 
 A broken file is one ``AssistFileError`` line naming the file, the path inside it and the
 problem, every problem after ``; `` (``rules.yaml: rules[0].when[1].seconds: must be > 0``).
+Every call's stages load their files; a file is parsed once per process and again only when it
+changes (its size or modification time), so an edited file applies from the next call without
+a restart and an unchanged one costs a ``stat``.
 """
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -41,9 +46,34 @@ def dotted(path: Sequence[PathPart]) -> str:
     return out
 
 
+_PARSED_MAX = 32
+_parsed: OrderedDict[tuple[str, type[BaseModel], int, int], BaseModel] = OrderedDict()
+_parsed_lock = threading.Lock()  # stages are built on the loop, checks run in threads
+
+
 def load_model(path: str | Path, model: type[M]) -> M:
-    """Read a YAML file and validate it as ``model``; every problem is an ``AssistFileError``."""
+    """Read a YAML file and validate it as ``model``; every problem is an ``AssistFileError``.
+    The (frozen) result is reused while the file's size and modification time stay the same."""
     p = Path(path)
+    try:
+        st = p.stat()
+    except OSError:
+        return _parse_file(p, model)  # the read below names the problem
+    key = (str(p.resolve()), model, st.st_mtime_ns, st.st_size)
+    with _parsed_lock:
+        hit = _parsed.get(key)
+        if hit is not None:
+            _parsed.move_to_end(key)
+            return hit  # type: ignore[return-value]  # keyed by model: an instance of it
+    parsed = _parse_file(p, model)
+    with _parsed_lock:
+        _parsed[key] = parsed
+        while len(_parsed) > _PARSED_MAX:
+            _parsed.popitem(last=False)
+    return parsed
+
+
+def _parse_file(p: Path, model: type[M]) -> M:
     try:
         data = yaml.safe_load(p.read_text(encoding="utf-8"))
     except FileNotFoundError:

@@ -263,3 +263,17 @@ def test_webhook_action_posts_the_signed_match_off_the_chain(tmp_path):
         assert len(rcv.records()) == 1  # the receiver refused the wrong signature (401)
     finally:
         rcv.stop()
+
+
+def test_a_rules_file_is_parsed_once_and_again_when_it_changes(tmp_path):
+    src = Path(__file__).resolve().parent.parent / "assist" / "defaults" / "rules.sample.yaml"
+    path = tmp_path / "rules.yaml"
+    path.write_text(src.read_text())
+    first = load_rules(path)
+    assert load_rules(path) is first  # the next call's stages reuse the parsed file
+    path.write_text(src.read_text() + "\n# edited\n")
+    edited = load_rules(path)
+    assert edited is not first and edited == first  # re-read after the edit, same rules
+    path.write_text("rules: [")
+    with pytest.raises(AssistFileError, match="malformed YAML"):
+        load_rules(path)  # a broken edit is reported, never the old parse served
