@@ -310,12 +310,16 @@ class CrmStore:
             s.add(call)
             scores: dict[str, QaScoreRow] = {}
             for i, ev in enumerate(evs):
+                if isinstance(ev, QaScorecard) and ev.final:
+                    # a wrap-up product like the summary: its own table, not the call's event log
+                    # (which ends with call.ended); the live scorecards stay in the log
+                    if ev.form_id:
+                        scores[ev.form_id] = QaScoreRow(
+                            form_id=ev.form_id, form_version=str(ev.scorecard.get("form_version", "")),
+                            score=ev.score, final=True, data=ev.scorecard, updated_at=now)
+                    continue
                 original = originals.get(i)
                 call.events.append(EventRow(seq=i, type=ev.type.value, t=float(ev.t), data=ev.to_dict(), original=original))
-                if isinstance(ev, QaScorecard) and ev.final and ev.form_id:
-                    scores[ev.form_id] = QaScoreRow(
-                        form_id=ev.form_id, form_version=str(ev.scorecard.get("form_version", "")),
-                        score=ev.score, final=True, data=ev.scorecard, updated_at=now)
                 if isinstance(ev, FinalTranscript) and ev.text.strip():
                     call.utterances.append(Utterance(
                         party=(ev.party or Party.CALLER).value,
