@@ -87,8 +87,6 @@ class AfterCall:
         self.webhook: WebhookOutbox | None = None
         self._chain: AfterCallChain | None = None
         self._feedback: FeedbackStore | None = None
-        self.scorecards: dict[str, tuple[Event, ...]] = {}
-        """Final ``qa.scorecard`` events of calls completed but not yet published, by call id."""
 
     async def start(self) -> None:
         if self._use_store:
@@ -178,6 +176,12 @@ class AfterCall:
 
     async def complete(self, call_id: str, events: Sequence[Event], **extra: Any) -> dict[str, Any]:
         """Summarize, store and deliver a finished call; returns the summary as a dict."""
+        summary, _ = await self.complete_with_scorecards(call_id, events, **extra)
+        return summary
+
+    async def complete_with_scorecards(self, call_id: str, events: Sequence[Event],
+                                       **extra: Any) -> tuple[dict[str, Any], tuple[Event, ...]]:
+        """``complete``, and the call's final ``qa.scorecard`` events for the caller to publish."""
         if self._chain is None:
             self._chain = self._build_chain()
         events = [e if e.call_id else e.with_call_id(call_id) for e in events]
@@ -185,13 +189,9 @@ class AfterCall:
             events += await asyncio.to_thread(self._article_marks, call_id, max((e.t for e in events), default=0.0))
         recording = extra.get("recording")  # stored with the call: its review page plays it
         result = await self._chain.process(events, recording=str(recording) if recording else None)
-        if result.scorecards:
-            self.scorecards[call_id] = result.scorecards  # finish_call publishes them
-            while len(self.scorecards) > 64:  # callers of complete() alone never collect theirs
-                self.scorecards.pop(next(iter(self.scorecards)))
         data = result.summary.to_dict()
         data.update({k: v for k, v in extra.items() if k not in data})
-        return data
+        return data, result.scorecards
 
 
 Sink = Callable[[Event], None]
@@ -208,8 +208,8 @@ async def finish_call(
     """Summarize, store and deliver a finished call, then tell the sinks (``SummaryReady`` at
     call time ``t``). Raises when the after-call chain fails; a failing sink is logged and skipped.
     The summary comes from redacted events, so the sinks get it as is."""
-    summary = await after_call.complete(call_id, events, **extra)
-    final = [*after_call.scorecards.pop(call_id, ()), SummaryReady(call_id=call_id, t=t, summary=summary)]
+    summary, scorecards = await after_call.complete_with_scorecards(call_id, events, **extra)
+    final = [*scorecards, SummaryReady(call_id=call_id, t=t, summary=summary)]
     for sink in sinks:
         for event in final:
             try:

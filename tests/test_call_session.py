@@ -174,7 +174,7 @@ class FailingAfterCall:
     def redacting(self, sink):
         return sink
 
-    async def complete(self, call_id: str, events, **extra):
+    async def complete_with_scorecards(self, call_id: str, events, **extra):
         raise RuntimeError("database on fire")
 
 
