@@ -196,15 +196,18 @@ def instrument_whisper(meter: Meter, engine: Any) -> None:
     generate = engine._generate
 
     def generate_metered(x: Any, window: str, prompt: Any = None, **kw: Any) -> Any:
-        if _current_kind() == "final" and (window == "30s" or kw.get("min_window_s") is not None):
-            with _kind("30 s fallback" if window == "30s" else "wide-window fallback"):
-                return generate(x, window, prompt, **kw)
+        if _current_kind() == "final":
+            _local.generates = getattr(_local, "generates", 0) + 1
+            if _local.generates > 1:  # a final's first decode is the final, the next ones fallbacks
+                with _kind("30 s fallback" if window == "30s" else "wide-window fallback"):
+                    return generate(x, window, prompt, **kw)
         return generate(x, window, prompt, **kw)
 
     engine._generate = generate_metered
     decode = BufferedStream._decode
 
     def decode_metered(self: Any, audio: Any, final: bool, hints: Any) -> Any:
+        _local.generates = 0
         with _kind("final" if final else "partial"):
             return meter.wrap(_op("guards, numpy, rest"), decode)(self, audio, final, hints)
 

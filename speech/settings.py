@@ -73,13 +73,17 @@ class AsrSettings(_Frozen):
     per short utterance); ``30s``: Whisper's stock 30 s window, the fallback."""
     whisper_padding_s: float = Field(1.0, ge=0.0, le=10.0)
     whisper_min_window_s: float = Field(3.0, ge=0.0, le=30.0)
-    """Short answers ("yes", "agent") are padded to at least this: below ~3 s Whisper tends
+    """Partials and IVR menu re-decodes are padded to at least this: below ~3 s Whisper tends
     to loop on a single word."""
+    whisper_final_min_window_s: float = Field(8.0, ge=0.0, le=30.0)
+    """Finals are padded to at least this. In a 3 s window a quarter of short finals looped ("Thanks
+    for waiting. Thanks for waiting.") and were decoded again, up to the 30 s window; at 8 s 3 of
+    232 did, which made finals 30 % cheaper in all and their words closer to the 30 s window's
+    (benchmarks/bench_recognizers.py, bench_cpu_components.py)."""
     whisper_fallback_window_s: float = Field(8.0, ge=0.0, le=30.0)
-    """A final that loops in its trimmed window ("I am angry. I am angry. I am") is decoded again
-    padded to this window first, and in the stock 30 s window only if it still loops (0: straight
-    to 30 s). On the fixtures' short turns 28 of 100 finals looped; an 8 s window ended 27 of those
-    loops with the 30 s window's words, at a sixth of its cost."""
+    """A final that loops in its window ("I am angry. I am angry. I am") is decoded again padded
+    to this window first when it is wider than the final's, and in the stock 30 s window if it
+    still loops (0, or not wider: straight to 30 s)."""
     partials: bool = True
     partial_interval_s: float = Field(0.7, gt=0)
     """Batch engines: audio between two re-decodes of the open utterance for a live partial."""

@@ -147,7 +147,10 @@ def test_short_answers_do_not_loop(engine, tts, tmp_path, answer, telephone):
     if telephone:
         path = g711(path, tmp_path)
     said = words(engine.decode(load(path), final=True).text)
-    assert len(said) <= len(answer.split()) + 1, said  # "agent agent agent ..." would fail here
+    # "agent agent agent ..." fails here. A lone word through G.711 is often misheard by tiny.en in
+    # any window ("agent": "Hey, good." in 3 s, "Hey, you can't" in 8 s); an IVR menu's hinted
+    # re-decode hears it (test_menu_hints_*), and a misheard word is not a loop.
+    assert len(said) == len(set(said)) and len(said) <= len(answer.split()) + 2, said
 
 
 def test_nothing_is_carried_between_utterances(engine, tts, sox_dir):

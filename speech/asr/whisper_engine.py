@@ -2,7 +2,8 @@
 
 Why not ``WhisperModel.transcribe()``: it pads every input to a 30 s window, ~0.41 CPU-s per
 utterance whatever its length (FACTS.md). CTranslate2's encoder takes shorter mel inputs, so
-``decode`` encodes the utterance plus ``whisper_padding_s`` of silence and calls
+``decode`` encodes the utterance plus ``whisper_padding_s`` of silence (a final at least
+``whisper_final_min_window_s``: shorter windows loop) and calls
 ``generate``/``align`` directly: ~0.02-0.03 CPU-s per audio second at the same WER on the
 measured clips. ``whisper_window = "30s"`` restores the stock window where that does not hold.
 
@@ -281,7 +282,8 @@ class WhisperEngine(BatchEngine):
         if guards.peak_level_dbfs(audio, SAMPLE_RATE) < s.energy_gate_dbfs:
             return self._reject("energy", empty)
         x = np.ascontiguousarray(audio, dtype=np.float32)
-        raw = self._generate(x, s.whisper_window, prompt)
+        least = s.whisper_final_min_window_s if final else s.whisper_min_window_s
+        raw = self._generate(x, s.whisper_window, prompt, min_window_s=least)
         if final and s.whisper_window != "30s" and raw.looping(s):
             # Short answers sometimes loop ("agent agent agent ...") in a trimmed window; a wider
             # one (``whisper_fallback_window_s``) mostly does not, the stock 30 s window rarely:
@@ -290,7 +292,7 @@ class WhisperEngine(BatchEngine):
             self.fallbacks += 1
             retry = None
             wide = s.whisper_fallback_window_s
-            if wide > self._window_s(x, s.whisper_min_window_s):
+            if wide > self._window_s(x, least):
                 retry = self._generate(x, s.whisper_window, prompt, min_window_s=wide)
                 if retry.looping(s) or not _said_again(retry.text, raw.text):
                     retry = None  # more silence can also make tiny.en invent: only a confirmed decode counts
