@@ -75,6 +75,9 @@ class CapacityPlan:
     workers: int
     capped: bool = False
     """True when ``max_workers`` cut the count (the machine could take more calls)."""
+    calls_per_worker: int = 0
+    """Callers each worker admits: the planned calls spread over the workers, at most its slots,
+    so calls beyond what the cores can analyze get 503 instead of slowing the calls in progress."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -101,9 +104,10 @@ def plan_capacity(settings: CapacitySettings, *, asr_cpu_per_audio_s: float, slo
     calls = max(1, math.floor(budget / per_call + 1e-9)) if per_call > 0 else settings.max_workers * slots_per_worker
     wanted = max(1, math.ceil(calls / max(1, slots_per_worker)))
     workers = min(wanted, settings.max_workers)
+    admit = max(1, min(slots_per_worker, math.ceil(calls / workers)))
     return CapacityPlan(cores=cores, asr_cpu_per_audio_s=round(asr_cpu_per_audio_s, 4), cost_source=cost_source,
                         core_per_call=round(per_call, 4), calls=calls, slots_per_worker=slots_per_worker,
-                        workers=workers, capped=workers < wanted)
+                        workers=workers, capped=workers < wanted, calls_per_worker=admit)
 
 
 def measure_asr_cost(engine: AsrEngine, audio_path: Path = MEASURE_PROMPT) -> float:
@@ -222,7 +226,7 @@ async def capacity_for(settings: Settings, slots_per_worker: int, *,
     plan = plan_capacity(cap, asr_cpu_per_audio_s=cost, slots_per_worker=slots_per_worker, legs_per_call=legs,
                          cost_source=source)
     log.warning("capacity: %d cores x %.0f%%, recognizer %.3f CPU-s per audio s (%s), %.3f core per call "
-                "-> %d calls -> %d workers of %d calls%s", plan.cores, cap.utilization * 100,
+                "-> %d calls -> %d workers admitting %d calls each%s", plan.cores, cap.utilization * 100,
                 plan.asr_cpu_per_audio_s, source, plan.core_per_call, plan.calls, plan.workers,
-                plan.slots_per_worker, " (capped by capacity.max_workers)" if plan.capped else "")
+                plan.calls_per_worker, " (capped by capacity.max_workers)" if plan.capped else "")
     return plan

@@ -35,7 +35,7 @@ from callcenter.roles import (
 )
 from callcenter.settings import Settings, SettingsError
 from callcenter.supervisor import Supervisor
-from callcenter.worker import caller_slots, read_worker_stats
+from callcenter.worker import caller_slots, read_worker_stats, slots_for_callers
 from telephony.kamailio import (
     FrontError,
     FrontLimits,
@@ -85,6 +85,8 @@ class Service:
     role: Role = "all"
     capacity: CapacityPlan | None = None
     """The capacity plan the worker count came from (None: ``sip.workers`` fixed it)."""
+    calls_per_worker: int = 0
+    """Callers each local worker admits (``sip.calls_per_worker`` or the plan's)."""
     admission: Any = None
     """Keeps the front off workers that refuse new calls (``callcenter.worker_load.FrontAdmission``)."""
     remote: Any = None
@@ -195,8 +197,12 @@ async def start_service(settings: Settings, *, ready_timeout: float = 60.0, log_
                 raise ServeError(str(exc)) from exc
         worker_settings = settings.model_copy(update={"mqtt": mqtt})
         if role != "front":  # a front alone has no local workers; a worker host plans its own
-            svc.capacity = await capacity_for(settings, caller_slots(settings),
+            svc.capacity = await capacity_for(settings, slots_for_callers(settings),
                                               behind_remote_front=role == "workers")
+            if svc.capacity is not None and not settings.sip.calls_per_worker:  # admit what the cores analyze
+                sip = worker_settings.sip.model_copy(update={"calls_per_worker": svc.capacity.calls_per_worker})
+                worker_settings = worker_settings.model_copy(update={"sip": sip})
+        svc.calls_per_worker = caller_slots(worker_settings)
         count, use_front = plan_role(settings, role,
                                      plan_workers(settings, svc.capacity) if role != "workers" else (0, False),
                                      svc.capacity)
@@ -213,7 +219,7 @@ async def start_service(settings: Settings, *, ready_timeout: float = 60.0, log_
                 [*(Worker(settings.sip.worker_host, p) for p in ports), *remote_workers(settings)],
                 settings.data_dir / "kamailio", transports=settings.sip.transports,
                 # a bridged call holds two of a worker's 4 call slots (caller and agent legs)
-                limits=FrontLimits(max_calls_per_worker=caller_slots(settings)),
+                limits=FrontLimits(max_calls_per_worker=svc.calls_per_worker),
                 tls=front_tls(settings.sip),
             )
             await svc.front.start()

@@ -98,7 +98,7 @@ class Supervisor:
         return {
             "status": "ok" if serving == len(self.workers) and front_up else "degraded",
             "workers_serving": serving,
-            "capacity_calls": serving * self.svc.settings.sip.max_calls,
+            "capacity_calls": serving * (self.svc.calls_per_worker or self.svc.settings.sip.max_calls),
             "front": "none" if front is None else ("running" if front_up else "restarting"),
             "front_restarts": self.front_restarts,
             "workers": [asdict(w) for w in self.workers],

@@ -298,9 +298,16 @@ def siprec_rules(settings: Settings, directory: Directory | None) -> SiprecRules
 
 
 def caller_slots(settings: Settings, directory: Directory | None = None) -> int:
-    """Callers one worker takes: all its call slots, or half when agents may be bridged (each
-    caller then needs a slot for their agent's leg). ``directory``: the agents file, already
-    read (else it is read here)."""
+    """Callers one worker admits: ``sip.calls_per_worker`` (which ``serve`` sets from the
+    capacity plan) within its slots (:func:`slots_for_callers`)."""
+    slots = slots_for_callers(settings, directory)
+    return min(slots, settings.sip.calls_per_worker or slots)
+
+
+def slots_for_callers(settings: Settings, directory: Directory | None = None) -> int:
+    """Callers one worker's call slots can hold: all of them, or half when agents may be bridged
+    (each caller then needs a slot for their agent's leg). ``directory``: the agents file,
+    already read (else it is read here)."""
     if directory is None:
         directory = _agents(settings, quiet=True)
     has_agents = directory is not None and bool(directory.agents)

@@ -74,6 +74,10 @@ class SipSettings(_Frozen):
     codecs: tuple[str, ...] = ("PCMU/8000", "PCMA/8000", "G722/16000")
     max_calls: int = Field(4, ge=1, le=4)
     """Calls per endpoint process; the pjsua2 wheel is built with at most 4."""
+    calls_per_worker: int | None = Field(None, ge=1, le=4)
+    """Callers one worker admits at once (more get 503 with Retry-After, and the front tries
+    another worker); unset: what the capacity plan gives each worker, or all its slots when
+    there is no plan (``sip.workers`` fixed)."""
     media_quality: int = Field(4, ge=1, le=10)
     """pjsua's media quality: how the conference bridge resamples 8 kHz calls to the 16 kHz
     pipeline (3-4: small-filter sinc, 5-10: large filter, pjsua's default 8; 1-2: linear). A

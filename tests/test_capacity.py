@@ -63,6 +63,19 @@ def test_plan_is_capped_and_never_below_one_worker():
                          slots_per_worker=4)
     assert (slow.calls, slow.workers) == (1, 1)
     assert slow.to_dict()["core_per_call"] == pytest.approx(2.04)
+    assert (capped.calls_per_worker, slow.calls_per_worker) == (4, 1)  # capped: every slot
+
+
+@pytest.mark.parametrize(("floor", "slots", "calls", "workers", "admit"), [
+    (0.3, 4, 5, 2, 3),  # 5 calls over 2 workers: 3 each, not 4 (8 admitted would be 3 too many)
+    (0.2, 4, 8, 2, 4),  # exactly full workers
+    (0.1, 2, 16, 8, 2),  # bridged: at most the slots a caller and their agent leave
+    (0.5, 4, 3, 1, 3),
+])
+def test_each_worker_admits_its_share_of_the_planned_calls(floor, slots, calls, workers, admit):
+    plan = plan_capacity(CapacitySettings(cores=2, floor_cpu_per_call=floor), asr_cpu_per_audio_s=0.0,
+                         slots_per_worker=slots)
+    assert (plan.calls, plan.workers, plan.calls_per_worker) == (calls, workers, admit)
 
 
 # -- the shed ladder (virtual clock) -----------------------------------------------------------
