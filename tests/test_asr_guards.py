@@ -15,6 +15,7 @@ from speech.asr.guards import (
     peak_level_dbfs,
     rejection,
     repeats_phrase,
+    tonal_share,
 )
 
 
@@ -74,3 +75,28 @@ def test_local_agreement_publishes_only_what_two_decodes_share() -> None:
     assert agree.update(["I", "want", "to", "speak", "to", "a", "manager"]) == [
         "I", "want", "to", "speak", "to", "a", "manager"
     ]
+
+
+def _tone(*freqs: float, seconds: float = 2.0, rate: int = 16000) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    return (0.3 * sum(np.sin(2 * np.pi * f * t) for f in freqs) / len(freqs)).astype(np.float32)
+
+
+def test_tones_are_tonal_and_recorded_speech_and_noise_are_not() -> None:
+    import soundfile as sf
+
+    from speech.audio_io import resample
+    from tests.conftest import FIXTURES
+
+    for tone in (_tone(440), _tone(350, 440), _tone(697, 1209), _tone(480, 620)):  # tone, dial, DTMF, busy
+        assert tonal_share(tone) >= 0.98
+    rng = np.random.default_rng(7)
+    assert tonal_share((0.1 * rng.standard_normal(32000)).astype(np.float32)) < 0.3
+    assert tonal_share(np.zeros(16000, dtype=np.float32)) == 0.0 and tonal_share(np.zeros(100)) == 0.0
+    for side in sorted((FIXTURES / "sides").glob("*.wav")):  # real turns of both parties, whole
+        audio, rate = sf.read(str(side), dtype="float32")
+        audio = audio if rate == 16000 else resample(audio, rate, 16000)
+        for start in range(0, audio.size - 32000, 32000):  # 2 s pieces, as a VAD would cut them
+            piece = audio[start : start + 32000]
+            if peak_level_dbfs(piece, 16000) > -30:
+                assert tonal_share(piece) < 0.9, (side.name, start)

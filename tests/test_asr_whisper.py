@@ -140,6 +140,17 @@ def test_no_text_from_dtmf_tones(engine, sox_dir):
     assert engine.decode(audio, final=True).text == ""
 
 
+@pytest.mark.parametrize("name", ["tone_440", "dial_tone", "busy_tone", "sweep_chord"])
+def test_tones_are_not_decoded(engine, sox_dir, name):
+    """Whisper writes "Beep" for a steady tone in some windows and thread counts (seen in CI with
+    an 8 s window); the tonal gate drops tones before any decode, every time."""
+    path = _render(sox_dir, name, *NON_SPEECH[name])
+    for audio in (load(path), load(g711(path, sox_dir))):
+        decoded = engine.inspect(audio, final=True)
+        assert decoded.rejected == "tone" and decoded.hypothesis.text == ""
+        assert engine.inspect(audio, final=False).rejected == "tone"  # no "Beep" partial either
+
+
 @pytest.mark.parametrize("answer", ["agent", "yes", "two", "technical support", "billing"])
 @pytest.mark.parametrize("telephone", [False, True])
 def test_short_answers_do_not_loop(engine, tts, tmp_path, answer, telephone):

@@ -28,6 +28,34 @@ def peak_level_dbfs(audio: np.ndarray, rate: int) -> float:
     return 20.0 * np.log10(rms) if rms > 0 else float("-inf")
 
 
+TONAL_FRAME = 512
+"""Samples per spectrum of :func:`tonal_share` (32 ms at 16 kHz: ~31 Hz per bin)."""
+
+
+def tonal_share(audio: np.ndarray, frame: int = TONAL_FRAME, peaks: int = 3) -> float:
+    """How much of ``audio``'s power sits in a few narrow spectral peaks: the median, over its
+    frames within 30 dB of the loudest, of the share of a frame's power within one bin of its
+    ``peaks`` strongest bins. Dial, busy and DTMF tones and beeps are ~1.0; speech spreads its
+    power over harmonics and formants (at most 0.78 on 232 utterances of the fixtures, the QA
+    calls and LibriVox, G.711 or not); white and pink noise ~0.1-0.6."""
+    n = audio.size // frame
+    if n == 0:
+        return 0.0
+    frames = audio[: n * frame].reshape(n, frame).astype(np.float64) * np.hanning(frame)
+    power = np.abs(np.fft.rfft(frames, axis=1)) ** 2
+    total = power.sum(axis=1)
+    loud = total > total.max() * 1e-3
+    if not loud.any():
+        return 0.0
+    power, total = power[loud], total[loud]
+    strongest = np.argsort(power, axis=1)[:, -peaks:]
+    near = np.zeros(power.shape, dtype=bool)
+    rows = np.arange(power.shape[0])[:, None]
+    for d in (-1, 0, 1):
+        near[rows, np.clip(strongest + d, 0, power.shape[1] - 1)] = True
+    return float(np.median((power * near).sum(axis=1) / total))
+
+
 _DIGIT_WORDS = frozenset("zero oh o one two three four five six seven eight nine ten".split())
 
 

@@ -41,7 +41,7 @@ MAX_FRAMES = 3000
 MIN_AUDIO_S = 0.1
 MAX_PROMPT_TOKENS = 200
 """Whisper's prompt may use at most half of its 448-token context."""
-NON_SPEECH = frozenset({"too_short", "energy", "no_speech", "hallucination", "repetitive"})
+NON_SPEECH = frozenset({"too_short", "energy", "tone", "no_speech", "hallucination", "repetitive"})
 """Guards that say "this was not speech": a menu prompt never gets a second try at these."""
 MIN_CONFIRMED_WORDS = 3
 """A wider window's decode replaces a looping one only when it says at least this many words."""
@@ -103,7 +103,7 @@ class Decoded:
 
     hypothesis: Hypothesis
     rejected: str | None = None
-    """The guard that dropped it (energy, no_speech, low_logprob, repetitive, ...), or None."""
+    """The guard that dropped it (energy, tone, no_speech, low_logprob, repetitive, ...), or None."""
     scores: guards.DecodeScores | None = None
 
 
@@ -281,6 +281,8 @@ class WhisperEngine(BatchEngine):
             return Decoded(empty, "too_short")
         if guards.peak_level_dbfs(audio, SAMPLE_RATE) < s.energy_gate_dbfs:
             return self._reject("energy", empty)
+        if guards.tonal_share(audio) >= s.tonal_gate:
+            return self._reject("tone", empty)
         x = np.ascontiguousarray(audio, dtype=np.float32)
         least = s.whisper_final_min_window_s if final else s.whisper_min_window_s
         raw = self._generate(x, s.whisper_window, prompt, min_window_s=least)
