@@ -119,3 +119,43 @@ def test_model_path_errors_name_the_path(tmp_path):
     assert str(not_model) in str(err.value)
     with pytest.raises(AsrError, match="no vosk model"):
         VoskEngine(None)
+
+
+def test_the_model_is_loaded_without_feature_dither(tmp_path):
+    """Kaldi's default dither adds random noise to the features; the engine loads an overlay of
+    the model whose mfcc.conf turns it off, and never writes to the model."""
+    from speech.asr.vosk_engine import undithered
+
+    model = tmp_path / "model"
+    (model / "conf").mkdir(parents=True)
+    (model / "am").mkdir()
+    (model / "am" / "final.mdl").write_bytes(b"x")
+    (model / "conf" / "mfcc.conf").write_text("--use-energy=false\n")
+    (model / "conf" / "model.conf").write_text("--min-active=200\n")
+    out = undithered(model, tmp_path / "cache")
+    assert out != model and (out / "conf" / "mfcc.conf").read_text().splitlines() == ["--use-energy=false", "--dither=0"]
+    assert (out / "am").resolve() == (model / "am").resolve()
+    assert (out / "conf" / "model.conf").read_text() == "--min-active=200\n"
+    assert (model / "conf" / "mfcc.conf").read_text() == "--use-energy=false\n"  # untouched
+    assert undithered(model, tmp_path / "cache") == out  # made once
+    (model / "conf" / "mfcc.conf").write_text("--use-energy=false\n--dither=0.5\n")
+    assert undithered(model, tmp_path / "cache") == model  # the model's own choice stands
+    (model / "conf" / "mfcc.conf").write_text("--num-ceps=40\n")
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file, not a folder")
+    assert undithered(model, blocked) == model  # no overlay possible: the model as it is
+    assert not list(tmp_path.glob("cache/.*"))  # no half-made overlay left
+
+
+@needs_ko
+@pytest.mark.slow
+def test_the_same_audio_gives_the_same_words_every_time(engine, tts):
+    pcm = pcm16(tts(MENU[2], voice="ko", pad_before=0.3, pad_after=0.4))
+    seen = set()
+    for _ in range(8):
+        session = engine.open_session(MENU)
+        session.accept(pcm)
+        final = session.finish()
+        seen.add((final.text, final.confidence, tuple((w.start, w.end) for w in final.words)))
+        session.close()
+    assert len(seen) == 1, seen

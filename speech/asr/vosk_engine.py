@@ -7,8 +7,11 @@ threads, but a single chunk can stall for seconds: never call a session on the e
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import os
+import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -48,6 +51,47 @@ def check_model_dir(path: Path) -> None:
         raise AsrError(f"{path}: not a vosk model (no decoding graph HCLG.fst or HCLr.fst)")
 
 
+def undithered(path: Path, cache: Path | None = None) -> Path:
+    """``path``, or an overlay of it whose ``conf/mfcc.conf`` adds ``--dither=0``.
+
+    Kaldi adds random noise to every frame's features unless told not to (``--dither``, default
+    1.0), and most vosk models leave it on: the same audio decoded twice gave different words (a
+    Korean grammar answer wrong in 4 of 40 decodes, right in 25 of 25 without dither). QA replays
+    and tests need the same words every time. The overlay (in ``cache``, default
+    ``~/.cache/callcenter/vosk``) links to the model's files and copies only its feature settings;
+    the model itself is never written to. Falls back to ``path`` when no overlay can be made."""
+    conf = path / "conf" / "mfcc.conf"
+    try:
+        text = conf.read_text()
+    except OSError:
+        return path  # an old layout (mfcc.conf at the top): loaded as it is
+    if "--dither" in text:
+        return path
+    cache = cache or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "callcenter" / "vosk"
+    key = hashlib.sha256(f"{path.resolve()}\n{text}".encode()).hexdigest()[:16]
+    out = cache / f"{path.name}-{key}"
+    if (out / "conf" / "mfcc.conf").is_file():
+        return out
+    tmp = cache / f".{out.name}.{os.getpid()}"
+    try:
+        (tmp / "conf").mkdir(parents=True)
+        for entry in path.resolve().iterdir():
+            if entry.name != "conf":
+                (tmp / entry.name).symlink_to(entry)
+        for entry in (path / "conf").resolve().iterdir():
+            if entry.name != "mfcc.conf":
+                (tmp / "conf" / entry.name).symlink_to(entry)
+        (tmp / "conf" / "mfcc.conf").write_text(text.rstrip("\n") + "\n--dither=0\n")
+        tmp.rename(out)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if (out / "conf" / "mfcc.conf").is_file():
+            return out  # another process made it first
+        log.warning("vosk: could not turn feature dither off for %s (%s); decodes may vary run to run", path, exc)
+        return path
+    return out
+
+
 class VoskEngine(AsrEngine):
     """A loaded vosk model; create one per process and share it across calls."""
 
@@ -66,7 +110,7 @@ class VoskEngine(AsrEngine):
             check_model_dir(path)
             self.model_path: Path | None = path
             try:
-                self._model: vosk.Model | None = vosk.Model(str(path))
+                self._model: vosk.Model | None = vosk.Model(str(undithered(path)))
             except Exception as exc:  # vosk raises a bare Exception
                 raise AsrError(f"{path}: vosk could not load the model ({exc})") from exc
         elif download and language:
