@@ -100,9 +100,10 @@ class AsrSettings(_Frozen):
     energy_gate_dbfs: float = -45.0
     """Audio whose loudest 100 ms stays below this level is not decoded at all."""
     tonal_gate: float = Field(0.98, gt=0, le=1.01)
-    """Whisper: a final whose frames put at least this share of their power in three narrow
-    spectral peaks (``guards.tonal_share``: dial, busy and DTMF tones, beeps, ~1.0; speech at
-    most 0.78 measured) is not decoded: Whisper writes "Beep" for a tone (1.01: off)."""
+    """Whisper: audio (a final's or a partial's) whose frames put at least this share of their
+    power in three narrow spectral peaks (``guards.tonal_share``: dial, busy and DTMF tones,
+    beeps, ~1.0; speech at most 0.78 measured) is not decoded: Whisper writes "Beep" for a tone
+    (1.01: off)."""
     hallucination_no_speech: float = Field(0.5, ge=0, le=1)
     """A decode that is only one of Whisper's stock phrases ("you", "thank you") is dropped above
     this no-speech probability."""
