@@ -268,7 +268,9 @@ CALLS: list[Call] = [
         ],
         keywords=[["charged", "charge"], ["refunded", "refund"], ["email", "e-mail"]],
         tone={"alert": False},
-        max_wer={"caller": 0.4, "agent": 0.25},
+        # the caller's "Oh, great, thank you" is said over the agent: tiny.en's int8 kernels hear
+        # it as 6 or 7 errors in 17 words depending on the CPU (0.35 / 0.41)
+        max_wer={"caller": 0.45, "agent": 0.25},
     ),
     Call(
         # A bridged call that gets tense: the caller louder, higher and faster each turn; the

@@ -169,6 +169,7 @@ async def run_level(svc: Service, calls: int, workdir: Path, clock: EventClock |
     dropped = sum(s["frames_dropped"] - before.get(s["index"], {}).get("frames_dropped", 0) for s in after)
     refused = sum((s.get("refused") or {}).get("503", 0) - (before.get(s["index"], {}).get("refused") or {}).get("503", 0)
                   for s in after)
+    decode = _decode_delta(after, before)
     shed = max((lvl for s in after for lvl in _levels(s, before.get(s["index"], {}))), default=0)
     last, rtts = _read_sipp(workdir, stat_file)
     await asyncio.sleep(1.0)  # the last finals' publications reach the broker
@@ -204,7 +205,22 @@ async def run_level(svc: Service, calls: int, workdir: Path, clock: EventClock |
         "leaked": sum(s["active_calls"] for s in after),
         "refused": refused,
         "shed": shed,
+        "decode": {k: v / call_s for k, v in decode.items()},
     }
+
+
+DECODE_KINDS = {"final_busy_s": "finals (with menu re-decodes)", "menu_busy_s": "of which menu re-decodes",
+                "partial_busy_s": "partial re-decodes", "feed_busy_s": "streaming feed"}
+
+
+def _decode_delta(after: list[dict], before: dict[int, dict]) -> dict[str, float]:
+    """The recognizer's decode-thread seconds by kind over the level, summed over the workers."""
+    out = dict.fromkeys(DECODE_KINDS, 0.0)
+    for s in after:
+        prev = before.get(s["index"], {}).get("decode") or {}
+        for k in out:
+            out[k] += float((s.get("decode") or {}).get(k, 0.0)) - float(prev.get(k, 0.0))
+    return out
 
 
 LEVELS = ("normal", "refusing", "no_partials", "no_prosody")
@@ -264,6 +280,7 @@ async def main() -> int:
     ap.add_argument("--workers", default="auto", help="endpoint workers, or auto (the capacity plan)")
     ap.add_argument("--engine", default=None, help="recognizer (default: the service's default)")
     ap.add_argument("--no-stop", action="store_true", help="run every level, not only until the first failure")
+    ap.add_argument("--keep", action="store_true", help="keep the run's folder (logs, data) and print it")
     ap.add_argument("--latency-bound", type=float, default=2.0,
                     help="final-transcript p95 (s) a held level must stay within (reported, does not stop)")
     args = ap.parse_args()
@@ -322,6 +339,13 @@ async def main() -> int:
                   + f" | {th.get('other', 0.0):.3f} | {th['total']:.3f} | {th['idle']:.3f} "
                   f"| {r['idle_cpu_per_worker']:.3f} |")
     print()
+    print("Decode-thread seconds per call-second by kind (wall time on the decode pool, so contention "
+          "inflates it), per level:")
+    print("| calls | " + " | ".join(DECODE_KINDS.values()) + " |")
+    print("|---|" + "---|" * len(DECODE_KINDS))
+    for r in full:
+        print(f"| {r['calls']} | " + " | ".join(f"{r['decode'].get(k, 0.0):.3f}" for k in DECODE_KINDS) + " |")
+    print()
     for label, rows in (("full analysis", full), ("no recognizer", floor)):
         clean = [r["calls"] for r in rows if not _failed(r)]
         if rows:
@@ -330,7 +354,10 @@ async def main() -> int:
         if rows and label == "full analysis":
             print(f"{label}: ... and final-transcript p95 within {args.latency_bound:.1f} s: "
                   f"{max(timely) if timely else 0}")
-    shutil.rmtree(tmp, ignore_errors=True)
+    if args.keep:
+        print(f"run folder kept: {tmp}")
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
 

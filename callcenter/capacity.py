@@ -49,9 +49,11 @@ class CapacitySettings(BaseModel):
     """Recognizer CPU seconds per second of audio; None: measured at start by the first worker."""
     speech_share: float = Field(0.5, gt=0, le=2)
     """Seconds of speech recognized per second of call (both parties of a bridged call count)."""
-    floor_cpu_per_call: float = Field(0.1, ge=0)
-    """Cores one call costs without a recognizer (telephony, detectors, IVR, storage): ~0.10
-    measured through ``serve`` with ``asr.engine = none`` (``benchmarks/bench_serve.py``)."""
+    floor_cpu_per_call: float = Field(0.05, ge=0)
+    """Cores one call costs besides its recognizer's decodes (telephony, detectors, IVR,
+    storage, publishing): 0.03-0.04 measured through ``serve`` with ``asr.engine = none``, and
+    0.045-0.06 for the same threads in a worker whose recognizer is busy too
+    (``benchmarks/bench_serve.py``)."""
     utilization: float = Field(0.8, gt=0, le=1)
     """Share of the cores planned for calls: the rest absorbs bursts (long turns, after-call work)."""
     cores: int | None = Field(None, ge=1)

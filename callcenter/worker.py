@@ -84,6 +84,8 @@ class WorkerStats:
     seconds behind, decode backlog, frame lateness, CPU, RSS."""
     refused: dict[str, int] = field(default_factory=dict)
     """Incoming calls the endpoint refused, by SIP status (503: overloaded)."""
+    decode: dict[str, float | int] = field(default_factory=dict)
+    """The recognizer's decodes and decode-thread seconds by kind (``AsrEngine.decode_stats``)."""
 
 
 class StatsFile:
@@ -193,6 +195,7 @@ async def run_worker(settings: Settings, *, port: int, index: int = 0, stop: asy
         def load_report(report: LoadReport) -> None:
             assert endpoint is not None
             stats.stats.load = report.to_dict()
+            stats.stats.decode = engine.decode_stats() if engine is not None else {}
             stats.stats.refused = {str(k): v for k, v in endpoint.refused.items()}
             stats.write()
 
@@ -206,6 +209,7 @@ async def run_worker(settings: Settings, *, port: int, index: int = 0, stop: asy
 
         def refresh() -> None:
             stats.stats.active_calls = len(sessions)
+            stats.stats.decode = engine.decode_stats() if engine is not None else {}
             stats.stats.endpoint_calls = endpoint.active_calls
             stats.stats.refused = {str(k): v for k, v in endpoint.refused.items()}
             stats.write()
@@ -266,6 +270,7 @@ async def run_worker(settings: Settings, *, port: int, index: int = 0, stop: asy
             await publisher.stop(drain=True, timeout=PUBLISHER_DRAIN_S)
         await after.stop()
         if engine is not None:
+            stats.stats.decode = engine.decode_stats()
             engine.close()
         if acd is not None:
             if acd.supervision is not None:

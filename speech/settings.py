@@ -84,13 +84,23 @@ class AsrSettings(_Frozen):
     """A final that loops in its window ("I am angry. I am angry. I am") is decoded again padded
     to this window first when it is wider than the final's, and in the stock 30 s window if it
     still loops (0, or not wider: straight to 30 s)."""
+    whisper_stock_fallback_max_s: float = Field(4.0, ge=0.0, le=30.0)
+    """A looping final longer than this that has no wider fallback window, or loops there too,
+    keeps its own decode with the loop cut instead of a decode in the stock 30 s window. Short
+    answers loop on too little audio ("agent agent agent") and the 30 s window mends them; a long
+    turn that loops has audio that confuses the model (noise, another language), which the 30 s
+    window decodes no better at ~4x the CPU: through live calls of sipp's (not English) speech 22
+    of 40 finals of 7 s went there, 0.8 against 0.2 CPU-s each (30: always the stock window)."""
     partials: bool = True
     partial_interval_s: float = Field(0.7, gt=0)
     """Batch engines: audio between two re-decodes of the open utterance for a live partial."""
-    partial_budget: float = Field(0.1, ge=0)
+    partial_budget: float = Field(0.03, ge=0)
     """Batch engines: decode-thread seconds the partials of one utterance may use per second of
     its audio, beyond its first two re-decodes (0: no partials). A re-decode costs more the longer
-    the turn, so long turns get sparser partials instead of costing several times their final."""
+    the turn, so long turns get sparser partials instead of costing several times their final.
+    0.03 is about what the final itself costs (whisper tiny.en); at 0.1 a 7 s turn's nine
+    partials cost ~0.9 CPU-s against its final's 0.25, 78 % of the live recognizer's CPU
+    (benchmarks/bench_serve.py)."""
     max_utterance_s: float = Field(20.0, gt=1)
     """Force a final after this much continuous speech (Whisper's window is 30 s)."""
     split_search_s: float = Field(4.0, ge=0)

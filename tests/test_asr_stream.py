@@ -100,6 +100,7 @@ async def test_live_partials_are_a_stable_prefix(engine, tts):
     data, _ = sf.read(str(tts(text, pad_before=0.3, pad_after=0.5)), dtype="int16")
     asr = AsrStage(engine, settings=AsrSettings(partial_interval_s=0.5))
     pipeline = CallPipeline("call-live", [MarkedSpeech(0.2, len(data) / 16000 - 0.2), asr])
+    before = engine.decode_stats()
     await pipeline.start()
     for f in frames_of(data, 16000):
         pipeline.push_frame(f)
@@ -108,6 +109,10 @@ async def test_live_partials_are_a_stable_prefix(engine, tts):
     final = next(e for e in events if isinstance(e, FinalTranscript))
     partials = [e for e in events if isinstance(e, PartialTranscript)]
     assert partials, "no live partial for a 5 s utterance"
+    # where the time went, as a worker reports it: one final, the re-decodes behind the partials
+    spent = {k: v - before.get(k, 0) for k, v in engine.decode_stats().items()}
+    assert spent["final_decodes"] == 1 and spent["final_busy_s"] > 0
+    assert spent["partial_decodes"] >= 2 and spent["partial_busy_s"] > 0
     assert all(p.t < final.t for p in partials)
     by_utterance: dict[float, list[str]] = {}
     for p in partials:

@@ -272,3 +272,38 @@ def test_warm_up_leaves_no_trace(engine, tts):
     engine.warm_up()
     assert (dict(engine.rejected), engine.fallbacks, engine.hinted) == counters
     assert engine.decode(audio, final=True) == before
+
+
+def test_a_long_turn_that_loops_is_not_decoded_again_in_the_30s_window(engine, tmp_path):
+    """sipp's recorded speech (not English, what the capacity benchmark's calls say): from a
+    little after its start tiny.en runs on ("... a team with a team with a team") in the 8 s
+    window. A turn that long keeps its own decode, loop cut, instead of the stock 30 s window
+    (~4x the CPU, no better on audio that confuses the model); with the limit at 30 s it goes
+    there as before. Short answers keep the 30 s window (``test_short_answers_do_not_loop``)."""
+    from benchmarks.live_capacity import PCAP, pcap_wav
+
+    if not PCAP.is_file():
+        pytest.skip(f"{PCAP} is installed with sip-tester (scripts/setup.sh)")
+    wav, _, _ = pcap_wav(tmp_path / "sipp.wav")
+    audio = load(wav)
+    stock = WhisperEngine(AsrSettings(whisper_stock_fallback_max_s=30.0))
+    try:
+        looped = 0
+        for start in (0.7, 0.8, 0.9, 1.0, 1.1):
+            turn = np.ascontiguousarray(audio[int(start * 16000):])
+            assert turn.size / 16000 > engine.settings.whisper_stock_fallback_max_s
+            before = (engine.fallbacks, engine.stock_fallbacks, engine.loops_kept)
+            kept = engine.inspect(turn, final=True)
+            if engine.fallbacks == before[0]:
+                continue  # no loop from this start on this CPU
+            looped += 1
+            assert (engine.stock_fallbacks, engine.loops_kept) == (before[1], before[2] + 1)
+            said = words(kept.hypothesis.text)
+            assert said, kept
+            assert all(said[i : i + 3] != said[i + 3 : i + 6] for i in range(len(said) - 5)), said
+            stock_before = stock.stock_fallbacks
+            stock.inspect(turn, final=True)
+            assert stock.stock_fallbacks == stock_before + 1
+        assert looped, "no start made tiny.en loop: the case this test is about did not occur"
+    finally:
+        stock.close()

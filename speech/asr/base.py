@@ -111,6 +111,19 @@ class AsrEngine:
             self.__dict__["_decode_pool"] = pool
         return pool
 
+    def decode_stats(self) -> dict[str, float | int]:
+        """Where this process's recognizer time went: decodes done and decode-thread seconds per
+        kind (finals, streaming feed, partial re-decodes), plus what the engine adds."""
+        pool: DecodePool | None = self.__dict__.get("_decode_pool")
+        if pool is None:
+            return {}
+        out: dict[str, float | int] = {}
+        for p in pool.done:
+            kind = p.name.lower()
+            out[f"{kind}_decodes"] = pool.done[p]
+            out[f"{kind}_busy_s"] = round(pool.busy_s[p], 3)
+        return out
+
     def warm_up(self) -> None:
         """Pay first-use costs (allocations, lazy set-up) before the first call, not during it."""
 

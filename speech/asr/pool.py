@@ -77,6 +77,10 @@ class DecodePool:
         """Submit time of each queued task, oldest first (dicts keep insertion order)."""
         self.done = {p: 0 for p in Priority}
         """Tasks completed per priority (for benchmarks and tests)."""
+        self.busy_s = {p: 0.0 for p in Priority}
+        """Seconds pool threads spent running tasks of each priority: where a worker's recognizer
+        time goes (finals or partials), in its stats and the capacity benchmark. Wall time, not
+        thread CPU: CTranslate2 decodes on its own threads while the pool thread waits."""
 
     @property
     def idle(self) -> int:
@@ -150,6 +154,7 @@ class DecodePool:
                 self._submitted.pop(token, None)
                 self._queued -= 1
                 self._busy += 1
+            t0 = time.monotonic()
             try:
                 if fut.set_running_or_notify_cancel():
                     try:
@@ -160,6 +165,7 @@ class DecodePool:
                 with self._cv:
                     self._busy -= 1
                     self.done[priority] += 1
+                    self.busy_s[priority] += time.monotonic() - t0
                     strand.running = False
                     if strand.tasks:
                         self._push(strand)

@@ -188,8 +188,13 @@ class WhisperEngine(BatchEngine):
         self.stock_fallbacks = 0
         """Of those, the ones that looped in ``whisper_fallback_window_s`` too (or had no
         wider window to try) and ran in the stock 30 s window."""
+        self.loops_kept = 0
+        """Of those, turns longer than ``whisper_stock_fallback_max_s`` kept with their loop cut
+        instead."""
         self.rejected: dict[str, int] = {}
         """Decodes dropped by each guard (energy, no_speech, low_logprob, repetitive, low_conf)."""
+        self.menu_busy_s = 0.0
+        """Decode-thread seconds in menu re-decodes (part of the finals' time)."""
 
     @property
     def description(self) -> str:
@@ -224,7 +229,9 @@ class WhisperEngine(BatchEngine):
             return first
         if first.rejected is None and _matches_any(first.hypothesis.text, hints):
             return first
+        t0 = time.perf_counter()
         hinted = self._menu_answer(audio, tuple(hints))
+        self.menu_busy_s += time.perf_counter() - t0
         if hinted is not None:
             self.hinted += 1
             return hinted
@@ -298,10 +305,12 @@ class WhisperEngine(BatchEngine):
                 retry = self._generate(x, s.whisper_window, prompt, min_window_s=wide)
                 if retry.looping(s) or not _said_again(retry.text, raw.text):
                     retry = None  # more silence can also make tiny.en invent: only a confirmed decode counts
-            if retry is None:
+            if retry is None and x.size / SAMPLE_RATE <= s.whisper_stock_fallback_max_s:
                 self.stock_fallbacks += 1
                 retry = self._generate(x, "30s", prompt)
-            if self._verdict(retry) is None or self._verdict(raw) is not None:
+            if retry is None:
+                self.loops_kept += 1  # a long turn: its loop is cut below
+            elif self._verdict(retry) is None or self._verdict(raw) is not None:
                 raw = retry
         reason = self._verdict(raw)
         if reason is not None:
@@ -414,6 +423,11 @@ class WhisperEngine(BatchEngine):
     def _reject(self, reason: str, empty: Hypothesis, scores: guards.DecodeScores | None = None) -> Decoded:
         self.rejected[reason] = self.rejected.get(reason, 0) + 1
         return Decoded(empty, reason, scores)
+
+    def decode_stats(self) -> dict[str, float | int]:
+        return {**super().decode_stats(), "menu_busy_s": round(self.menu_busy_s, 3), "hinted": self.hinted,
+                "fallbacks": self.fallbacks, "stock_fallbacks": self.stock_fallbacks,
+                "loops_kept": self.loops_kept}
 
     def close(self) -> None:
         super().close()
