@@ -18,8 +18,9 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from speech.file_path import PathPart, dotted
+
 M = TypeVar("M", bound=BaseModel)
-PathPart = str | int
 
 
 class Strict(BaseModel):
@@ -36,14 +37,6 @@ class AssistFileError(ValueError):
         self.problems = tuple((dotted(p), m) for p, m in problems)
         text = "; ".join(f"{p}: {m}" if p else m for p, m in self.problems)
         super().__init__(f"{source}: {text}" if source is not None else text)
-
-
-def dotted(path: Sequence[PathPart]) -> str:
-    """``("rules", 0, "when")`` → ``rules[0].when``."""
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
 
 
 _PARSED_MAX = 32

@@ -49,12 +49,12 @@ from ivr.model import (
     HangupNode,
     MenuNode,
     Node,
-    PathPart,
     PlayNode,
     Problem,
     QueueNode,
     TransferNode,
 )
+from speech.file_path import PathPart
 from speech.text import normalize
 
 __all__ = [

@@ -27,7 +27,8 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails, PydanticCustomError
 
-from ivr.model import DIGIT_KEYS, DTMF_KEYS, PathPart, Problem
+from ivr.model import DIGIT_KEYS, DTMF_KEYS, Problem
+from speech.file_path import PathPart
 
 
 def _scalar_text(value: Any) -> Any:

@@ -10,6 +10,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from speech.file_path import PathPart, dotted
+
 DTMF_KEYS = frozenset("0123456789*#ABCD")
 """Keys a caller can send (RFC 4733 events 0-15)."""
 DIGIT_KEYS = frozenset("0123456789")
@@ -18,16 +20,6 @@ DEFAULT_TIMEOUT_S = 5.0
 DEFAULT_RETRIES = 2
 """Re-prompts after the first attempt before the fallback is taken."""
 
-PathPart = str | int
-"""One step of a path inside a flow file: a mapping key or a list index."""
-
-
-def dotted(path: Sequence[PathPart]) -> str:
-    """``("nodes", "main_menu", "choices", 2, "goto")`` → ``nodes.main_menu.choices[2].goto``."""
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
 
 
 @dataclass(frozen=True, slots=True)

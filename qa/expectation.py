@@ -30,6 +30,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails, PydanticCustomError
 
+from speech.file_path import PathPart, dotted
 from speech.frames import Party
 
 SCHEMA_VERSION = 1
@@ -41,7 +42,6 @@ EXPECT_SUFFIX = ".expect.json"
 G711_VARIANT = re.compile(r"^(?P<base>.+)_8k_(ulaw|alaw)$")
 """``<name>_8k_ulaw`` / ``<name>_8k_alaw``: telephone-rate copies that share ``<name>``'s file."""
 
-PathPart = str | int
 
 
 class ExpectationError(ValueError):
@@ -61,14 +61,6 @@ class ExpectationError(ValueError):
         self.problems: tuple[tuple[tuple[PathPart, ...], str], ...] = ((tuple(path), message), *more)
         text = "; ".join(f"{dotted(p)}: {m}" if p else m for p, m in self.problems)
         super().__init__(f"{source}: {text}" if source is not None else text)
-
-
-def dotted(path: Sequence[PathPart]) -> str:
-    """``("dead_air", 0, "start")`` → ``dead_air[0].start``."""
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
 
 
 # -- field types ----------------------------------------------------------------------------
