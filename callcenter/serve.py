@@ -35,7 +35,7 @@ from callcenter.roles import (
 )
 from callcenter.settings import Settings, SettingsError
 from callcenter.supervisor import Supervisor
-from callcenter.worker import caller_slots, read_worker_stats, slots_for_callers
+from callcenter.worker import agents_directory, caller_slots, read_worker_stats, slots_for_callers
 from telephony.kamailio import (
     FrontError,
     FrontLimits,
@@ -196,13 +196,14 @@ async def start_service(settings: Settings, *, ready_timeout: float = 60.0, log_
             except BrokerError as exc:
                 raise ServeError(str(exc)) from exc
         worker_settings = settings.model_copy(update={"mqtt": mqtt})
+        directory = await asyncio.to_thread(agents_directory, settings, quiet=True)  # read once for both
         if role != "front":  # a front alone has no local workers; a worker host plans its own
-            svc.capacity = await capacity_for(settings, slots_for_callers(settings),
+            svc.capacity = await capacity_for(settings, slots_for_callers(settings, directory),
                                               behind_remote_front=role == "workers")
             if svc.capacity is not None and not settings.sip.calls_per_worker:  # admit what the cores analyze
                 sip = worker_settings.sip.model_copy(update={"calls_per_worker": svc.capacity.calls_per_worker})
                 worker_settings = worker_settings.model_copy(update={"sip": sip})
-        svc.calls_per_worker = caller_slots(worker_settings)
+        svc.calls_per_worker = caller_slots(worker_settings, directory)
         count, use_front = plan_role(settings, role,
                                      plan_workers(settings, svc.capacity) if role != "workers" else (0, False),
                                      svc.capacity)

@@ -180,7 +180,7 @@ async def run_worker(settings: Settings, *, port: int, index: int = 0, stop: asy
                 sink(event)
 
         sinks = [fan_out]  # one sink: the session redacts it once (the live redactor is stateful)
-        directory = _agents(settings)
+        directory = agents_directory(settings)
         # listen on this host's worker address (``sip.bind_host`` on a worker host)
         sip_here = settings.sip.model_copy(update={"host": settings.sip.worker_host})
         endpoint = SipEndpoint(sip_here, port=port, record_dir=data / "recordings", name=f"worker{index}",
@@ -314,12 +314,12 @@ def slots_for_callers(settings: Settings, directory: Directory | None = None) ->
     (each caller then needs a slot for their agent's leg). ``directory``: the agents file,
     already read (else it is read here)."""
     if directory is None:
-        directory = _agents(settings, quiet=True)
+        directory = agents_directory(settings, quiet=True)
     has_agents = directory is not None and bool(directory.agents)
     return max(1, settings.sip.max_calls // 2) if has_agents else settings.sip.max_calls
 
 
-def _agents(settings: Settings, *, quiet: bool = False) -> Directory | None:
+def agents_directory(settings: Settings, *, quiet: bool = False) -> Directory | None:
     """The agents file; None (logged unless ``quiet``) when it is unusable."""
     try:
         return load_directory(settings.agents_file)
