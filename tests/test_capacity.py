@@ -323,6 +323,29 @@ async def test_serve_measures_the_real_recognizer_in_a_short_lived_process():
     assert 0.0 < cost < 3.0  # CPU-s per audio second: a real decode happened, far from nothing
 
 
+@pytest.mark.slow
+async def test_a_measured_cost_is_kept_and_reused_by_the_next_start(tmp_path):
+    """``serve`` loads a model in a short-lived process to time it once per machine and
+    recognizer; the next start reads the figure (a real pocketsphinx measurement here)."""
+    import json
+
+    from callcenter.capacity import COST_MAX_AGE_S, measured_cost
+
+    cache = tmp_path / "data" / "capacity" / "asr-cost.json"
+    asr = AsrSettings(engine="pocketsphinx")
+    cost, source = await measured_cost(asr, cache, now=1000.0)
+    assert source == "measured" and 0.0 < cost < 3.0 and cache.is_file()
+    again, source = await measured_cost(asr, cache, now=1060.0)
+    assert source == "measured earlier" and again == pytest.approx(cost, abs=1e-4)
+    other = asr.model_copy(update={"energy_gate_dbfs": -50.0})  # another recognizer setting: its own figure
+    assert (await measured_cost(other, cache, now=1100.0))[1] == "measured"
+    assert len(json.loads(cache.read_text())) == 2
+    assert (await measured_cost(asr, cache, now=1000.0 + COST_MAX_AGE_S + 1))[1] == "measured"  # too old
+    cache.write_text("{not json")  # a damaged file is measured over, not an error
+    assert (await measured_cost(asr, cache, now=2000.0))[1] == "measured"
+    assert (await measured_cost(asr, cache, now=2001.0))[1] == "measured earlier"
+
+
 def test_live_partials_add_their_budget_for_batch_engines_only() -> None:
     from callcenter.capacity import partials_cost
     from speech.settings import AsrSettings
