@@ -9,19 +9,16 @@ or one JSON scorecard per line. Exit 0; 2 for a bad form file or a file that cou
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import json
 from pathlib import Path
 from typing import Any, TextIO
 
-from callcenter.replay import expand_inputs, replay_file
-from callcenter.rules_cli import EVENT_LOG_SUFFIXES, read_event_log
+from callcenter.call_inputs import events_of
+from callcenter.replay import expand_inputs
 from callcenter.settings import Settings
-from callcenter.wiring import load_asr_engine
 from qa.forms import Form, FormError, load_form
 from qa.scorecard import score_call
-from speech.events import Event
 from summaries.summarizer import summarize
 
 SHORT = {"yes": "Y", "no": "N", "na": "-"}
@@ -31,42 +28,9 @@ async def score_files(form: Form, files: list[Path], settings: Settings, *,
                       jobs: int = 1) -> list[tuple[Path, dict[str, Any] | str]]:
     """(file, scorecard) per file in input order, or (file, error message). Recordings replay
     in this process, or on ``jobs`` worker processes (the ``replay --jobs`` pool)."""
-    recordings = [p for p in files if p.suffix.lower() not in EVENT_LOG_SUFFIXES]
-    events: dict[Path, list[Event] | str] = {}
-    if len(recordings) > 1 and jobs > 1:
-        events.update(await _replay_pooled(recordings, settings, jobs))
-    elif recordings:
-        engine = load_asr_engine(settings)
-        try:
-            for path in recordings:
-                res = await replay_file(path, settings, engine)
-                events[path] = res.error or res.events
-        finally:
-            if engine is not None:
-                engine.close()
-    out: list[tuple[Path, dict[str, Any] | str]] = []
-    for path in files:
-        got = events.get(path)
-        if got is None:
-            try:
-                got = read_event_log(path)
-            except (OSError, ValueError) as exc:
-                got = str(exc)
-        out.append((path, got if isinstance(got, str) else score_call(form, got, summarize(got), final=True)))
-    return out
-
-
-async def _replay_pooled(paths: list[Path], settings: Settings, jobs: int) -> dict[Path, list[Event] | str]:
-    from callcenter.replay_pool import ProcessBackend
-    from callcenter.replay_worker import ReplayJob, WorkerOptions
-
-    backend = ProcessBackend(WorkerOptions(settings, store=False, as_json=True, collect_events=True),
-                             min(jobs, len(paths)))
-    out: dict[Path, list[Event] | str] = {}
-    async with contextlib.aclosing(backend.outcomes([ReplayJob(i, p) for i, p in enumerate(paths)])) as done:
-        async for outcome in done:
-            out[paths[outcome.index]] = outcome.result.error or outcome.published
-    return out
+    events = await events_of(files, settings, jobs=jobs)
+    return [(path, got if isinstance(got, str) else score_call(form, got, summarize(got), final=True))
+            for path in files for got in (events[path],)]
 
 
 def write_table(form: Form, results: list[tuple[Path, dict[str, Any] | str]], out: TextIO) -> None:

@@ -17,29 +17,10 @@ from assist.files import AssistFileError
 from assist.rules import RulesEngine
 from assist.rules_model import RulesFile, load_rules
 from assist.rules_stage import RulesSettings
-from callcenter.replay import expand_inputs, replay_file
+from callcenter.call_inputs import events_of, is_event_log
+from callcenter.replay import expand_inputs
 from callcenter.settings import Settings
-from callcenter.wiring import load_asr_engine
 from speech.events import CallEnded, Event, RuleMatched
-
-EVENT_LOG_SUFFIXES = (".jsonl", ".json")
-
-
-def read_event_log(path: Path) -> list[Event]:
-    """Events of one JSON-lines log, in file order; lines that are no known event are skipped."""
-    events: list[Event] = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            data = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}:{n}: not JSON: {exc.msg}") from None
-        try:
-            events.append(Event.from_dict(data))
-        except (ValueError, TypeError):
-            continue  # a verdict line, or an event type this version does not know
-    return events
 
 
 def evaluate_events(rules: RulesFile, events: Iterable[Event], *, settle_s: float = 3.0) -> list[RuleMatched]:
@@ -69,25 +50,20 @@ async def run_rules_test(files: list[str], rules_path: Path, settings: Settings,
         out.write(f"error: {exc}\n")
         return 2
     paths = expand_inputs(files)
-    logs = [p for p in paths if p.suffix.lower() in EVENT_LOG_SUFFIXES]
-    audio = [p for p in paths if p not in logs]
-    engine = load_asr_engine(settings) if audio else None
     replay_settings = settings.model_copy(update={"rules": RulesSettings(
         file=rules_path, settle_s=settings.rules.settle_s, webhooks=False)})
+    events = await events_of(paths, replay_settings)
     status = 0
     for path in paths:
-        try:
-            if path in logs:
-                matches = evaluate_events(rules, read_event_log(path), settle_s=settings.rules.settle_s)
-            else:
-                res = await replay_file(path, replay_settings, engine)
-                if res.error:
-                    raise ValueError(res.error)
-                matches = [e for e in res.events if isinstance(e, RuleMatched)]
-        except (OSError, ValueError) as exc:
-            out.write(f"error: {exc}\n")
+        got = events[path]
+        if isinstance(got, str):
+            out.write(f"error: {got}\n")
             status = 2
             continue
+        if is_event_log(path):
+            matches = evaluate_events(rules, got, settle_s=settings.rules.settle_s)
+        else:  # replayed with this rules file in place: what it fired
+            matches = [e for e in got if isinstance(e, RuleMatched)]
         _print(path, matches, out, as_json)
     return status
 

@@ -11,8 +11,9 @@ import pytest
 from assist.files import AssistFileError, parse_model
 from assist.rules import RulesEngine, is_question
 from assist.rules_model import RulesFile, load_rules
+from callcenter.call_inputs import read_event_log
 from callcenter.cli import main
-from callcenter.rules_cli import evaluate_events, read_event_log
+from callcenter.rules_cli import evaluate_events
 from speech.events import (
     CallEnded,
     CallStarted,
