@@ -69,6 +69,7 @@ def load_health(svc: Service) -> dict[str, Any]:
             "history": load.get("history", []),
             "active_calls": s.get("active_calls", 0),
             "refused": s.get("refused", {}),
+            "decode": s.get("decode", {}),
             **memory_of(proc.pid if proc.returncode is None else None),
         })
     capacity: dict[str, Any] = (svc.capacity.to_dict() if svc.capacity is not None

@@ -125,6 +125,14 @@ async def test_overloaded_worker_refuses_new_calls_sheds_in_order_and_recovers(t
         assert load_of(tmp_path)["history"][-3:] == RECOVER
         again = await call_result(await caller(port, "--hangup-after", "2"))
         assert again["answered"] and again["status"] == 200, again
+        # where the recognizer's time went: the stalled final is counted, with its seconds
+
+        def decode_shown() -> dict[str, Any]:
+            shown: dict[str, Any] = load_health(svc)["load"][0]["decode"]  # type: ignore[arg-type]
+            return shown
+
+        await wait_for(lambda: decode_shown().get("final_decodes", 0) >= 1, 30, "the final's decode in health")
+        assert decode_shown()["final_busy_s"] >= 1.0, decode_shown()
     finally:
         engine.release.set()
         stop.set()
