@@ -10,14 +10,16 @@ set-up p50/p95 (sipp ``-trace_rtt``), audio frames dropped in the workers, utter
 the VAD and finals published, final-transcript latency p50/p95 (``speech.ended`` →
 ``transcript.final`` as they arrive on the broker, ``live_capacity.EventClock``), worker CPU per
 call-second (psutil over the worker processes), memory per worker (RSS/USS), calls the workers
-refused as overloaded (503) and their highest shed level.
+refused as overloaded (503) and their highest shed level; and where the recognizer's time went
+(the workers' decode-thread seconds for finals, menu re-decodes and partials, ``decode`` in
+their stats).
 
 In the same run, side by side: the no-recognizer floor (``asr.engine = none``, same levels) and
 the recognizer alone on the same audio in a process of its own (CPU-s per audio second, and the
 calls 2 cores could decode at the audio's speech share: the engine-bound limit).
 
     .venv/bin/python benchmarks/bench_serve.py [--levels 4,8,12,16,20,24,30] [--workers auto|N]
-        [--engine whisper] [--floor-levels 8,16,24,32] [--no-stop]
+        [--engine whisper] [--floor-levels 8,16,24,32] [--no-stop] [--keep]
 """
 
 from __future__ import annotations
