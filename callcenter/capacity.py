@@ -51,7 +51,8 @@ class CapacitySettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     asr_cpu_per_audio_s: float | None = Field(None, ge=0)
-    """Recognizer CPU seconds per second of audio; None: measured at start by the first worker."""
+    """Recognizer CPU seconds per second of audio; None: measured at start in a short-lived
+    process, or read from that earlier measurement (:func:`measured_cost`)."""
     speech_share: float = Field(0.5, gt=0, le=2)
     """Seconds of speech recognized per second of call (both parties of a bridged call count)."""
     floor_cpu_per_call: float = Field(0.05, ge=0)
@@ -189,7 +190,6 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         engine.close()
     return 0
-
 
 
 COST_CACHE = Path("capacity") / "asr-cost.json"

@@ -29,8 +29,11 @@ async def score_files(form: Form, files: list[Path], settings: Settings, *,
     """(file, scorecard) per file in input order, or (file, error message). Recordings replay
     in this process, or on ``jobs`` worker processes (the ``replay --jobs`` pool)."""
     events = await events_of(files, settings, jobs=jobs)
-    return [(path, got if isinstance(got, str) else score_call(form, got, summarize(got), final=True))
-            for path in files for got in (events[path],)]
+    out: list[tuple[Path, dict[str, Any] | str]] = []
+    for path in files:
+        got = events[path]
+        out.append((path, got if isinstance(got, str) else score_call(form, got, summarize(got), final=True)))
+    return out
 
 
 def write_table(form: Form, results: list[tuple[Path, dict[str, Any] | str]], out: TextIO) -> None:

@@ -192,12 +192,16 @@ async def run_worker(settings: Settings, *, port: int, index: int = 0, stop: asy
             assert endpoint is not None
             endpoint.admitting = report.admitting
 
-        def load_report(report: LoadReport) -> None:
+        def write_counters() -> None:
+            """The endpoint's refusals and the recognizer's decode time, then the file."""
             assert endpoint is not None
-            stats.stats.load = report.to_dict()
-            stats.stats.decode = engine.decode_stats() if engine is not None else {}
             stats.stats.refused = {str(k): v for k, v in endpoint.refused.items()}
+            stats.stats.decode = engine.decode_stats() if engine is not None else {}
             stats.write()
+
+        def load_report(report: LoadReport) -> None:
+            stats.stats.load = report.to_dict()
+            write_counters()
 
         governor = LoadGovernor(settings.overload, load, engine, on_change=load_changed, on_report=load_report)
         governor_task = asyncio.create_task(governor.run(stop), name="load-governor")
@@ -209,10 +213,8 @@ async def run_worker(settings: Settings, *, port: int, index: int = 0, stop: asy
 
         def refresh() -> None:
             stats.stats.active_calls = len(sessions)
-            stats.stats.decode = engine.decode_stats() if engine is not None else {}
             stats.stats.endpoint_calls = endpoint.active_calls
-            stats.stats.refused = {str(k): v for k, v in endpoint.refused.items()}
-            stats.write()
+            write_counters()
 
         async def serve_call(leg: CallLeg) -> None:
             if leg.local_uri and uri_user(leg.local_uri) in FEATURE_CODES:
