@@ -190,8 +190,10 @@ async def test_record_has_both_parties(bridged) -> None:
     assert detail is not None and detail.summary is not None
     finals = [e for e in detail.events if e["type"] == "transcript.final"]
     by_party = {p: " ".join(e["text"].lower() for e in finals if e["party"] == p) for p in ("caller", "agent")}
-    assert "refund" in by_party["caller"], by_party
-    assert "email" in by_party["agent"] and "refunded" in by_party["agent"], by_party
+    # word stems, not exact forms: tiny.en's int8 kernels hear "I have refunded" as "I can refund
+    # it" on some CPUs; "email" is the agent's alone, so a swapped or mixed channel still fails
+    assert "refund" in by_party["caller"] and "email" not in by_party["caller"], by_party
+    assert "email" in by_party["agent"] and "refund" in by_party["agent"], by_party
     joined = [e for e in detail.events if e["type"] == "party.joined"]
     assert joined and joined[0]["agent_id"] == "alice" and joined[0]["queue"] == "agents"
     ratio = detail.summary.talk_ratio
