@@ -147,15 +147,18 @@ def load_asr_engine(settings: Settings) -> AsrEngine | None:
 
 def prepare_process(settings: Settings) -> AsrEngine | None:
     """Before a process's first call: load its recognizer and pay first-use costs now (the
-    model's first decode, librosa's first pitch analysis: ~1 s, which otherwise lands on the
-    event loop at the first utterance and delays that call's final transcript and IVR choice).
+    model's first decode, librosa's first pitch analysis, VADER's word list: ~1 s, which otherwise
+    lands on the event loop at the first utterance and delays that call's final transcript and
+    IVR choice).
     Blocking: run it off the event loop."""
     engine = load_asr_engine(settings)
     if engine is not None:
         engine.warm_up()
+    from speech.lexicon import warm_up as warm_lexicon
     from speech.prosody import warm_up as warm_prosody
 
     warm_prosody()
+    warm_lexicon()
     return engine
 
 

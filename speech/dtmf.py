@@ -18,7 +18,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.lib.stride_tricks import as_strided
 
 from speech.events import DtmfDigit, Event
 from speech.frames import AudioFrame, Party
@@ -78,6 +77,8 @@ class DtmfStage(Stage):
         self._basis_key: tuple[int, int] | None = None
         self._basis = np.empty((0, 8), dtype=np.complex64)
         self._gain = 1.0
+        self._level_key: float | None = None
+        self._level = 0.0
 
     def process_frame(self, frame: AudioFrame) -> list[Event]:
         x = frame.floats()
@@ -90,8 +91,12 @@ class DtmfStage(Stage):
             prev = state.press if state else None
             state = _PartyState(tail=np.zeros(hop, dtype=np.float32), tail_end=frame.timestamp, press=prev)
             self._states[frame.party] = state
-        joined = np.concatenate((state.tail, x))
-        windows = as_strided(joined, shape=(2, n), strides=(hop * joined.itemsize, joined.itemsize), writeable=False)
+        # the window that straddles the previous frame, then this frame itself (filled in place:
+        # numpy's as_strided view cost more, in Python, than the copy of 320 floats)
+        windows = np.empty((2, n), dtype=x.dtype)
+        windows[0, :hop] = state.tail
+        windows[0, hop:] = x[: n - hop]
+        windows[1] = x
         state.tail, state.tail_end = x[-hop:], frame.end  # x is this frame's own array: no copy needed
         amp = self._amplitudes(windows, frame.sample_rate)
         if state.press is None and not self._loud_enough(amp):
@@ -120,8 +125,11 @@ class DtmfStage(Stage):
         """Whether some window has a row and a column tone at ``min_level_db`` or above (the
         first test ``_classify`` makes): most frames (silence, quiet speech) fail it, and then
         skip the rest of the analysis."""
-        level = 10.0 ** (self.settings.min_level_db / 20.0) - 1e-12
-        return bool(((amp[:, :4].max(axis=1) >= level) & (amp[:, 4:].max(axis=1) >= level)).any())
+        if self._level_key != self.settings.min_level_db:
+            self._level_key = self.settings.min_level_db
+            self._level = 10.0 ** (self.settings.min_level_db / 20.0) - 1e-12
+        loudest = amp.reshape(len(amp), 2, 4).max(axis=2)  # per window: loudest row tone, column tone
+        return bool((loudest.min(axis=1) >= self._level).any())
 
     def _classify(self, windows: np.ndarray, amp: np.ndarray) -> list[str | None]:
         """The key held in each window, or None."""

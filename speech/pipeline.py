@@ -228,8 +228,9 @@ class CallPipeline:
         self.frames_processed += 1
         if self._lateness is not None:
             self._lateness.observe(frame.end)
-        for i, stage in enumerate(self.stages):
-            self._forward(stage.process_frame(frame), i + 1)
+        for i, stage in enumerate(self.stages, 1):
+            if events := stage.process_frame(frame):  # most frames give most stages nothing to say
+                self._forward(events, i)
         if frame.end > self.now:
             self.now = frame.end
             for fn in self._tick:
@@ -250,4 +251,5 @@ class CallPipeline:
             except Exception:
                 log.exception("event sink failed on call %s", self.call_id)
         for i in range(start, len(self.stages)):
-            self._forward(self.stages[i].process_event(event), i + 1)
+            if reactions := self.stages[i].process_event(event):
+                self._forward(reactions, i + 1)

@@ -286,6 +286,16 @@ def test_lexical_tension_orders_polite_plain_and_angry_words():
     assert angry.phrases == ("manager", "unacceptable", "third time")
 
 
+def test_scorers_share_one_word_list_with_routine_words_neutral():
+    """Every call's scorer reads the process's one VADER analyzer (a burst of calls no longer
+    parses the 7,500-word lexicon twice per call), and it still leaves the routine words out."""
+    first, second = LexicalScorer(), LexicalScorer()
+    assert first._vader is second._vader
+    assert "problem" not in first._vader.lexicon and "terrible" in first._vader.lexicon
+    assert first.score("I have a problem with my internet.").sentiment == 0.0
+    assert second.score("This is terrible.").sentiment < -0.2
+
+
 def test_transcript_before_speech_ended_is_scored_at_speech_ended(tts):
     """A final can overtake the VAD's hangover: the update must not wait for the next utterance."""
     lines = [(tts(t, **CALM_VOICE), t) for t in CALM_LINES[:3]]
