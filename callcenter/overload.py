@@ -3,7 +3,10 @@
 Every ``interval_s`` the governor reads how far behind the worker is, in seconds:
 
 * the decode backlog: how long the oldest decode queued in the recognizer's pool (an
-  utterance's final, a streaming feed, a partial) has waited for a thread;
+  utterance's final, a streaming feed, a partial) has waited for a thread, or how late the
+  oldest unfinished final already is beyond ``final_allowance_s`` (its own decode time),
+  whichever is more: several workers' pools seldom queue, yet when they share saturated cores
+  every decode slows down and the transcripts lag;
 * frame lateness: how much later than their own timestamps the call pipelines handled frames,
   beyond each call's usual delay (``speech.load.FrameLateness``);
 
@@ -53,6 +56,9 @@ class OverloadSettings(BaseModel):
     """Behind this much: live partial transcripts stop."""
     prosody_off_behind_s: float = Field(4.0, gt=0)
     """Behind this much: tone prosody (pitch analysis) stops; tone from words only."""
+    final_allowance_s: float = Field(1.0, ge=0)
+    """Age of an unfinished final that is its own decode time, not lag (whisper: 0.05-0.5 s for
+    an utterance on a free core; a 30 s one about 1 s)."""
     sustain_samples: int = Field(2, ge=1)
     """Samples in a row over a threshold before stepping up (one slow decode is not overload)."""
     recover_ratio: float = Field(0.5, gt=0, le=1)
@@ -82,7 +88,8 @@ class LoadSample:
     """One look at the worker's load."""
 
     backlog_s: float = 0.0
-    """Wait of the oldest queued decode (0: none waits)."""
+    """Wait of the oldest queued decode, or the oldest unfinished final's lateness beyond its
+    allowance, whichever is more (0: nothing waits or lags)."""
     queued: int = 0
     """Decodes waiting for a pool thread."""
     lateness_s: float = 0.0
@@ -181,7 +188,8 @@ class LoadGovernor:
         backlog_s, queued = 0.0, 0
         if self.engine is not None:
             backlog = self.engine.pool.backlog()
-            backlog_s, queued = backlog.oldest_s, backlog.queued
+            late = backlog.final_age_s - self.settings.final_allowance_s
+            backlog_s, queued = max(backlog.oldest_s, late, 0.0), backlog.queued
         cpu = self._proc.cpu_percent(None) / 100.0
         return LoadSample(backlog_s=backlog_s, queued=queued, lateness_s=self.load.take_lateness(), cpu=cpu)
 

@@ -167,6 +167,56 @@ def test_pool_backlog_is_the_wait_of_the_oldest_queued_decode():
     pool.shutdown()
 
 
+def test_pool_final_age_counts_running_finals_not_partials():
+    """Nothing queues in a pool with a free thread, yet a final that runs slowly (its cores
+    shared with other workers) makes the transcript late: its age shows it, a partial's does not."""
+    pool = DecodePool(3, name="test")
+    gate = threading.Event()
+    final = pool.submit(gate.wait, 30, priority=Priority.FINAL)
+    time.sleep(0.05)
+    partial = pool.submit(gate.wait, 30, priority=Priority.PARTIAL)
+    time.sleep(0.1)
+    backlog = pool.backlog()
+    assert (backlog.queued, backlog.running, backlog.oldest_s) == (0, 2, 0.0)
+    assert backlog.final_age_s >= 0.15
+    gate.set()
+    final.result(10)
+    partial.result(10)
+    assert pool.backlog().final_age_s == 0.0
+    only_partial = pool.submit(time.sleep, 0.2, priority=Priority.PARTIAL)
+    time.sleep(0.1)
+    assert pool.backlog().final_age_s == 0.0
+    only_partial.result(10)
+    pool.shutdown()
+
+
+async def test_governor_sheds_when_running_finals_lag_with_nothing_queued():
+    """A pool of two threads, both busy with finals that do not finish: no queue, but the finals
+    are late beyond their allowance, so the worker refuses calls and stops partials."""
+    engine = StallEngine()
+    engine.concurrency = 2
+    load = ProcessLoad()
+    settings = OverloadSettings(interval_s=0.05, refuse_behind_s=0.2, partials_off_behind_s=0.4,
+                                prosody_off_behind_s=5.0, final_allowance_s=0.3, sustain_samples=1,
+                                recover_hold_s=0.1)
+    governor = LoadGovernor(settings, load, engine)
+    for _ in range(2):
+        engine.pool.submit(lambda: engine.decode(np.zeros(1600, np.float32), final=True), priority=Priority.FINAL)
+    await _wait(lambda: engine.pool.backlog().running == 2, 10)
+    sample = governor.sample()
+    assert sample.queued == 0 and sample.backlog_s == 0.0  # young finals: their own decode time
+    stop = asyncio.Event()
+    task = asyncio.create_task(governor.run(stop))
+    await _wait(lambda: load.level == ShedLevel.NO_PARTIALS, 30)
+    assert governor.report.queued == 0 and governor.report.backlog_s >= 0.4
+    assert not load.admitting and not load.partials and load.prosody
+    engine.release.set()
+    await _wait(lambda: load.level == ShedLevel.NORMAL, 30)
+    stop.set()
+    await task
+    engine.close()
+
+
 async def test_governor_refuses_then_sheds_partials_then_prosody_and_recovers():
     engine = StallEngine()
     load = ProcessLoad()

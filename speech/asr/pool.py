@@ -46,6 +46,11 @@ class Backlog:
     oldest_s: float
     """How long the oldest queued task has waited for a thread; 0 when none waits. (A long
     decode that runs is not backlog; the work it holds up is.)"""
+    final_age_s: float = 0.0
+    """Age of the oldest final (or streaming feed) not done yet, queued or running: how late the
+    transcript somebody waits for already is. A pool with a thread per core in each of several
+    worker processes never queues, yet its decodes slow down together when the cores are
+    saturated; this is where that shows."""
 
 
 class Strand:
@@ -75,6 +80,8 @@ class DecodePool:
         self._stopped = False
         self._submitted: dict[int, float] = {}
         """Submit time of each queued task, oldest first (dicts keep insertion order)."""
+        self._urgent: dict[int, float] = {}
+        """Submit time of each final or feed task not done yet (queued or running), oldest first."""
         self.done = {p: 0 for p in Priority}
         """Tasks completed per priority (for benchmarks and tests)."""
         self.busy_s = {p: 0.0 for p in Priority}
@@ -89,11 +96,15 @@ class DecodePool:
             return max(0, self.workers - self._busy - self._queued)
 
     def backlog(self) -> Backlog:
-        """Queued and running tasks and how long the oldest queued one has waited."""
+        """Queued and running tasks, how long the oldest queued one has waited and how old the
+        oldest unfinished final is."""
         with self._cv:
+            now = time.monotonic()
             oldest = next(iter(self._submitted.values()), None)
+            urgent = next(iter(self._urgent.values()), None)
             return Backlog(self._queued, self._busy,
-                           round(time.monotonic() - oldest, 3) if oldest is not None else 0.0)
+                           round(now - oldest, 3) if oldest is not None else 0.0,
+                           round(now - urgent, 3) if urgent is not None else 0.0)
 
     def submit(
         self, fn: Callable[..., Any], *args: Any, priority: Priority, strand: Strand | None = None
@@ -108,6 +119,8 @@ class DecodePool:
             s = strand or Strand()
             token = next(self._seq)
             self._submitted[token] = time.monotonic()
+            if priority < Priority.PARTIAL:
+                self._urgent[token] = self._submitted[token]
             s.tasks.append((priority, fut, lambda: fn(*args), token))
             self._queued += 1
             if not s.running:
@@ -164,6 +177,7 @@ class DecodePool:
             finally:
                 with self._cv:
                     self._busy -= 1
+                    self._urgent.pop(token, None)
                     self.done[priority] += 1
                     self.busy_s[priority] += time.monotonic() - t0
                     strand.running = False
