@@ -18,8 +18,13 @@ In the same run, side by side: the no-recognizer floor (``asr.engine = none``, s
 the recognizer alone on the same audio in a process of its own (CPU-s per audio second, and the
 calls 2 cores could decode at the audio's speech share: the engine-bound limit).
 
+``--arrivals steady`` places each level's calls one after another (three times the level, at most
+the level up at once), so as many calls are up at every moment but their callers do not all stop
+talking in the same second: the final-transcript latency of a sustained load, where ``burst``
+(the default) measures the worst second.
+
     .venv/bin/python benchmarks/bench_serve.py [--levels 4,8,12,16,20,24,30] [--workers auto|N]
-        [--engine whisper] [--floor-levels 8,16,24,32] [--no-stop] [--keep]
+        [--engine whisper] [--floor-levels 8,16,24,32] [--arrivals burst|steady] [--no-stop] [--keep]
 """
 
 from __future__ import annotations
@@ -124,7 +129,25 @@ ADMIT_WAIT_S = 60
 """Before a level: how long to wait for overloaded workers to recover (admit calls again)."""
 
 
-async def run_level(svc: Service, calls: int, workdir: Path, clock: EventClock | None = None) -> dict:
+STEADY_ROUNDS = 3
+"""``--arrivals steady``: calls placed per level, in multiples of the level (the first round ramps up)."""
+
+
+def sipp_rate(calls: int, arrivals: str) -> tuple[int, list[str]]:
+    """Calls sipp places for a level of ``calls`` concurrent ones, and its rate options.
+
+    ``burst``: all at once (20 a second), so every caller speaks and stops in the same second and
+    every final is decoded at once: the worst case. ``steady``: ``STEADY_ROUNDS`` times as many,
+    one every ``CALL_S / calls`` seconds with at most ``calls`` up at a time, so after the first
+    round ``calls`` calls are up at every moment at spread-out points of their script, as calls
+    arriving independently are (the same concurrency, not the same second)."""
+    if arrivals == "burst":
+        return calls, ["-r", "20"]
+    return calls * STEADY_ROUNDS, ["-r", str(calls), "-rp", str(int(CALL_S * 1000))]
+
+
+async def run_level(svc: Service, calls: int, workdir: Path, clock: EventClock | None = None,
+                    arrivals: str = "burst") -> dict:
     _prepare(workdir)
     deadline = time.monotonic() + ADMIT_WAIT_S  # a level starts on a recovered service
     while time.monotonic() < deadline:
@@ -143,15 +166,16 @@ async def run_level(svc: Service, calls: int, workdir: Path, clock: EventClock |
     before = {s["index"]: s for s in svc.worker_stats()}
     stat_file = workdir / "stat.csv"
     mark = clock.mark() if clock is not None else 0
+    placed, rate = sipp_rate(calls, arrivals)
     cmd = ["sipp", f"127.0.0.1:{svc.settings.sip.port}", "-sn", "uac_pcap", "-i", "127.0.0.1",
-           "-p", str(free_port()), "-mi", "127.0.0.1", "-mp", str(free_port()), "-m", str(calls),
-           "-l", str(calls), "-r", "20", "-nostdin", "-timeout", f"{SIPP_TIMEOUT_S}s", "-timeout_error",
+           "-p", str(free_port()), "-mi", "127.0.0.1", "-mp", str(free_port()), "-m", str(placed),
+           "-l", str(calls), *rate, "-nostdin", "-timeout", f"{SIPP_TIMEOUT_S * STEADY_ROUNDS}s", "-timeout_error",
            "-trace_stat", "-stf", str(stat_file), "-fd", "1", "-trace_rtt", "-rtt_freq", "1"]
     t0 = time.monotonic()
     proc = await asyncio.create_subprocess_exec(*cmd, cwd=workdir, stdout=asyncio.subprocess.DEVNULL,
                                                 stderr=asyncio.subprocess.DEVNULL)
     try:
-        await asyncio.wait_for(proc.wait(), SIPP_TIMEOUT_S + 15)
+        await asyncio.wait_for(proc.wait(), SIPP_TIMEOUT_S * STEADY_ROUNDS + 15)
     except TimeoutError:
         proc.kill()
         await proc.wait()
@@ -191,7 +215,8 @@ async def run_level(svc: Service, calls: int, workdir: Path, clock: EventClock |
         "setup_p50": percentile(rtts, 0.5),
         "setup_p95": percentile(rtts, 0.95),
         "dropped": dropped,
-        "cpu_per_call": (cpu1 - cpu0) / calls,
+        "placed": placed,
+        "cpu_per_call": (cpu1 - cpu0) / placed,
         "cpu_per_call_s": net,
         "cpu_gross_per_call_s": (cpu1 - cpu0) / call_s,
         "idle_cpu_per_worker": idle_rate.get("total", 0.0) / max(1, len(pids)),
@@ -239,11 +264,11 @@ def _levels(stats: dict, before: dict) -> list[int]:
 
 
 def _failed(r: dict) -> bool:
-    return bool(r["failed"] or r["dropped"] or r["crashed"] or r["ok"] < r["calls"])
+    return bool(r["failed"] or r["dropped"] or r["crashed"] or r["ok"] < r["placed"])
 
 
 async def step(label: str, tmp: Path, levels: list[int], *, workers: int, engine: str | None,
-               stop: bool) -> tuple[list[dict], dict]:
+               stop: bool, arrivals: str = "burst") -> tuple[list[dict], dict]:
     """Run ``levels`` on one service until the first level with a failure (unless not ``stop``)."""
     svc = await start_service(settings_for(tmp, workers=workers, engine=engine), log_dir=tmp / "logs",
                               ready_timeout=READY_S)
@@ -256,7 +281,7 @@ async def step(label: str, tmp: Path, levels: list[int], *, workers: int, engine
     try:
         await clock.start()
         for level in levels:
-            res = await run_level(svc, level, tmp / f"sipp-{level}", clock)
+            res = await run_level(svc, level, tmp / f"sipp-{level}", clock, arrivals)
             res["label"], res["workers"] = label, info["workers"]
             results.append(res)
             print(f"  {label} {level} calls: {res['ok']} ok, {res['failed']} failed, dropped {res['dropped']}, "
@@ -283,6 +308,9 @@ async def main() -> int:
     ap.add_argument("--engine", default=None, help="recognizer (default: the service's default)")
     ap.add_argument("--no-stop", action="store_true", help="run every level, not only until the first failure")
     ap.add_argument("--keep", action="store_true", help="keep the run's folder (logs, data) and print it")
+    ap.add_argument("--arrivals", choices=("burst", "steady"), default="burst",
+                    help="burst: a level's calls all at once; steady: placed one after another so that "
+                         "as many are up at every moment, at spread-out points of their script")
     ap.add_argument("--latency-bound", type=float, default=2.0,
                     help="final-transcript p95 (s) a held level must stay within (reported, does not stop)")
     args = ap.parse_args()
@@ -293,11 +321,11 @@ async def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="bench-serve-"))
     load0 = os.getloadavg()
     full, info = await step("full analysis", tmp / "full", levels, workers=workers, engine=args.engine,
-                            stop=not args.no_stop)
+                            stop=not args.no_stop, arrivals=args.arrivals)
     floor: list[dict] = []
     if floor_levels:
         floor, _ = await step("no recognizer", tmp / "floor", floor_levels, workers=workers, engine="none",
-                              stop=not args.no_stop)
+                              stop=not args.no_stop, arrivals=args.arrivals)
     wav, audio_s, share = pcap_wav(tmp / "uac_pcap.wav")
     try:
         alone = await recognizer_alone(info["asr"], wav)
@@ -310,17 +338,18 @@ async def main() -> int:
     engine_calls = cores / (alone * share * audio_s / CALL_S) if alone == alone and alone > 0 else float("nan")
     print()
     print(f"sipp uac_pcap (~{CALL_S:.0f} s calls: {audio_s:.1f} s of PCMA, speech share {share:.0%}, RFC 4733), "
-          f"Kamailio front; load average before {load0[0]:.2f}, after {load1[0]:.2f} ({cores} cores)")
+          f"Kamailio front, {args.arrivals} arrivals; load average before {load0[0]:.2f}, after {load1[0]:.2f} "
+          f"({cores} cores)")
     if info["plan"] is not None:
         print(f"capacity plan: {info['plan']}")
     print(f"recognizer alone on the same audio: {_fmt(alone, '.3f')} CPU-s per audio s -> engine-bound limit "
           f"{_fmt(engine_calls, '.0f')} calls on {cores} cores")
     print()
-    print("| analysis | workers | calls | answered | failed | dropped frames | set-up p50/p95 (ms) | utterances / finals "
+    print("| analysis | workers | calls up at once | placed / answered | failed | dropped frames | set-up p50/p95 (ms) | utterances / finals "
           "| final latency p50/p95 (s) | worker CPU per call-second (net / gross) | RSS / USS per worker (MB) | 503 overload | shed |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in full + floor:
-        print(f"| {r['label']} | {r['workers']} | {r['calls']} | {r['ok']} | {r['failed']} | {r['dropped']} "
+        print(f"| {r['label']} | {r['workers']} | {r['calls']} | {r['placed']} / {r['ok']} | {r['failed']} | {r['dropped']} "
               f"| {_fmt(r['setup_p50'], '.0f')} / {_fmt(r['setup_p95'], '.0f')} | {r['utterances']} / {r['finals']} "
               f"| {_fmt(r['final_p50'])} / {_fmt(r['final_p95'])} "
               f"| {_fmt(r['cpu_per_call_s'], '.3f')} / {_fmt(r['cpu_gross_per_call_s'], '.3f')} "

@@ -381,7 +381,20 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=os.environ.get("CALLCENTER_LOG_LEVEL", "WARNING"), stream=sys.stderr,
                         format=f"%(asctime)s worker{args.index} %(levelname)s %(name)s: %(message)s")
     settings = Settings.model_validate_json(args.settings_json.read_text())
-    return asyncio.run(run_worker(settings, port=args.port, index=args.index))
+    profile_dir = os.environ.get("CALLCENTER_PROFILE_DIR")
+    if not profile_dir:
+        return asyncio.run(run_worker(settings, port=args.port, index=args.index))
+    # a developer's view of where the event loop's time goes (py-spy cannot attach everywhere):
+    # cProfile of this thread's CPU time (wall time would charge it the other processes' turns),
+    # written when the worker stops
+    import cProfile
+    import time
+
+    with cProfile.Profile(time.thread_time) as prof:
+        try:
+            return asyncio.run(run_worker(settings, port=args.port, index=args.index))
+        finally:
+            prof.dump_stats(Path(profile_dir) / f"worker{args.index}.prof")
 
 
 if __name__ == "__main__":
