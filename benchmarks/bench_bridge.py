@@ -19,6 +19,8 @@ side:
 - final-transcript latency p50/p95 (``speech.ended`` → ``transcript.final`` on the broker, both
   parties: ``live_capacity.EventClock``);
 - worker CPU per bridged call-second (psutil over the worker processes) and memory per worker;
+- the test phones' CPU per call-second (callers' and agents' pjsua2 processes, from the
+  children's rusage): what a real deployment's phones would not take from the workers' cores;
 - the baseline in the same run: the same callers with no agent (IVR and queue music only).
 
 A worker holds 4 SIP calls (the pjsua2 wheel); a bridged call takes 2 of them, so a worker bridges
@@ -34,6 +36,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -132,6 +135,13 @@ def _first_voice_s(wav: str) -> float | None:
     return float(loud[0]) * 0.02 if len(loud) else None
 
 
+def _children_cpu() -> float:
+    """CPU seconds of this process's children that have exited and been waited for: the test
+    phones of the levels so far (the workers, Kamailio and mosquitto are still running)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _worker_cpu(svc: Service) -> float:
     total = 0.0
     for stats in svc.worker_stats():
@@ -169,13 +179,14 @@ async def _level(svc: Service, n: int, tmp: Path, *, with_agents: bool) -> dict[
             "--record", str(tmp / f"agent{i}-n{n}.wav"), "--wait-call", "90"))
             for i in range(n)]
         await asyncio.sleep(3)  # registered and ready
-    cpu0 = _worker_cpu(svc)
+    cpu0, phones0 = _worker_cpu(svc), _children_cpu()
     callers = [_run("-m", "telephony.test_caller", svc.sip_uri, "--dtmf", "0", "--dtmf-first",
                     "--play", str(continuous_caller(tmp)), "--hangup-after", str(CALL_S), "--json") for _ in range(n)]
     results = await asyncio.gather(*callers)
     agent_results = await asyncio.gather(*agents)
     await asyncio.sleep(3)
     cpu = _worker_cpu(svc) - cpu0
+    phones = _children_cpu() - phones0  # the callers' phones of this level (and agents', waited for)
     answered = [r for r in results if r.get("answered")]
     store = CrmStore(svc.settings.store_url)
     store.start()
@@ -210,7 +221,8 @@ async def _level(svc: Service, n: int, tmp: Path, *, with_agents: bool) -> dict[
             "bridged": bridged, "dropped_frames": dropped,
             "connect_p50": percentile(connect, 50), "connect_p95": percentile(connect, 95),
             "answer_to_audio_p50": percentile(to_audio, 50), "answer_to_audio_p95": percentile(to_audio, 95),
-            "cpu_per_call_s": cpu / max(1, len(answered)) / CALL_S}
+            "cpu_per_call_s": cpu / max(1, len(answered)) / CALL_S,
+            "phones_cpu_per_call_s": phones / max(1, n) / CALL_S}
 
 
 def _bad(r: dict[str, Any]) -> bool:
@@ -246,13 +258,14 @@ async def main() -> int:
     print(f"load average before {load0[0]:.2f}, after {load1[0]:.2f} ({os.cpu_count()} cores)")
     print("| callers | agents | workers | answered | failed | bridged | dropped frames | queue→agent p50/p95 (s) "
           "| answer→audio p50/p95 (s) | utterances / finals | final latency p50/p95 (s) "
-          "| worker CPU per call-second | RSS / USS per worker (MB) |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "| worker CPU per call-second | test phones' CPU per call-second | RSS / USS per worker (MB) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['n']} | {'yes' if r['agents'] else 'none (baseline)'} | {r['workers']} | {r['answered']} "
               f"| {r['failed']} | {r['bridged']} | {r['dropped_frames']} | {r['connect_p50']:.2f} / {r['connect_p95']:.2f} "
               f"| {r['answer_to_audio_p50']:.2f} / {r['answer_to_audio_p95']:.2f} | {r['utterances']} / {r['finals']} "
               f"| {r['final_p50']:.2f} / {r['final_p95']:.2f} | {r['cpu_per_call_s']:.3f} "
+              f"| {r['phones_cpu_per_call_s']:.3f} "
               f"| {r['rss_mb']:.0f} / {r['uss_mb']:.0f} |")
     clean = [r["n"] for r in rows if r["agents"] and not _bad(r)]
     print(f"\nmost concurrent bridged calls with 0 failed, 0 dropped frames: {max(clean) if clean else 0}")
