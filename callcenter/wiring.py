@@ -149,8 +149,7 @@ def prepare_process(settings: Settings) -> AsrEngine | None:
     """Before a process's first call: load its recognizer and pay first-use costs now (the
     model's first decode, librosa's first pitch analysis, VADER's word list: ~1 s, which otherwise
     lands on the event loop at the first utterance and delays that call's final transcript and
-    IVR choice).
-    Blocking: run it off the event loop."""
+    IVR choice). Blocking: run it off the event loop."""
     engine = load_asr_engine(settings)
     if engine is not None:
         engine.warm_up()

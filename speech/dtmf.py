@@ -77,8 +77,8 @@ class DtmfStage(Stage):
         self._basis_key: tuple[int, int] | None = None
         self._basis = np.empty((0, 8), dtype=np.complex64)
         self._gain = 1.0
-        self._level_key: float | None = None
-        self._level = 0.0
+        self._level = 10.0 ** (settings.min_level_db / 20.0) - 1e-12
+        """``min_level_db`` as an amplitude (full scale 1.0)."""
 
     def process_frame(self, frame: AudioFrame) -> list[Event]:
         x = frame.floats()
@@ -125,9 +125,6 @@ class DtmfStage(Stage):
         """Whether some window has a row and a column tone at ``min_level_db`` or above (the
         first test ``_classify`` makes): most frames (silence, quiet speech) fail it, and then
         skip the rest of the analysis."""
-        if self._level_key != self.settings.min_level_db:
-            self._level_key = self.settings.min_level_db
-            self._level = 10.0 ** (self.settings.min_level_db / 20.0) - 1e-12
         loudest = amp.reshape(len(amp), 2, 4).max(axis=2)  # per window: loudest row tone, column tone
         return bool((loudest.min(axis=1) >= self._level).any())
 
