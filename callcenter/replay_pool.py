@@ -157,10 +157,14 @@ class ProcessBackend:
                             if msg.kind == "closed":
                                 worker.closed = True
                                 continue
+                            finished = None
                             if msg.kind == "done":
-                                worker.job = None
-                                yield msg.payload
+                                worker.job, finished = None, msg.payload
+                            # the next file first, then the caller's work on this one (its
+                            # lines, checks, progress): the worker replays meanwhile
                             lost = not hand_out(worker)  # after ready or done
+                            if finished is not None:
+                                yield finished
                     elif worker.proc.sentinel in ready:
                         lost = True
                     if not lost:
