@@ -167,15 +167,16 @@ async def run_level(svc: Service, calls: int, workdir: Path, clock: EventClock |
     stat_file = workdir / "stat.csv"
     mark = clock.mark() if clock is not None else 0
     placed, rate = sipp_rate(calls, arrivals)
+    timeout_s = SIPP_TIMEOUT_S * placed // calls  # a steady level lasts its rounds
     cmd = ["sipp", f"127.0.0.1:{svc.settings.sip.port}", "-sn", "uac_pcap", "-i", "127.0.0.1",
            "-p", str(free_port()), "-mi", "127.0.0.1", "-mp", str(free_port()), "-m", str(placed),
-           "-l", str(calls), *rate, "-nostdin", "-timeout", f"{SIPP_TIMEOUT_S * STEADY_ROUNDS}s", "-timeout_error",
+           "-l", str(calls), *rate, "-nostdin", "-timeout", f"{timeout_s}s", "-timeout_error",
            "-trace_stat", "-stf", str(stat_file), "-fd", "1", "-trace_rtt", "-rtt_freq", "1"]
     t0 = time.monotonic()
     proc = await asyncio.create_subprocess_exec(*cmd, cwd=workdir, stdout=asyncio.subprocess.DEVNULL,
                                                 stderr=asyncio.subprocess.DEVNULL)
     try:
-        await asyncio.wait_for(proc.wait(), SIPP_TIMEOUT_S * STEADY_ROUNDS + 15)
+        await asyncio.wait_for(proc.wait(), timeout_s + 15)
     except TimeoutError:
         proc.kill()
         await proc.wait()
