@@ -5,7 +5,8 @@ whisper engine with both parties recognized, tone, dead air, recording, CRM stor
 mosquitto it starts, workers from the capacity plan) and, per level, N agents' phones
 (``telephony.test_agent``, digest-registered, each plays the agent side of
 ``audio_fixtures/sides/bridged_refund.agent.wav`` and records what it hears) and N callers
-(``telephony.test_caller``: press 0, then the caller side), all at once. Levels step up until the
+(``telephony.test_caller``: press 0, then the caller side), all at once once every phone is
+up (the phones' own start-up is kept out of the measured window). Levels step up until the
 first with a failed call or a dropped frame (unless ``--no-stop``). Reported per level, side by
 side:
 
@@ -20,7 +21,8 @@ side:
   parties: ``live_capacity.EventClock``);
 - worker CPU per bridged call-second (psutil over the worker processes) and memory per worker;
 - the test phones' CPU per call-second (callers' and agents' pjsua2 processes, from the
-  children's rusage): what a real deployment's phones would not take from the workers' cores;
+  children's rusage, less what they spent starting): what a real deployment's phones would not
+  take from the workers' cores;
 - the baseline in the same run: the same callers with no agent (IVR and queue music only).
 
 A worker holds 4 SIP calls (the pjsua2 wheel); a bridged call takes 2 of them, so a worker bridges
@@ -67,6 +69,8 @@ VOICE_DBFS = -40.0
 
 READY_S = 300.0
 """How long the workers may take to start (each loads the recognizer; on a busy machine, minutes)."""
+READY_PHONES_S = 120.0
+"""How long a level's phones may take to start (N Python processes on 2 cores)."""
 STORE_WAIT_S = 90.0
 """How long to wait for the answered calls to reach the store (after-call work on a busy machine)."""
 WORKERS = 0
@@ -92,10 +96,14 @@ def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q))
 
 
-async def _run(*args: str, timeout_s: float = 120) -> dict[str, Any]:
-    proc = await asyncio.create_subprocess_exec(sys.executable, *args, stdout=asyncio.subprocess.PIPE,
+async def _start(*args: str) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(sys.executable, *args, stdout=asyncio.subprocess.PIPE,
                                                 stderr=asyncio.subprocess.PIPE, stdin=asyncio.subprocess.DEVNULL,
                                                 cwd=str(ROOT))
+
+
+async def _result(proc: asyncio.subprocess.Process, timeout_s: float = 120) -> dict[str, Any]:
+    """The JSON line a phone prints when it is done."""
     try:
         out, err = await asyncio.wait_for(proc.communicate(), timeout_s)
     except TimeoutError:  # an agent whose caller was refused (beyond capacity) waits in vain
@@ -107,6 +115,26 @@ async def _run(*args: str, timeout_s: float = 120) -> dict[str, Any]:
         return {"error": err.decode()[-500:]}
     result: dict[str, Any] = json.loads(lines[-1])
     return result
+
+
+async def _wait_files(paths: list[Path], timeout_s: float) -> int:
+    """Wait until every path exists (phones that are up); returns how many do."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and not all(p.exists() for p in paths):  # noqa: ASYNC110 - other processes
+        await asyncio.sleep(0.1)
+    return sum(p.exists() for p in paths)
+
+
+def _live_cpu(procs: list[asyncio.subprocess.Process]) -> float:
+    """CPU seconds the still-running phones have used so far (their start-up)."""
+    total = 0.0
+    for proc in procs:
+        try:
+            t = psutil.Process(proc.pid).cpu_times()
+            total += t.user + t.system
+        except psutil.Error:
+            pass
+    return total
 
 
 def continuous_caller(tmp: Path) -> Path:
@@ -172,21 +200,32 @@ async def run_level(svc: Service, n: int, tmp: Path, *, with_agents: bool) -> di
 
 async def _level(svc: Service, n: int, tmp: Path, *, with_agents: bool) -> dict[str, Any]:
     front = f"{svc.settings.sip.host}:{svc.settings.sip.port}"
-    agents = []
+    signals = tmp / f"signals-n{n}"
+    signals.mkdir(parents=True, exist_ok=True)
+    agents: list[asyncio.subprocess.Process] = []
     if with_agents:
-        agents = [asyncio.create_task(_run(
+        agents = [await _start(
             "-m", "telephony.test_agent", f"sip:agent{i}@{front}", "--password", f"pw-{i}", "--play", str(AGENT_SIDE),
-            "--record", str(tmp / f"agent{i}-n{n}.wav"), "--wait-call", "90"))
+            "--record", str(tmp / f"agent{i}-n{n}.wav"), "--wait-call", "90",
+            "--ready-file", str(signals / f"agent{i}"))
             for i in range(n)]
-        await asyncio.sleep(3)  # registered and ready
-    cpu0, phones0 = _worker_cpu(svc), _children_cpu()
-    callers = [_run("-m", "telephony.test_caller", svc.sip_uri, "--dtmf", "0", "--dtmf-first",
-                    "--play", str(continuous_caller(tmp)), "--hangup-after", str(CALL_S), "--json") for _ in range(n)]
-    results = await asyncio.gather(*callers)
-    agent_results = await asyncio.gather(*agents)
+        await _wait_files([signals / f"agent{i}" for i in range(n)], READY_PHONES_S)  # registered
+        await asyncio.sleep(1.0)  # the ACD reads the registrar every 0.5 s
+    # The callers' phones start first and dial together on the go file: the start-up of N Python
+    # processes (imports, pjsua2) would otherwise load the cores exactly when the calls begin.
+    go = signals / "go"
+    callers = [await _start("-m", "telephony.test_caller", svc.sip_uri, "--dtmf", "0", "--dtmf-first",
+                            "--play", str(continuous_caller(tmp)), "--hangup-after", str(CALL_S), "--json",
+                            "--ready-file", str(signals / f"caller{i}"), "--go-file", str(go))
+               for i in range(n)]
+    await _wait_files([signals / f"caller{i}" for i in range(n)], READY_PHONES_S)
+    cpu0, phones0 = _worker_cpu(svc), _children_cpu() + _live_cpu([*agents, *callers])
+    go.touch()
+    results = await asyncio.gather(*(_result(p) for p in callers))
+    agent_results = await asyncio.gather(*(_result(p) for p in agents))
     await asyncio.sleep(3)
     cpu = _worker_cpu(svc) - cpu0
-    phones = _children_cpu() - phones0  # the callers' phones of this level (and agents', waited for)
+    phones = _children_cpu() - phones0  # the phones of this level, from the go (start-up excluded)
     answered = [r for r in results if r.get("answered")]
     store = CrmStore(svc.settings.store_url)
     store.start()

@@ -3,8 +3,9 @@
 A pjsua2 process holds 4 call slots, so the worker count follows from a target of concurrent
 calls. That target is what the CPU can afford: each call costs the recognizer's CPU per second
 of audio times the share of the call that is speech (the VAD sends only speech to it), plus a
-floor for everything else (telephony, VAD, detectors, IVR, recording, storage: about 0.04 of a
-core per call measured with no recognizer, see FACTS.md). The recognizer's cost is configured
+floor for everything else (telephony, VAD, detectors, IVR, recording, storage: about 0.02 of a
+core per call measured with no recognizer, 0.03 beside a busy one; FACTS.md had 0.04 before the
+frame path was made cheaper). The recognizer's cost is configured
 (``capacity.asr_cpu_per_audio_s``) or measured by a timed decode of a shipped prompt in a
 short-lived process (:func:`measure_asr_cost`), since it depends on the engine, the model and the
 machine; the measurement is kept under ``data_dir`` (:func:`measured_cost`), so later starts on
@@ -55,11 +56,12 @@ class CapacitySettings(BaseModel):
     process, or read from that earlier measurement (:func:`measured_cost`)."""
     speech_share: float = Field(0.5, gt=0, le=2)
     """Seconds of speech recognized per second of call (both parties of a bridged call count)."""
-    floor_cpu_per_call: float = Field(0.05, ge=0)
+    floor_cpu_per_call: float = Field(0.03, ge=0)
     """Cores one call costs besides its recognizer's decodes (telephony, detectors, IVR,
-    storage, publishing): 0.03-0.04 measured through ``serve`` with ``asr.engine = none``, and
-    0.045-0.06 for the same threads in a worker whose recognizer is busy too
-    (``benchmarks/bench_serve.py``)."""
+    storage, publishing). Measured through ``serve`` (``benchmarks/bench_serve.py``, 30 steady
+    calls on 8 workers): 0.019 with ``asr.engine = none``; beside a busy recognizer the same
+    threads took ~0.03 (whole workers 0.059 per call-second at a 73 % speech share, the
+    recognizer's finals and partials ~0.03 of it). Was 0.05 before the frame path's cuts."""
     utilization: float = Field(0.8, gt=0, le=1)
     """Share of the cores planned for calls: the rest absorbs bursts (long turns, after-call work)."""
     cores: int | None = Field(None, ge=1)

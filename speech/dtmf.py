@@ -15,6 +15,7 @@ means a dropout shorter than the gap inside a long press does not make two digit
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -59,8 +60,11 @@ class _Press:
 @dataclass
 class _PartyState:
     tail: np.ndarray
+    """The previous frame's second half, as int16 samples (converted only when analyzed)."""
     tail_end: float
     press: _Press | None = None
+    tail_energy: float = 0.0
+    """Sum of the previous frame's squared samples (full scale 1.0): bounds what its half holds."""
 
 
 class DtmfStage(Stage):
@@ -77,27 +81,34 @@ class DtmfStage(Stage):
         self._basis_key: tuple[int, int] | None = None
         self._basis = np.empty((0, 8), dtype=np.complex64)
         self._gain = 1.0
+        self._amp_bound = 1.0
         self._level = 10.0 ** (settings.min_level_db / 20.0) - 1e-12
         """``min_level_db`` as an amplitude (full scale 1.0)."""
 
     def process_frame(self, frame: AudioFrame) -> list[Event]:
-        x = frame.floats()
-        n = len(x)
+        n = frame.num_samples
         if n < 4:
             return []
         hop = n // 2
         state = self._states.get(frame.party)
         if state is None or abs(state.tail_end - frame.timestamp) > 1e-4 or len(state.tail) != hop:
             prev = state.press if state else None
-            state = _PartyState(tail=np.zeros(hop, dtype=np.float32), tail_end=frame.timestamp, press=prev)
+            state = _PartyState(tail=np.zeros(hop, dtype=np.int16), tail_end=frame.timestamp, press=prev)
             self._states[frame.party] = state
+        energy = frame.mean_square() * n
+        quiet = state.press is None and self._too_quiet(n, frame.sample_rate, state.tail_energy + energy)
+        samples = frame.samples()
+        tail = state.tail
+        state.tail, state.tail_end, state.tail_energy = samples[-hop:], frame.end, energy
+        if quiet:
+            return []  # no key can reach ``min_level_db`` in either window, none to close
         # the window that straddles the previous frame, then this frame itself (filled in place:
         # numpy's as_strided view cost more, in Python, than the copy of 320 floats)
-        windows = np.empty((2, n), dtype=x.dtype)
-        windows[0, :hop] = state.tail
-        windows[0, hop:] = x[: n - hop]
-        windows[1] = x
-        state.tail, state.tail_end = x[-hop:], frame.end  # x is this frame's own array: no copy needed
+        windows = np.empty((2, n), dtype=np.float32)
+        windows[0, :hop] = tail
+        windows[0, hop:] = samples[: n - hop]
+        windows[1] = samples
+        windows *= 1.0 / 32768.0
         amp = self._amplitudes(windows, frame.sample_rate)
         if state.press is None and not self._loud_enough(amp):
             return []  # no key in either window and none to close: nothing to track
@@ -107,6 +118,14 @@ class DtmfStage(Stage):
             end = frame.timestamp + (i * hop) / frame.sample_rate
             out.extend(self._track(frame.party, state, key, end, n / frame.sample_rate))
         return out
+
+    def _too_quiet(self, n: int, rate: int, energy: float) -> bool:
+        """Whether audio with this much ``energy`` (sum of squares, over both windows) cannot hold
+        a tone at ``min_level_db``. Cauchy-Schwarz bounds a tone's estimated amplitude by
+        ``gain * |window| * sqrt(energy)``; most frames (silence, echo, quiet speech) are below it
+        and skip the Goertzel bank, with the same result as running it."""
+        self._basis_for(n, rate)
+        return bool(self._amp_bound * math.sqrt(energy) < self._level)
 
     def finish(self, t: float) -> list[Event]:
         out: list[Event] = []
@@ -159,6 +178,7 @@ class DtmfStage(Stage):
             window = np.hanning(n)
             self._basis = (window[:, None] * np.exp(-2j * np.pi * t[:, None] * freqs[None, :])).astype(np.complex64)
             self._gain = 2.0 / float(window.sum())
+            self._amp_bound = self._gain * float(np.sqrt(np.sum(window**2))) * 1.001  # complex64 rounding
             self._basis_key = (n, rate)
         return self._basis
 

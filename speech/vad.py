@@ -79,6 +79,13 @@ class _PartyState:
     """(start, end, dBFS) of this party's own recent frames: what the other parties' lines carry."""
     echo_gated_s: float = 0.0
     """Audio the webrtcvad called speech that the echo gate held back as echo."""
+    sent_slots: dict[int, float] = field(default_factory=dict)
+    """``sent`` by 20 ms slot (a frame's start), kept as frames arrive: the envelope test reads
+    slots, and rebuilding them from the histories on every voiced frame was the gate's main cost."""
+    far_slots: dict[int, float] = field(default_factory=dict)
+    """``far_end`` by 20 ms slot, the loudest level stamped in each."""
+    oldest_slot: int | None = None
+    """Lowest slot either map may still hold (they are pruned with the histories)."""
 
 
 class VadStage(Stage):
@@ -105,7 +112,7 @@ class VadStage(Stage):
         state = self._states.setdefault(frame.party, _PartyState())
         frame_level: float | None = None
         if self.settings.echo_gate:
-            frame_level = pcm_dbfs(frame.pcm)
+            frame_level = frame.dbfs()
             self._note_played(state, frame, frame_level)
         vad = self._vads.get(frame.party)
         if vad is None:
@@ -157,12 +164,27 @@ class VadStage(Stage):
         """Remember this frame's own ``level`` (the far end of the other parties) and what the
         edge says was played into its line, for ``echo_tail_ms``."""
         keep_after = frame.timestamp - self.settings.echo_tail_ms / 1000 - ECHO_WINDOW_S - 0.1
+        slot = round(frame.timestamp / _SLOT_S)
         if frame.far_end_dbfs is not None:
             state.far_end.append((frame.timestamp, frame.end, frame.far_end_dbfs))
+            state.far_slots[slot] = max(frame.far_end_dbfs, state.far_slots.get(slot, _SILENT_DB))
         state.sent.append((frame.timestamp, frame.end, level))
+        state.sent_slots[slot] = level
         for history in (state.far_end, state.sent):
             while history and history[0][1] < keep_after:
                 history.popleft()
+        # the maps drop what the histories dropped (a slot is kept one step longer: never read)
+        cutoff = round(keep_after / _SLOT_S) - 1
+        low = slot if state.oldest_slot is None else state.oldest_slot
+        if low < cutoff - 4 * round(ECHO_WINDOW_S / _SLOT_S):  # a jump (a gap in the audio): start over
+            state.sent_slots = {k: v for k, v in state.sent_slots.items() if k >= cutoff}
+            state.far_slots = {k: v for k, v in state.far_slots.items() if k >= cutoff}
+            low = cutoff
+        while low < cutoff:
+            state.sent_slots.pop(low, None)
+            state.far_slots.pop(low, None)
+            low += 1
+        state.oldest_slot = low
 
     def _is_echo(self, party: Party, level: float, t0: float, t1: float) -> bool:
         """Whether the chunk [t0, t1), at ``level`` dBFS, is no louder than the echo of what was
@@ -182,13 +204,8 @@ class VadStage(Stage):
     def _follows_played(self, party: Party, t1: float) -> bool:
         """Whether ``party``'s recent levels rise and fall with what was played into its line,
         at some delay within the echo tail (Pearson correlation of 20 ms levels in dB)."""
-        own = {round(start / _SLOT_S): lv for start, _, lv in self._states[party].sent}
-        far: dict[int, float] = {}
-        sources = [self._states[party].far_end] + [s.sent for p, s in self._states.items() if p != party]
-        for history in sources:
-            for start, _, lv in history:
-                slot = round(start / _SLOT_S)
-                far[slot] = max(lv, far.get(slot, _SILENT_DB))
+        own = self._states[party].sent_slots
+        sources = [self._states[party].far_slots] + [s.sent_slots for p, s in self._states.items() if p != party]
         last = round(t1 / _SLOT_S) - 1
         slots = [s for s in range(last - round(ECHO_WINDOW_S / _SLOT_S) + 1, last + 1) if s in own]
         if len(slots) < _MIN_SLOTS:
@@ -201,10 +218,13 @@ class VadStage(Stage):
         idx = np.array(slots)
         lags = np.arange(round(self.settings.echo_tail_ms / 1000 / _SLOT_S) + 1)
         base = int(idx[0] - lags[-1])
-        played = np.full(int(idx[-1]) - base + 1, _SILENT_DB, dtype=np.float64)
-        for slot, lv in far.items():
-            if base <= slot <= idx[-1]:
-                played[slot - base] = lv
+        span = range(base, int(idx[-1]) + 1)
+        if len(sources) == 1:
+            far = sources[0]
+            levels = [far.get(slot, _SILENT_DB) for slot in span]
+        else:
+            levels = [max(src.get(slot, _SILENT_DB) for src in sources) for slot in span]
+        played = np.array(levels, dtype=np.float64)
         theirs = np.maximum(played[idx[None, :] - lags[:, None] - base], _ENVELOPE_FLOOR_DB)
         spread = theirs.std(axis=1)
         if (spread < _FLAT_DB).any():

@@ -131,14 +131,14 @@ async def run_test_agent(
     uri: str, password: str, script: AgentScript | None = None, *, realm: str = "*",
     dial: str | None = None, settings: SipSettings | None = None, port: int | None = None,
     register_timeout_s: float = 10.0, on_result: Callable[[TestAgentResult], None] | None = None,
-    tls: bool = False,
+    tls: bool = False, on_registered: Callable[[], None] | None = None,
 ) -> TestAgentResult:
     """Register as the agent of ``uri`` and run ``script`` (or dial ``dial`` and return).
     ``tls``: register and dial over TLS (``uri`` names the front's TLS port; ``settings``
     then has ``tls_port`` and, for the front to reach the phone, ``tls_cert``/``tls_key``).
 
     ``on_result`` gets the result before the endpoint is torn down (pjlib's shutdown cannot
-    swallow the report)."""
+    swallow the report). ``on_registered`` runs once the registrar has accepted the phone."""
     script = script or AgentScript()
     user, registrar = parse_agent_uri(uri)
     sip = (settings or SipSettings()).model_copy(update={"record": False})
@@ -152,6 +152,8 @@ async def run_test_agent(
                                  reason=reg.reason if reg.status else "no answer from the registrar",
                                  local_port=local_port)
         if reg.active:
+            if on_registered is not None:
+                on_registered()
             if dial is not None:
                 result.dialed = await _dial(endpoint, f"sip:{dial}@{registrar}" + (";transport=tls" if tls else ""))
             else:
@@ -357,6 +359,7 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--dial", help="dial this user at the front instead (a feature code: '*1')")
     ap.add_argument("--port", type=int, help="local SIP port (default: a free one)")
     ap.add_argument("--register-timeout", type=float, default=10.0)
+    ap.add_argument("--ready-file", type=Path, help="create this file once registered")
     add_secure_arguments(ap)
     ap.add_argument("--cert", type=Path, help="with --tls: certificate the phone's TLS listener presents "
                     "(the front connects to it to ring the agent)")
@@ -394,7 +397,8 @@ async def run_from_args(args: argparse.Namespace, settings: SipSettings | None =
                           cert=args.cert, key=args.key)
     result = await run_test_agent(args.uri, args.password, script, realm=args.realm, dial=args.dial,
                                   settings=sip, port=args.port, register_timeout_s=args.register_timeout,
-                                  on_result=report, tls=args.tls)
+                                  on_result=report, tls=args.tls,
+                                  on_registered=None if args.ready_file is None else args.ready_file.touch)
     return exit_code(result, script, args.dial is not None)
 
 

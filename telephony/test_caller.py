@@ -11,9 +11,10 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -84,6 +85,7 @@ async def place_test_call(
     answer_timeout_s: float = 15.0,
     on_result: Callable[[TestCallResult], None] | None = None,
     dtmf_first: bool = False,
+    before_dial: Callable[[], Awaitable[None]] | None = None,
 ) -> TestCallResult:
     """Place one call and run the script: play, then each entry of ``dtmf`` after ``dtmf_delay``
     (``dtmf_first``: the keys, then the recording: press 0, then talk to the agent).
@@ -93,13 +95,16 @@ async def place_test_call(
 
     ``hangup_after`` (s from answer) ends the call early or holds it open after the script;
     ``None`` hangs up ``TAIL_S`` after the script. ``record_dir`` keeps a stereo WAV (ch1 what
-    we sent, ch2 what we heard).
+    we sent, ch2 what we heard). ``before_dial`` runs once the endpoint is up (a benchmark
+    starts its phones first and places their calls together).
     """
     sip = settings or SipSettings()
     local_port = port or free_port(sip.host)
     endpoint = SipEndpoint(sip, port=local_port, record_dir=record_dir, name="testcaller")
     await endpoint.start()
     try:
+        if before_dial is not None:
+            await before_dial()
         try:
             leg = await endpoint.place_call(uri, answer_timeout_s=answer_timeout_s)
         except CallFailed as exc:
@@ -197,6 +202,23 @@ async def _listen(leg: CallLeg, result: TestCallResult) -> None:
         result.heard_rms_dbfs = round(10 * np.log10(energy / samples / 32768.0**2), 2)
 
 
+def start_signal(ready_file: Path | None, go_file: Path | None) -> Callable[[], Awaitable[None]] | None:
+    """``--ready-file``/``--go-file``: create ``ready_file`` once the phone is up, then wait until
+    ``go_file`` exists (polled every 20 ms). Lets a benchmark start many phone processes, whose
+    start-up would otherwise load the machine it measures, and then place their calls at once."""
+    if ready_file is None and go_file is None:
+        return None
+
+    async def signal() -> None:
+        if ready_file is not None:
+            await asyncio.to_thread(ready_file.touch)
+        # another process makes the file: nothing in this one could be awaited instead
+        while go_file is not None and not os.path.exists(go_file):  # noqa: ASYNC110, ASYNC240 - a stat
+            await asyncio.sleep(0.02)
+
+    return signal
+
+
 def secure_settings(sip: SipSettings, *, tls: bool, srtp: str | None, ca: Path | None,
                     cert: Path | None = None, key: Path | None = None) -> SipSettings:
     """A test phone's SIP settings for ``--tls``/``--srtp``/``--ca`` (``--cert``/``--key``: a
@@ -234,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--record-dir", type=Path)
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--host", default="127.0.0.1", help="local address to listen on and put in the SDP")
+    ap.add_argument("--ready-file", type=Path, help="create this file once the phone is up")
+    ap.add_argument("--go-file", type=Path, help="dial only once this file exists")
     add_secure_arguments(ap)
     args = ap.parse_args(argv)
     settings = secure_settings(SipSettings(host=args.host), tls=args.tls, srtp=args.srtp, ca=args.ca)
@@ -250,6 +274,7 @@ def main(argv: list[str] | None = None) -> int:
         uri, settings=settings, play=args.play, dtmf=args.dtmf, dtmf_delay=args.dtmf_delay,
         hangup_after=args.hangup_after, dtmf_mode="inband" if args.inband else "rfc4733",
         port=args.port, record_dir=args.record_dir, on_result=report, dtmf_first=args.dtmf_first,
+        before_dial=start_signal(args.ready_file, args.go_file),
     ))
     return 0 if result.answered else 1
 

@@ -164,3 +164,37 @@ def test_no_digits_on_music_and_call_progress_tones():
     x = np.concatenate(parts)
     x = np.round(x / np.abs(x).max() * 0.5 * 32767).astype(np.int16)
     assert detect(x) == []
+
+
+def test_keys_just_above_the_level_are_still_heard():
+    """Frames whose energy cannot hold a tone at ``min_level_db`` skip the Goertzel bank; keys
+    2 dB above that level (each tone) must still come through."""
+    x, _ = key_sequence("159#", level_db=DtmfSettings().min_level_db + 2.0)
+    assert [d.digit for d in detect(x)] == list("159#")
+
+
+def test_energy_bound_never_skips_a_frame_the_tone_test_would_pass():
+    """The skip is exact: whenever the bound says "too quiet", the amplitudes it stands for fail
+    the level test too (random noise, keys, mixes, and a key shaped by the analysis window itself,
+    the case where the bound is tightest, at many levels)."""
+    rng = np.random.default_rng(7)
+    stage = DtmfStage(DtmfSettings())
+    n = RATE // 50
+    skipped = 0
+    for level_db in np.linspace(-60.0, -20.0, 41):
+        for kind in ("noise", "key", "mix", "shaped"):
+            amp = 10 ** (level_db / 20)
+            prev, cur = (rng.normal(0, amp, n) for _ in range(2))
+            if kind == "shaped":
+                prev = np.zeros(n)
+                cur = np.hanning(n) * key_tone("5", n / RATE, level_db=float(level_db))
+            elif kind != "noise":
+                key = key_tone(str(rng.integers(0, 10)), 2 * n / RATE, level_db=float(level_db))
+                prev, cur = (key[:n], key[n:]) if kind == "key" else (prev + key[:n], cur + key[n:])
+            windows = np.stack([np.concatenate([prev[n // 2:], cur[: n - n // 2]]), cur]).astype(np.float32)
+            energy = float(np.dot(prev, prev) + np.dot(cur, cur))
+            amps = stage._amplitudes(windows, RATE)
+            if stage._too_quiet(n, RATE, energy):
+                skipped += 1
+                assert not stage._loud_enough(amps), (level_db, kind)
+    assert skipped > 20  # the bound does skip quiet audio

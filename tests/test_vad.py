@@ -153,3 +153,29 @@ def test_line_noise_alone_is_not_speech():
     noise = np.round(rng.normal(0.0, 300.0, 16000 * 6)).astype(np.int16)
     events = run_stages([VadStage(VadSettings())], frames_from_tracks({Party.CALLER: noise}))
     assert events == []
+
+
+def test_echo_history_stays_bounded_over_a_long_call():
+    """The echo gate keeps its level history by 20 ms slot as frames arrive; what falls out of
+    the echo tail and correlation window is dropped, so a long call's state does not grow (also
+    across a gap in the audio)."""
+    from speech.frames import PIPELINE_RATE, AudioFrame, Party
+    from speech.settings import VadSettings
+    from speech.vad import ECHO_WINDOW_S, VadStage
+
+    stage = VadStage(VadSettings())
+    rng = np.random.default_rng(3)
+    step = PIPELINE_RATE // 50
+    t = 0.0
+    for i in range(6000):  # two minutes of both parties, with a 30 s gap in the middle
+        if i == 3000:
+            t += 30.0
+        for party in (Party.CALLER, Party.AGENT):
+            pcm = (rng.normal(0, 300, step)).astype(np.int16).tobytes()
+            stage.process_frame(AudioFrame(pcm, PIPELINE_RATE, t, party, far_end_dbfs=-20.0))
+        t += 0.02
+    limit = round((ECHO_WINDOW_S + 0.3 + 0.1) / 0.02) + 3
+    for state in stage._states.values():
+        assert 60 <= len(state.sent_slots) <= limit
+        assert 60 <= len(state.far_slots) <= limit
+        assert len(state.sent) <= limit
