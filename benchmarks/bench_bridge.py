@@ -5,8 +5,8 @@ whisper engine with both parties recognized, tone, dead air, recording, CRM stor
 mosquitto it starts, workers from the capacity plan) and, per level, N agents' phones
 (``telephony.test_agent``, digest-registered, each plays the agent side of
 ``audio_fixtures/sides/bridged_refund.agent.wav`` and records what it hears) and N callers
-(``telephony.test_caller``: press 0, then the caller side), all at once once every phone is
-up (the phones' own start-up is kept out of the measured window). Levels step up until the
+(``telephony.test_caller``: press 0, then the caller side, see :func:`caller_track`), all at
+once once every phone is up (the phones' own start-up is kept out of the measured window). Levels step up until the
 first with a failed call or a dropped frame (unless ``--no-stop``). Reported per level, side by
 side:
 
@@ -14,9 +14,8 @@ side:
 - **queue-to-agent connect time**: from the caller entering the queue to the agent's answer
   (the ``connected`` queue event's ``wait_s`` plus ring time, from the stored events);
 - **agent-answer-to-audio time**: from the agent's answer to the first frame in which the
-  agent hears the caller (the caller side is played without its leading silence and looped,
-  so the caller is never quiet: this is the bridge's set-up plus the audio path, measured on
-  the agent phone's own recording);
+  agent hears the caller (the caller talks without pauses until well after the answer: this is
+  the bridge's set-up plus the audio path, measured on the agent phone's own recording);
 - final-transcript latency p50/p95 (``speech.ended`` → ``transcript.final`` on the broker, both
   parties: ``live_capacity.EventClock``);
 - worker CPU per bridged call-second (psutil over the worker processes) and memory per worker;
@@ -30,12 +29,15 @@ A worker holds 4 SIP calls (the pjsua2 wheel); a bridged call takes 2 of them, s
 pjsua2 processes on the same 2 cores (2 per bridged call), so the figures are a lower bound.
 
     .venv/bin/python benchmarks/bench_bridge.py [--levels 2,4,8,12,16] [--workers auto|N] [--no-stop]
+                                                [--phones-nice 19] [--caller conversation|continuous]
+                                                [--spread 10]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import resource
@@ -75,6 +77,17 @@ STORE_WAIT_S = 90.0
 """How long to wait for the answered calls to reach the store (after-call work on a busy machine)."""
 WORKERS = 0
 """``--workers``: 0 lets the capacity plan decide."""
+LEAD_S = 10.0
+"""``conversation`` callers: seconds of continuous voice before the recorded caller side."""
+CALLER_MODE = "conversation"
+"""``--caller``: ``conversation`` or ``continuous`` (see :func:`caller_track`)."""
+SPREAD_S = 0.0
+"""``--spread``: the level's calls are placed evenly over this many seconds (0: all at once).
+At most ``CALL_S`` minus it, so that every call is up at once for a while."""
+PHONES_NICE = 0
+"""``--phones-nice``: the test phones' niceness. Above 0 they get only the CPU the service
+leaves, roughly as if they ran on other machines (as real phones do); the phones' own audio may
+then suffer, the service's figures are what is measured."""
 
 
 def settings_for(tmp: Path, agents: int) -> Any:
@@ -97,9 +110,17 @@ def percentile(values: list[float], q: float) -> float:
 
 
 async def _start(*args: str) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(sys.executable, *args, stdout=asyncio.subprocess.PIPE,
+    nice = ("nice", "-n", str(PHONES_NICE)) if PHONES_NICE else ()
+    proc = await asyncio.create_subprocess_exec(*nice, sys.executable, *args, stdout=asyncio.subprocess.PIPE,
                                                 stderr=asyncio.subprocess.PIPE, stdin=asyncio.subprocess.DEVNULL,
-                                                cwd=str(ROOT))
+                                                cwd=str(ROOT), start_new_session=bool(PHONES_NICE))
+    if PHONES_NICE:
+        # With the kernel's autogroups (sched_autogroup_enabled), niceness only ranks processes
+        # of one session, and every worker runs in a session of its own: the phone gets its own
+        # session, and that session's group the niceness.
+        with contextlib.suppress(OSError):
+            Path(f"/proc/{proc.pid}/autogroup").write_text(str(PHONES_NICE))  # noqa: ASYNC240 - procfs, instant
+    return proc
 
 
 async def _result(proc: asyncio.subprocess.Process, timeout_s: float = 120) -> dict[str, Any]:
@@ -137,17 +158,29 @@ def _live_cpu(procs: list[asyncio.subprocess.Process]) -> float:
     return total
 
 
-def continuous_caller(tmp: Path) -> Path:
-    """The caller side with its pauses under -40 dBFS cut out, looped to the call's length."""
+def caller_track(tmp: Path, mode: str) -> Path:
+    """What each caller plays from pressing 0. ``continuous``: the caller side with its pauses
+    under -40 dBFS cut out, looped to the call's length (both parties talk the whole call: a
+    stress test, ~1.5 s of speech to recognize per call-second). ``conversation``: that
+    continuous voice for the first ``LEAD_S`` (the queue wait and the agent's answer, so the
+    answer-to-audio time is measured on a caller who is talking), then the caller side as
+    recorded, pauses included (19 % voiced; with the agent's 46 %, ~0.9 s of speech per
+    call-second, what the capacity plan assumes for a bridged call)."""
     audio, rate = sf.read(str(CALLER_SIDE), dtype="int16")
     frame = rate // 50
     n = len(audio) // frame
     frames = audio[: n * frame].reshape(n, frame)
     dbfs = 20 * np.log10(np.sqrt(np.mean(frames.astype(np.float64) ** 2, axis=1)) / 32768 + 1e-12)
     voiced = frames[dbfs > VOICE_DBFS].reshape(-1)
-    reps = int(np.ceil(CALL_S * rate / max(1, len(voiced))))
-    out = tmp / "caller-continuous.wav"
-    sf.write(str(out), np.tile(voiced, reps)[: int(CALL_S * rate)], rate, subtype="PCM_16")
+    total = int(CALL_S * rate)
+    if mode == "continuous":
+        track = np.tile(voiced, int(np.ceil(total / max(1, len(voiced)))))
+    else:
+        lead = np.tile(voiced, int(np.ceil(LEAD_S * rate / max(1, len(voiced)))))[: int(LEAD_S * rate)]
+        rest = np.tile(audio, int(np.ceil(total / max(1, len(audio)))))
+        track = np.concatenate([lead, rest])
+    out = tmp / f"caller-{mode}.wav"
+    sf.write(str(out), track[:total], rate, subtype="PCM_16")
     return out
 
 
@@ -215,8 +248,9 @@ async def _level(svc: Service, n: int, tmp: Path, *, with_agents: bool) -> dict[
     # processes (imports, pjsua2) would otherwise load the cores exactly when the calls begin.
     go = signals / "go"
     callers = [await _start("-m", "telephony.test_caller", svc.sip_uri, "--dtmf", "0", "--dtmf-first",
-                            "--play", str(continuous_caller(tmp)), "--hangup-after", str(CALL_S), "--json",
-                            "--ready-file", str(signals / f"caller{i}"), "--go-file", str(go))
+                            "--play", str(caller_track(tmp, CALLER_MODE)), "--hangup-after", str(CALL_S), "--json",
+                            "--ready-file", str(signals / f"caller{i}"), "--go-file", str(go),
+                            "--go-delay", f"{i * SPREAD_S / n:.3f}")
                for i in range(n)]
     await _wait_files([signals / f"caller{i}" for i in range(n)], READY_PHONES_S)
     cpu0, phones0 = _worker_cpu(svc), _children_cpu() + _live_cpu([*agents, *callers])
@@ -273,9 +307,19 @@ async def main() -> int:
     ap.add_argument("--levels", default="2,4,8,12,16")
     ap.add_argument("--workers", default="auto", help="endpoint workers, or auto (the capacity plan)")
     ap.add_argument("--no-stop", action="store_true", help="run every level, not only until the first failure")
+    ap.add_argument("--phones-nice", type=int, default=0,
+                    help="run the test phones at this niceness (e.g. 19: they take only what the service leaves)")
+    ap.add_argument("--caller", choices=("conversation", "continuous"), default="conversation",
+                    help="conversation: the caller talks as recorded after a 10 s lead; continuous: "
+                         "without pauses, over the agent, the whole call (a stress test)")
+    ap.add_argument("--spread", type=float, default=0.0,
+                    help="place a level's calls evenly over this many seconds (0: all at once; at most 20)")
     args = ap.parse_args()
-    global WORKERS
+    global WORKERS, PHONES_NICE, CALLER_MODE, SPREAD_S
+    CALLER_MODE = args.caller
+    SPREAD_S = max(0.0, min(args.spread, CALL_S - 10.0))
     WORKERS = 0 if args.workers == "auto" else int(args.workers)
+    PHONES_NICE = args.phones_nice
     levels = [int(x) for x in args.levels.split(",")]
     load0 = os.getloadavg()
     rows = []
@@ -294,7 +338,9 @@ async def main() -> int:
             break
     load1 = os.getloadavg()
     print()
-    print(f"load average before {load0[0]:.2f}, after {load1[0]:.2f} ({os.cpu_count()} cores)")
+    print(f"load average before {load0[0]:.2f}, after {load1[0]:.2f} ({os.cpu_count()} cores); "
+          f"test phones at niceness {PHONES_NICE}; callers {CALLER_MODE}, placed "
+          + (f"over {SPREAD_S:g} s" if SPREAD_S else "all at once"))
     print("| callers | agents | workers | answered | failed | bridged | dropped frames | queue→agent p50/p95 (s) "
           "| answer→audio p50/p95 (s) | utterances / finals | final latency p50/p95 (s) "
           "| worker CPU per call-second | test phones' CPU per call-second | RSS / USS per worker (MB) |")

@@ -202,10 +202,12 @@ async def _listen(leg: CallLeg, result: TestCallResult) -> None:
         result.heard_rms_dbfs = round(10 * np.log10(energy / samples / 32768.0**2), 2)
 
 
-def start_signal(ready_file: Path | None, go_file: Path | None) -> Callable[[], Awaitable[None]] | None:
-    """``--ready-file``/``--go-file``: create ``ready_file`` once the phone is up, then wait until
-    ``go_file`` exists (polled every 20 ms). Lets a benchmark start many phone processes, whose
-    start-up would otherwise load the machine it measures, and then place their calls at once."""
+def start_signal(ready_file: Path | None, go_file: Path | None,
+                 go_delay: float = 0.0) -> Callable[[], Awaitable[None]] | None:
+    """``--ready-file``/``--go-file``/``--go-delay``: create ``ready_file`` once the phone is up,
+    then wait until ``go_file`` exists (polled every 20 ms) and ``go_delay`` seconds more. Lets a
+    benchmark start many phone processes, whose start-up would otherwise load the machine it
+    measures, and then place their calls together or spread over a stretch of time."""
     if ready_file is None and go_file is None:
         return None
 
@@ -215,6 +217,8 @@ def start_signal(ready_file: Path | None, go_file: Path | None) -> Callable[[], 
         # another process makes the file: nothing in this one could be awaited instead
         while go_file is not None and not os.path.exists(go_file):  # noqa: ASYNC110, ASYNC240 - a stat
             await asyncio.sleep(0.02)
+        if go_delay > 0:
+            await asyncio.sleep(go_delay)
 
     return signal
 
@@ -258,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--host", default="127.0.0.1", help="local address to listen on and put in the SDP")
     ap.add_argument("--ready-file", type=Path, help="create this file once the phone is up")
     ap.add_argument("--go-file", type=Path, help="dial only once this file exists")
+    ap.add_argument("--go-delay", type=float, default=0.0, help="and this many seconds after it appears")
     add_secure_arguments(ap)
     args = ap.parse_args(argv)
     settings = secure_settings(SipSettings(host=args.host), tls=args.tls, srtp=args.srtp, ca=args.ca)
@@ -274,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         uri, settings=settings, play=args.play, dtmf=args.dtmf, dtmf_delay=args.dtmf_delay,
         hangup_after=args.hangup_after, dtmf_mode="inband" if args.inband else "rfc4733",
         port=args.port, record_dir=args.record_dir, on_result=report, dtmf_first=args.dtmf_first,
-        before_dial=start_signal(args.ready_file, args.go_file),
+        before_dial=start_signal(args.ready_file, args.go_file, args.go_delay),
     ))
     return 0 if result.answered else 1
 
