@@ -4,8 +4,8 @@ A pjsua2 process holds 4 call slots, so the worker count follows from a target o
 calls. That target is what the CPU can afford: each call costs the recognizer's CPU per second
 of audio times the share of the call that is speech (the VAD sends only speech to it), plus a
 floor for everything else (telephony, VAD, detectors, IVR, recording, storage: about 0.02 of a
-core per call measured with no recognizer, 0.03 beside a busy one; FACTS.md had 0.04 before the
-frame path was made cheaper). The recognizer's cost is configured
+core per call measured with no recognizer, 0.03 beside a busy one, on this project's build
+machine; FACTS.md had 0.04 on another CPU with older code). The recognizer's cost is configured
 (``capacity.asr_cpu_per_audio_s``) or measured by a timed decode of a shipped prompt in a
 short-lived process (:func:`measure_asr_cost`), since it depends on the engine, the model and the
 machine; the measurement is kept under ``data_dir`` (:func:`measured_cost`), so later starts on
@@ -61,7 +61,8 @@ class CapacitySettings(BaseModel):
     storage, publishing). Measured through ``serve`` (``benchmarks/bench_serve.py``, 30 steady
     calls on 8 workers): 0.019 with ``asr.engine = none``; beside a busy recognizer the same
     threads took ~0.03 (whole workers 0.059 per call-second at a 73 % speech share, the
-    recognizer's finals and partials ~0.03 of it). Was 0.05 before the frame path's cuts."""
+    recognizer's finals and partials ~0.03 of it), on a 2-vCPU AMD EPYC. Was 0.05, measured on a
+    slower Xeon with older code: the floor depends on the CPU, measure it where you deploy."""
     utilization: float = Field(0.8, gt=0, le=1)
     """Share of the cores planned for calls: the rest absorbs bursts (long turns, after-call work)."""
     cores: int | None = Field(None, ge=1)
