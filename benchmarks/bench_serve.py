@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
+import json
 import os
 import shutil
 import statistics
@@ -68,9 +69,13 @@ CALL_S = 9.0
 """Length of a ``uac_pcap`` call (its BYE comes ~9 s after the answer)."""
 
 
+EXTRA: dict[str, object] = {}
+"""``--set KEY=VALUE`` settings, applied to every service this run starts (an A/B of one setting)."""
+
+
 def settings_for(tmp: Path, *, workers: int, engine: str | None):
-    """Default settings but for ports, the data folder, the console (off: no browser here) and
-    ``engine`` (None: the default)."""
+    """Default settings but for ports, the data folder, the console (off: no browser here),
+    ``engine`` (None: the default) and ``--set``."""
     while True:
         base = free_port()
         if all(_free(p) for p in range(base, base + 16)):
@@ -80,6 +85,7 @@ def settings_for(tmp: Path, *, workers: int, engine: str | None):
         "sip.workers": workers, "sip.front": "kamailio", "console.enabled": False,
         "mqtt.enabled": True, "mqtt.embedded_port": free_port(),
     }
+    overrides.update(EXTRA)
     if engine:
         overrides["asr.engine"] = engine
     return load_settings(overrides=overrides, environ={})
@@ -213,6 +219,8 @@ async def run_level(svc: Service, calls: int, workdir: Path, clock: EventClock |
         "calls": calls,
         "ok": ok,
         "failed": int(last.get("FailedCall(C)", 0) or 0),
+        "failed_how": {k[:-3]: v for k, v in last.items()
+                       if k.startswith("Failed") and k.endswith("(C)") and k != "FailedCall(C)" and str(v) not in ("", "0")},
         "setup_p50": percentile(rtts, 0.5),
         "setup_p95": percentile(rtts, 0.95),
         "dropped": dropped,
@@ -286,7 +294,8 @@ async def step(label: str, tmp: Path, levels: list[int], *, workers: int, engine
             res["label"], res["workers"] = label, info["workers"]
             results.append(res)
             print(f"  {label} {level} calls: {res['ok']} ok, {res['failed']} failed, dropped {res['dropped']}, "
-                  f"final p95 {res['final_p95']:.2f} s, crashed {res['crashed']}", file=sys.stderr, flush=True)
+                  f"final p95 {res['final_p95']:.2f} s, crashed {res['crashed']}"
+                  + (f" (sipp: {res['failed_how']})" if res.get("failed_how") else ""), file=sys.stderr, flush=True)
             if res["crashed"]:
                 break
             if stop and _failed(res):
@@ -314,7 +323,15 @@ async def main() -> int:
                          "as many are up at every moment, at spread-out points of their script")
     ap.add_argument("--latency-bound", type=float, default=2.0,
                     help="final-transcript p95 (s) a held level must stay within (reported, does not stop)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a setting for the services (dotted key, JSON or plain value), e.g. asr.partials=false")
     args = ap.parse_args()
+    for item in args.set:
+        key, _, raw = item.partition("=")
+        try:
+            EXTRA[key.strip()] = json.loads(raw)
+        except ValueError:
+            EXTRA[key.strip()] = raw
     workers = 0 if args.workers == "auto" else int(args.workers)
     levels = [int(x) for x in args.levels.split(",")]
     floor_levels = levels if not args.floor_levels else (
@@ -341,6 +358,8 @@ async def main() -> int:
     print(f"sipp uac_pcap (~{CALL_S:.0f} s calls: {audio_s:.1f} s of PCMA, speech share {share:.0%}, RFC 4733), "
           f"Kamailio front, {args.arrivals} arrivals; load average before {load0[0]:.2f}, after {load1[0]:.2f} "
           f"({cores} cores)")
+    if EXTRA:
+        print(f"settings: {EXTRA}")
     if info["plan"] is not None:
         print(f"capacity plan: {info['plan']}")
     print(f"recognizer alone on the same audio: {_fmt(alone, '.3f')} CPU-s per audio s -> engine-bound limit "

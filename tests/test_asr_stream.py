@@ -80,7 +80,7 @@ async def run(stages: list[Stage], frames: list[AudioFrame]) -> list[Event]:
 
 async def test_fixture_through_vad_and_whisper(engine):
     rec = load_recording(FIXTURES / "angry_repeat.wav")
-    settings = AsrSettings(partial_interval_s=0.5)
+    settings = AsrSettings(partial_interval_s=0.5, partial_max_cpu_pressure=100)
     asr = AsrStage(engine, preroll_ms=300, settings=settings)
     events = await run([VadStage(VadSettings()), asr], list(rec.frames()))
     finals = [e for e in events if isinstance(e, FinalTranscript)]
@@ -98,7 +98,7 @@ async def test_live_partials_are_a_stable_prefix(engine, tts):
     # (two decodes must agree from the start) at that word on some CPUs.
     text = "my internet connection has not worked for three days and i am calling again about it"
     data, _ = sf.read(str(tts(text, pad_before=0.3, pad_after=0.5)), dtype="int16")
-    asr = AsrStage(engine, settings=AsrSettings(partial_interval_s=0.5))
+    asr = AsrStage(engine, settings=AsrSettings(partial_interval_s=0.5, partial_max_cpu_pressure=100))
     pipeline = CallPipeline("call-live", [MarkedSpeech(0.2, len(data) / 16000 - 0.2), asr])
     before = engine.decode_stats()
     await pipeline.start()
@@ -197,7 +197,7 @@ async def test_partials_stay_within_their_budget(budget, at_most, at_least):
     """A long turn's partials thin out once they used their share of decode time (here each
     re-decode costs 0.1 s: a budget of 0.05 s per audio second allows about one per 2 s)."""
     engine = SlowBatch(0.1)
-    settings = AsrSettings(partial_interval_s=0.5, partial_budget=budget)
+    settings = AsrSettings(partial_interval_s=0.5, partial_budget=budget, partial_max_cpu_pressure=100)
     asr = AsrStage(engine, settings=settings)
     data = (np.random.default_rng(1).standard_normal(16000 * 6) * 3000).astype(np.int16)
     pipeline = CallPipeline("call-budget", [MarkedSpeech(0.0, 5.9), asr])

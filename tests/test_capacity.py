@@ -273,7 +273,8 @@ async def _partials_decoded(level: ShedLevel) -> tuple[int, int]:
     engine = StallEngine()
     engine.release.set()
     load = ProcessLoad(level=level)
-    asr = AsrStage(engine, settings=AsrSettings(partial_interval_s=0.3, partial_budget=10.0), load=load)
+    asr = AsrStage(engine, settings=AsrSettings(partial_interval_s=0.3, partial_budget=10.0,
+                                                partial_max_cpu_pressure=100), load=load)
     pipeline = CallPipeline("call-shed", [Marks(3.9), asr])
     await pipeline.start()
     noise = (np.random.default_rng(1).standard_normal(16000 * 4) * 3000).astype("<i2")

@@ -20,6 +20,7 @@ from speech.events import (
 )
 from speech.frames import PIPELINE_RATE, AudioFrame, Party
 from speech.pipeline import CallPipeline
+from speech.settings import AsrSettings
 from speech.stage import Control, SetGrammar, Stage
 from tests.fakes import ScriptedEngine
 
@@ -70,7 +71,9 @@ def frames(pattern: list[tuple[float, bool]], party: Party = Party.CALLER):
 def build(texts):
     engine = ScriptedEngine(texts)
     recorder = Recorder()
-    pipeline = CallPipeline("call-1", [EnergyVad(), AsrStage(engine, preroll_ms=200), recorder])
+    # partials regardless of the machine's load (the PSI gate has its own test)
+    asr = AsrStage(engine, preroll_ms=200, settings=AsrSettings(partial_max_cpu_pressure=100))
+    pipeline = CallPipeline("call-1", [EnergyVad(), asr, recorder])
     return pipeline, engine, recorder
 
 

@@ -1,7 +1,9 @@
 """StreamAdapter (livekit's pattern): a batch engine (Whisper) as an utterance stream with partials.
 
 The open utterance is buffered on the loop. Every ``partial_interval_s`` of new audio, if the
-decode pool has an idle thread and the utterance's partials are within their budget
+decode pool has an idle thread, the machine's cores are not contended (Linux PSI under
+``partial_max_cpu_pressure``: several workers can oversubscribe the cores while each has a thread
+idle) and the utterance's partials are within their budget
 (``partial_budget``: decode-thread seconds per second of utterance audio), the whole utterance so
 far is re-decoded at low priority. A re-decode costs the encoder plus ~5 ms per token, so it
 grows with the utterance: the budget keeps a long turn's partials from costing several times its
@@ -94,7 +96,7 @@ class BufferedStream(UtteranceStream):
         self._samples += len(pcm) // 2
         if not self.partials_on or self._samples < self._next_partial:
             return
-        if self._partial_busy or self.engine.pool.idle == 0:
+        if self._partial_busy or self.engine.pool.idle == 0 or self._cores_contended():
             return  # no room: finals and other calls first; try again on the next frame
         self._next_partial = self._samples + int(self.settings.partial_interval_s * self.rate)
         budget = self.settings.partial_budget
@@ -108,6 +110,15 @@ class BufferedStream(UtteranceStream):
         utt, start = self._utt_id, self._utt_start if self._utt_start is not None else t
         fut = self.engine.pool.submit(self._timed_partial, self._audio(), priority=Priority.PARTIAL)
         self._track(fut, lambda res: self._partial_done(res, utt, t, start))
+
+    def _cores_contended(self) -> bool:
+        """Whether the machine's cores are too contended for optional work
+        (``partial_max_cpu_pressure``; no PSI reading: never)."""
+        limit = self.settings.partial_max_cpu_pressure
+        if limit >= 100:
+            return False
+        pressure = self.engine.pool.pressure.percent()
+        return pressure is not None and pressure > limit
 
     def _on_end(self, utt_start: float, onset: float, t_end: float, grammar: tuple[str, ...] | None) -> None:
         audio = self._audio()

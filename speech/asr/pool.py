@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
+from speech.cpu_pressure import CpuPressure
+
 log = logging.getLogger(__name__)
 
 
@@ -84,6 +86,8 @@ class DecodePool:
         """Submit time of each final or feed task not done yet (queued or running), oldest first."""
         self.done = {p: 0 for p in Priority}
         """Tasks completed per priority (for benchmarks and tests)."""
+        self.pressure = CpuPressure()
+        """The cores' contention across processes: optional work (partials) waits on it."""
         self.busy_s = {p: 0.0 for p in Priority}
         """Seconds pool threads spent running tasks of each priority: where a worker's recognizer
         time goes (finals or partials), in its stats and the capacity benchmark. Wall time, not
