@@ -177,7 +177,8 @@ async def run_level(svc: Service, calls: int, workdir: Path, clock: EventClock |
     cmd = ["sipp", f"127.0.0.1:{svc.settings.sip.port}", "-sn", "uac_pcap", "-i", "127.0.0.1",
            "-p", str(free_port()), "-mi", "127.0.0.1", "-mp", str(free_port()), "-m", str(placed),
            "-l", str(calls), *rate, "-nostdin", "-timeout", f"{timeout_s}s", "-timeout_error",
-           "-trace_stat", "-stf", str(stat_file), "-fd", "1", "-trace_rtt", "-rtt_freq", "1"]
+           "-trace_stat", "-stf", str(stat_file), "-fd", "1", "-trace_rtt", "-rtt_freq", "1",
+           "-trace_err"]  # what a failed call got, in the run folder (--keep)
     t0 = time.monotonic()
     proc = await asyncio.create_subprocess_exec(*cmd, cwd=workdir, stdout=asyncio.subprocess.DEVNULL,
                                                 stderr=asyncio.subprocess.DEVNULL)

@@ -1,7 +1,7 @@
 """How contended the machine's cores are, from Linux pressure stall information (PSI).
 
-``some avg10`` in ``cpu.pressure`` is the share of the last ~10 s during which at least one
-runnable task waited for a core. Load average and per-process CPU cannot say that: several worker
+``cpu.pressure``'s ``some`` line gives the time during which at least one runnable task waited for
+a core (``total``, and ``avg10``: its share of the last ~10 s). Load average and per-process CPU cannot say that: several worker
 processes each see a thread of their own decode pool idle while together they oversubscribe the
 cores. The cgroup's file is read when the process runs in one (a container's own contention),
 else the machine's (``/proc/pressure/cpu``); where neither exists (not Linux, PSI off) there is no
@@ -34,11 +34,20 @@ def pressure_file() -> Path | None:
 
 def some_avg10(text: str) -> float | None:
     """The ``some`` line's ``avg10`` (percent) of a PSI file's text."""
+    return _some_field(text, "avg10")
+
+
+def some_total(text: str) -> float | None:
+    """The ``some`` line's ``total``: microseconds some task has waited, since boot."""
+    return _some_field(text, "total")
+
+
+def _some_field(text: str, name: str) -> float | None:
     for line in text.splitlines():
         if line.startswith("some "):
             for field in line.split()[1:]:
                 key, _, value = field.partition("=")
-                if key == "avg10":
+                if key == name:
                     try:
                         return float(value)
                     except ValueError:
@@ -48,7 +57,11 @@ def some_avg10(text: str) -> float | None:
 
 class CpuPressure:
     """The cores' recent contention in percent, read at most every ``max_age_s`` (a stat and a
-    small read; callers ask on every frame that might start optional work)."""
+    small read; callers ask on every frame that might start optional work).
+
+    The figure is the stall time (``total``) accrued between two readings over the time between
+    them: ``avg10`` trails a burst of calls by seconds, long enough for the optional work it is
+    meant to hold back to pile up. The first reading, with no earlier one, is ``avg10``."""
 
     def __init__(self, path: Path | None = None, *, max_age_s: float = 0.5,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -56,17 +69,25 @@ class CpuPressure:
         self.max_age_s = max_age_s
         self._clock = clock
         self._at = float("-inf")
+        self._total: float | None = None
         self._value: float | None = None
 
     def percent(self) -> float | None:
-        """``some avg10``; None when there is no PSI to read."""
+        """Recent ``some`` pressure; None when there is no PSI to read."""
         if self.path is None:
             return None
         now = self._clock()
         if now - self._at >= self.max_age_s:
-            self._at = now
             try:
-                self._value = some_avg10(self.path.read_text())
+                text = self.path.read_text()
             except OSError:
-                self._value = None
+                self._at, self._total, self._value = now, None, None
+                return None
+            total = some_total(text)
+            if total is not None and self._total is not None and now > self._at:
+                stalled_s = max(0.0, total - self._total) / 1e6
+                self._value = min(100.0, 100.0 * stalled_s / (now - self._at))
+            else:
+                self._value = some_avg10(text)
+            self._at, self._total = now, total
         return self._value

@@ -7,10 +7,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from speech.asr.base import BatchEngine, Hypothesis
 from speech.asr_stage import AsrStage
-from speech.cpu_pressure import CpuPressure, pressure_file, some_avg10
+from speech.cpu_pressure import CpuPressure, pressure_file, some_avg10, some_total
 from speech.events import Event, FinalTranscript, SpeechEnded, SpeechStarted, Word
 from speech.frames import AudioFrame, Party
 from speech.pipeline import CallPipeline
@@ -20,23 +21,26 @@ from speech.stage import Stage
 PSI = "some avg10={some:.2f} avg60=3.00 avg300=1.00 total=123456\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n"
 
 
-def test_reads_some_avg10():
+def test_reads_some_avg10_and_total():
     assert some_avg10(PSI.format(some=37.5)) == 37.5
+    assert some_total(PSI.format(some=37.5)) == 123456
     assert some_avg10("full avg10=9.00 avg60=0.00 avg300=0.00 total=0\n") is None
     assert some_avg10("some avg10=oops\n") is None
 
 
-def test_reading_is_cached_and_missing_psi_is_no_reading(tmp_path: Path):
+def test_pressure_is_the_stall_time_between_readings(tmp_path: Path):
+    """The first reading is ``avg10``; later ones the stall time accrued since the last reading
+    over the time between them; within ``max_age_s`` the last figure; no file: no reading."""
     f = tmp_path / "cpu.pressure"
-    f.write_text(PSI.format(some=10.0))
+    f.write_text(PSI.format(some=10.0).replace("total=123456", "total=1000000"))
     now = [100.0]
     p = CpuPressure(f, max_age_s=0.5, clock=lambda: now[0])
     assert p.percent() == 10.0
-    f.write_text(PSI.format(some=90.0))
+    f.write_text(PSI.format(some=10.0).replace("total=123456", "total=1400000"))  # 0.4 s stalled...
     now[0] += 0.2
-    assert p.percent() == 10.0  # within max_age: the last reading
-    now[0] += 0.4
-    assert p.percent() == 90.0
+    assert p.percent() == 10.0  # within max_age: the last figure
+    now[0] += 0.8  # ... in 1 s
+    assert p.percent() == pytest.approx(40.0)
     f.unlink()
     now[0] += 1.0
     assert p.percent() is None
@@ -80,11 +84,20 @@ class CountingBatch(BatchEngine):
         return Hypothesis(text="word", words=(Word("word", 0, 0, 1),), final=final)
 
 
+class SteadyPressure(CpuPressure):
+    """The machine held at one pressure."""
+
+    def __init__(self, value: float) -> None:
+        super().__init__(None)
+        self.value = value
+
+    def percent(self) -> float | None:
+        return self.value
+
+
 async def _partials_at(tmp_path: Path, pressure: float, limit: float) -> tuple[int, int]:
     engine = CountingBatch()
-    f = tmp_path / f"psi-{pressure}-{limit}"
-    f.write_text(PSI.format(some=pressure))
-    engine.pool.pressure = CpuPressure(f)
+    engine.pool.pressure = SteadyPressure(pressure)
     asr = AsrStage(engine, settings=AsrSettings(partial_interval_s=0.3, partial_budget=10.0,
                                                 partial_max_cpu_pressure=limit))
     data = (np.random.default_rng(2).standard_normal(16000 * 2) * 3000).astype(np.int16)
