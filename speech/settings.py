@@ -102,13 +102,14 @@ class AsrSettings(_Frozen):
     partials cost ~0.9 CPU-s against its final's 0.25, 78 % of the live recognizer's CPU
     (benchmarks/bench_serve.py)."""
     partial_max_cpu_pressure: float = Field(25.0, ge=0, le=100)
-    """Batch engines: a partial re-decode waits while the cores' contention (Linux PSI ``cpu``
-    ``some avg10``, percent: the share of the last ~10 s some runnable task waited for a core) is
-    above this. A worker's own pool has an idle thread even when several workers oversubscribe the
-    cores together; this is the machine's answer to "is there room". Measured through ``serve``
-    (30 steady calls on 2 cores, ``benchmarks/bench_serve.py``): at 25, partials flowed at 12 and
-    20 calls and thinned at 30, where final p95 was 0.27 s against 0.5-1.0 s with no limit.
-    100: never waits (also where there is no PSI)."""
+    """Batch engines: a partial re-decode waits while the cores' contention is above this
+    (percent; Linux PSI ``cpu`` ``some``: the share of the time between two readings, at least
+    0.5 s apart, that some runnable task waited for a core; :mod:`speech.cpu_pressure`). A
+    worker's own pool has an idle thread even when several workers oversubscribe the cores
+    together; this is the machine's answer to "is there room". Measured through ``serve`` (steady
+    calls on 2 cores, ``benchmarks/bench_serve.py``): at 25, partials flowed at 12 and 20 calls
+    and gave way at 30, where final p95 was 0.21-0.26 s against 0.5-1.0 s with no limit.
+    100: never waits (nor does anything where there is no PSI)."""
     max_utterance_s: float = Field(20.0, gt=1)
     """Force a final after this much continuous speech (Whisper's window is 30 s)."""
     split_search_s: float = Field(4.0, ge=0)
