@@ -87,7 +87,7 @@ class CountingBatch(BatchEngine):
 class SteadyPressure(CpuPressure):
     """The machine held at one pressure."""
 
-    def __init__(self, value: float) -> None:
+    def __init__(self, value: float | None) -> None:
         super().__init__(None)
         self.value = value
 
@@ -119,3 +119,12 @@ async def test_partials_wait_while_the_cores_are_contended(tmp_path: Path):
     unlimited, _ = await _partials_at(tmp_path, pressure=80.0, limit=100.0)
     assert calm >= 3 and unlimited >= 3
     assert busy == 0 and finals == 1  # the final is decoded whatever the pressure
+
+
+def test_worker_stats_show_the_pressure_partials_wait_on():
+    engine = CountingBatch()
+    engine.pool.pressure = SteadyPressure(42.04)
+    assert engine.decode_stats()["cpu_pressure"] == 42.0
+    engine.pool.pressure = SteadyPressure(None)  # no PSI on this host
+    assert "cpu_pressure" not in engine.decode_stats()
+    engine.close()

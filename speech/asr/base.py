@@ -122,6 +122,9 @@ class AsrEngine:
             kind = p.name.lower()
             out[f"{kind}_decodes"] = pool.done[p]
             out[f"{kind}_busy_s"] = round(pool.busy_s[p], 3)
+        pressure = pool.pressure.percent()
+        if pressure is not None:  # partials wait while it is above asr.partial_max_cpu_pressure
+            out["cpu_pressure"] = round(pressure, 1)
         return out
 
     def warm_up(self) -> None:
