@@ -6,9 +6,9 @@ mosquitto it starts, workers from the capacity plan) and, per level, N agents' p
 (``telephony.test_agent``, digest-registered, each plays the agent side of
 ``audio_fixtures/sides/bridged_refund.agent.wav`` and records what it hears) and N callers
 (``telephony.test_caller``: press 0, then the caller side, see :func:`caller_track`), all at
-once once every phone is up (the phones' own start-up is kept out of the measured window). Levels step up until the
-first with a failed call or a dropped frame (unless ``--no-stop``). Reported per level, side by
-side:
+once once every phone is up (the phones' own start-up is kept out of the measured window).
+Levels step up until the first with a failed call or a dropped frame (unless ``--no-stop``).
+Reported per level, side by side:
 
 - calls bridged / failed, and audio frames dropped in the workers;
 - **queue-to-agent connect time**: from the caller entering the queue to the agent's answer
@@ -83,7 +83,7 @@ CALLER_MODE = "conversation"
 """``--caller``: ``conversation`` or ``continuous`` (see :func:`caller_track`)."""
 SPREAD_S = 0.0
 """``--spread``: the level's calls are placed evenly over this many seconds (0: all at once).
-At most ``CALL_S`` minus it, so that every call is up at once for a while."""
+At most ``CALL_S`` - 10 s, so that every call is up at once for a while."""
 PHONES_NICE = 0
 """``--phones-nice``: the test phones' niceness. Above 0 they get only the CPU the service
 leaves, roughly as if they ran on other machines (as real phones do); the phones' own audio may
@@ -146,12 +146,12 @@ async def _wait_files(paths: list[Path], timeout_s: float) -> int:
     return sum(p.exists() for p in paths)
 
 
-def _live_cpu(procs: list[asyncio.subprocess.Process]) -> float:
-    """CPU seconds the still-running phones have used so far (their start-up)."""
+def _cpu_of(pids: list[int]) -> float:
+    """CPU seconds the running processes ``pids`` have used so far (gone ones count 0)."""
     total = 0.0
-    for proc in procs:
+    for pid in pids:
         try:
-            t = psutil.Process(proc.pid).cpu_times()
+            t = psutil.Process(pid).cpu_times()
             total += t.user + t.system
         except psutil.Error:
             pass
@@ -204,14 +204,7 @@ def _children_cpu() -> float:
 
 
 def _worker_cpu(svc: Service) -> float:
-    total = 0.0
-    for stats in svc.worker_stats():
-        try:
-            t = psutil.Process(stats["pid"]).cpu_times()
-            total += t.user + t.system
-        except (psutil.Error, KeyError):
-            pass
-    return total
+    return _cpu_of([stats["pid"] for stats in svc.worker_stats() if "pid" in stats])
 
 
 async def run_level(svc: Service, n: int, tmp: Path, *, with_agents: bool) -> dict[str, Any]:
@@ -247,13 +240,15 @@ async def _level(svc: Service, n: int, tmp: Path, *, with_agents: bool) -> dict[
     # The callers' phones start first and dial together on the go file: the start-up of N Python
     # processes (imports, pjsua2) would otherwise load the cores exactly when the calls begin.
     go = signals / "go"
+    track = caller_track(tmp, CALLER_MODE)
     callers = [await _start("-m", "telephony.test_caller", svc.sip_uri, "--dtmf", "0", "--dtmf-first",
-                            "--play", str(caller_track(tmp, CALLER_MODE)), "--hangup-after", str(CALL_S), "--json",
+                            "--play", str(track), "--hangup-after", str(CALL_S), "--json",
                             "--ready-file", str(signals / f"caller{i}"), "--go-file", str(go),
                             "--go-delay", f"{i * SPREAD_S / n:.3f}")
                for i in range(n)]
     await _wait_files([signals / f"caller{i}" for i in range(n)], READY_PHONES_S)
-    cpu0, phones0 = _worker_cpu(svc), _children_cpu() + _live_cpu([*agents, *callers])
+    # the phones' start-up so far: running ones by psutil, exited ones in the children's rusage
+    cpu0, phones0 = _worker_cpu(svc), _children_cpu() + _cpu_of([p.pid for p in [*agents, *callers]])
     go.touch()
     results = await asyncio.gather(*(_result(p) for p in callers))
     agent_results = await asyncio.gather(*(_result(p) for p in agents))
