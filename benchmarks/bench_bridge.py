@@ -26,11 +26,14 @@ Reported per level, side by side:
 
 A worker holds 4 SIP calls (the pjsua2 wheel); a bridged call takes 2 of them, so a worker bridges
 2 calls; the capacity plan counts both parties' recognition. The callers' and agents' phones are
-pjsua2 processes on the same 2 cores (2 per bridged call), so the figures are a lower bound.
+pjsua2 processes on the same 2 cores (2 per bridged call, ~0.06 core per call between them), so
+the figures are a lower bound; ``--phones sipp`` makes the same calls with one sipp for the
+callers and one for the agents (~0.006 core per call: the service's own figures), at the cost
+of the answer-to-audio time, which needs the agents' recordings.
 
     .venv/bin/python benchmarks/bench_bridge.py [--levels 2,4,8,12,16] [--workers auto|N] [--no-stop]
                                                 [--phones-nice 19] [--caller conversation|continuous]
-                                                [--spread 10]
+                                                [--spread 10] [--phones pjsua2|sipp]
 """
 
 from __future__ import annotations
@@ -38,12 +41,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import csv
 import json
 import os
 import resource
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +67,7 @@ from telephony.acd.directory import Directory, make_agent, save_directory  # noq
 from telephony.net import free_port  # noqa: E402
 
 SIDES = ROOT / "audio_fixtures" / "sides"
+SIPP_DIR = Path(__file__).resolve().parent / "sipp"
 CALLER_SIDE = SIDES / "bridged_refund.caller.wav"
 AGENT_SIDE = SIDES / "bridged_refund.agent.wav"
 CALL_S = 30.0
@@ -84,6 +90,8 @@ CALLER_MODE = "conversation"
 SPREAD_S = 0.0
 """``--spread``: the level's calls are placed evenly over this many seconds (0: all at once).
 At most ``CALL_S`` - 10 s, so that every call is up at once for a while."""
+PHONES = "pjsua2"
+"""``--phones``: ``pjsua2`` (``telephony.test_agent``/``test_caller`` processes) or ``sipp``."""
 PHONES_NICE = 0
 """``--phones-nice``: the test phones' niceness. Above 0 they get only the CPU the service
 leaves, roughly as if they ran on other machines (as real phones do); the phones' own audio may
@@ -225,6 +233,60 @@ async def run_level(svc: Service, n: int, tmp: Path, *, with_agents: bool) -> di
 
 
 async def _level(svc: Service, n: int, tmp: Path, *, with_agents: bool) -> dict[str, Any]:
+    cpu0 = _worker_cpu(svc)
+    run = await (_sipp_phones if PHONES == "sipp" else _pjsua2_phones)(svc, n, tmp, with_agents=with_agents)
+    await asyncio.sleep(3)
+    cpu = _worker_cpu(svc) - cpu0
+    store = CrmStore(svc.settings.store_url)
+    store.start()
+    connect: list[float] = []
+    bridged = 0
+    try:
+        deadline = time.monotonic() + STORE_WAIT_S  # after-call work (summary, QA) stores the call later
+        call_ids = run.call_ids
+        if call_ids is None:  # sipp does not know the service's call ids: every call of this service
+            while store.count_calls() < run.answered and time.monotonic() < deadline:  # noqa: ASYNC110 - other processes
+                await asyncio.sleep(1.0)
+            call_ids = [row.call_id for row in store.list_calls(limit=10 * n)]
+        for call_id in call_ids:
+            detail = store.get_call(call_id)
+            while detail is None and time.monotonic() < deadline:
+                await asyncio.sleep(1.0)
+                detail = store.get_call(call_id)
+            if detail is None:
+                continue
+            ev = detail.events
+            conn = [e for e in ev if e["type"] == "queue.update" and e["action"] == "connected"]
+            ring = [e for e in ev if e["type"] == "party.joined"]
+            if conn and ring:
+                bridged += 1
+                connect.append(conn[0]["wait_s"] + ring[0].get("ring_s", 0.0))
+    finally:
+        store.stop()
+    dropped = sum(s.get("frames_dropped", 0) for s in svc.worker_stats())
+    return {"n": n, "agents": with_agents, "answered": run.answered, "failed": n - run.answered,
+            "failed_how": run.failed_how, "bridged": bridged, "dropped_frames": dropped,
+            "connect_p50": percentile(connect, 50), "connect_p95": percentile(connect, 95),
+            "answer_to_audio_p50": percentile(run.to_audio, 50), "answer_to_audio_p95": percentile(run.to_audio, 95),
+            "cpu_per_call_s": cpu / max(1, run.answered) / CALL_S,
+            "phones_cpu_per_call_s": run.phones_cpu / max(1, n) / CALL_S}
+
+
+@dataclass
+class PhonesRun:
+    """What a level's phones report."""
+
+    answered: int
+    call_ids: list[str] | None
+    """The service's ids of the answered calls (None: the phones cannot tell)."""
+    to_audio: list[float]
+    """Agent answer → first frame of the caller's voice the agent hears, per call (s)."""
+    phones_cpu: float
+    """CPU seconds the phones spent from the go (their start-up excluded)."""
+    failed_how: dict[str, str] = field(default_factory=dict)
+
+
+async def _pjsua2_phones(svc: Service, n: int, tmp: Path, *, with_agents: bool) -> PhonesRun:
     front = f"{svc.settings.sip.host}:{svc.settings.sip.port}"
     signals = tmp / f"signals-n{n}"
     signals.mkdir(parents=True, exist_ok=True)
@@ -248,35 +310,12 @@ async def _level(svc: Service, n: int, tmp: Path, *, with_agents: bool) -> dict[
                for i in range(n)]
     await _wait_files([signals / f"caller{i}" for i in range(n)], READY_PHONES_S)
     # the phones' start-up so far: running ones by psutil, exited ones in the children's rusage
-    cpu0, phones0 = _worker_cpu(svc), _children_cpu() + _cpu_of([p.pid for p in [*agents, *callers]])
+    phones0 = _children_cpu() + _cpu_of([p.pid for p in [*agents, *callers]])
     go.touch()
     results = await asyncio.gather(*(_result(p) for p in callers))
     agent_results = await asyncio.gather(*(_result(p) for p in agents))
-    await asyncio.sleep(3)
-    cpu = _worker_cpu(svc) - cpu0
     phones = _children_cpu() - phones0  # the phones of this level, from the go (start-up excluded)
     answered = [r for r in results if r.get("answered")]
-    store = CrmStore(svc.settings.store_url)
-    store.start()
-    connect: list[float] = []
-    bridged = 0
-    try:
-        deadline = time.monotonic() + STORE_WAIT_S  # after-call work (summary, QA) stores the call later
-        for r in answered:
-            detail = store.get_call(r["call_id"])
-            while detail is None and time.monotonic() < deadline:
-                await asyncio.sleep(1.0)
-                detail = store.get_call(r["call_id"])
-            if detail is None:
-                continue
-            ev = detail.events
-            conn = [e for e in ev if e["type"] == "queue.update" and e["action"] == "connected"]
-            ring = [e for e in ev if e["type"] == "party.joined"]
-            if conn and ring:
-                bridged += 1
-                connect.append(conn[0]["wait_s"] + ring[0].get("ring_s", 0.0))
-    finally:
-        store.stop()
     to_audio = []
     for a in agent_results:
         for call in a.get("calls", []):
@@ -284,13 +323,65 @@ async def _level(svc: Service, n: int, tmp: Path, *, with_agents: bool) -> dict[
                 t = _first_voice_s(call["recording_path"])
                 if t is not None:
                     to_audio.append(t)
-    dropped = sum(s.get("frames_dropped", 0) for s in svc.worker_stats())
-    return {"n": n, "agents": with_agents, "answered": len(answered), "failed": n - len(answered),
-            "bridged": bridged, "dropped_frames": dropped,
-            "connect_p50": percentile(connect, 50), "connect_p95": percentile(connect, 95),
-            "answer_to_audio_p50": percentile(to_audio, 50), "answer_to_audio_p95": percentile(to_audio, 95),
-            "cpu_per_call_s": cpu / max(1, len(answered)) / CALL_S,
-            "phones_cpu_per_call_s": phones / max(1, n) / CALL_S}
+    return PhonesRun(len(answered), [r["call_id"] for r in answered], to_audio, phones)
+
+
+async def _sipp(workdir: Path, *args: str, timeout_s: float) -> asyncio.subprocess.Process:
+    nice = ("nice", "-n", str(PHONES_NICE)) if PHONES_NICE else ()
+    return await asyncio.create_subprocess_exec(
+        *nice, "sipp", *args, "-i", "127.0.0.1", "-nostdin", "-timeout", f"{int(timeout_s)}s", "-timeout_error",
+        "-trace_err", cwd=workdir, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+
+
+async def _sipp_phones(svc: Service, n: int, tmp: Path, *, with_agents: bool) -> PhonesRun:
+    """The same calls with sipp as every phone (C, a few ms of CPU per call-second, where a
+    pjsua2 Python phone takes ~0.03 core): one sipp registers the agents with their passwords
+    (``bridge_register.xml``, one short sipp per agent) and answers for them all (``bridge_agent.xml``: rings, answers,
+    plays the agent side); one places the calls (``bridge_caller.xml``: RFC 4733 "0" half a
+    second after the answer, then the caller track, BYE after ``CALL_S``). The agents' audio
+    is not recorded, so the answer-to-audio time is not measured."""
+    from tests.sip.rtp_tools import wav_to_pcap
+
+    front = str(svc.settings.sip.port)
+    work = tmp / f"sipp-n{n}"
+    (work / "pcap").mkdir(parents=True, exist_ok=True)
+    wav_to_pcap(caller_track(tmp, CALLER_MODE), work / "pcap" / "caller.pcap", lead_s=0.5, digits="0")
+    wav_to_pcap(AGENT_SIDE, work / "pcap" / "agent.pcap", max_s=CALL_S)
+    phones: list[asyncio.subprocess.Process] = []
+    timeout_s = CALL_S + SPREAD_S + 120
+    if with_agents:
+        contact_port = free_port()
+        phones.append(await _sipp(work, "-sf", str(SIPP_DIR / "bridge_agent.xml"), "-p", str(contact_port),
+                                  "-mi", "127.0.0.1", "-mp", str(free_port()), "-m", str(n),
+                                  "-error_file", "agents_errors.log", timeout_s=timeout_s))
+        registers = [await _sipp(work, f"127.0.0.1:{front}", "-sf", str(SIPP_DIR / "bridge_register.xml"),
+                                 "-s", f"agent{i}", "-au", f"agent{i}", "-ap", f"pw-{i}",
+                                 "-key", "contact", f"127.0.0.1:{contact_port}", "-p", str(free_port()), "-m", "1",
+                                 "-error_file", f"register{i}_errors.log", timeout_s=30)
+                     for i in range(n)]
+        if any([await p.wait() for p in registers]):
+            logs = "".join(p.read_text()[-500:] for p in work.glob("register*_errors.log"))
+            raise RuntimeError(f"sipp could not register the {n} agents: {logs}")
+        await asyncio.sleep(1.5)  # the ACD reads the registrar every 0.5 s
+    phones0 = _children_cpu()
+    rate = ["-r", str(n), "-rp", str(max(1, int(SPREAD_S * 1000)))] if SPREAD_S else ["-r", str(max(n, 20))]
+    callers = await _sipp(work, f"127.0.0.1:{front}", "-sf", str(SIPP_DIR / "bridge_caller.xml"), "-s", "ivr",
+                          "-p", str(free_port()), "-mi", "127.0.0.1", "-mp", str(free_port()),
+                          "-m", str(n), "-l", str(n), *rate, "-d", str(int(CALL_S * 1000)),
+                          "-trace_stat", "-stf", str(work / "stat.csv"), "-fd", "1",
+                          "-error_file", "callers_errors.log", timeout_s=timeout_s)
+    await callers.wait()
+    for proc in phones:  # the agents' sipp ends after its n calls; beyond capacity it waits in vain
+        try:
+            await asyncio.wait_for(proc.wait(), 10)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+    rows = list(csv.DictReader((work / "stat.csv").open(), delimiter=";")) if (work / "stat.csv").exists() else []
+    last = rows[-1] if rows else {}
+    how = {k[:-3]: v for k, v in last.items()
+           if k.startswith("Failed") and k.endswith("(C)") and k != "FailedCall(C)" and str(v) not in ("", "0")}
+    return PhonesRun(int(last.get("SuccessfulCall(C)", 0) or 0), None, [], _children_cpu() - phones0, how)
 
 
 def _bad(r: dict[str, Any]) -> bool:
@@ -302,6 +393,9 @@ async def main() -> int:
     ap.add_argument("--levels", default="2,4,8,12,16")
     ap.add_argument("--workers", default="auto", help="endpoint workers, or auto (the capacity plan)")
     ap.add_argument("--no-stop", action="store_true", help="run every level, not only until the first failure")
+    ap.add_argument("--phones", choices=("pjsua2", "sipp"), default="pjsua2",
+                    help="pjsua2: a Python phone process per caller and agent; sipp: one sipp for the "
+                         "callers and one for the agents (the load generator takes almost no CPU)")
     ap.add_argument("--phones-nice", type=int, default=0,
                     help="run the test phones at this niceness (e.g. 19: they take only what the service leaves)")
     ap.add_argument("--caller", choices=("conversation", "continuous"), default="conversation",
@@ -310,7 +404,8 @@ async def main() -> int:
     ap.add_argument("--spread", type=float, default=0.0,
                     help="place a level's calls evenly over this many seconds (0: all at once; at most 20)")
     args = ap.parse_args()
-    global WORKERS, PHONES_NICE, CALLER_MODE, SPREAD_S
+    global WORKERS, PHONES, PHONES_NICE, CALLER_MODE, SPREAD_S
+    PHONES = args.phones
     CALLER_MODE = args.caller
     SPREAD_S = max(0.0, min(args.spread, CALL_S - 10.0))
     WORKERS = 0 if args.workers == "auto" else int(args.workers)
@@ -334,7 +429,7 @@ async def main() -> int:
     load1 = os.getloadavg()
     print()
     print(f"load average before {load0[0]:.2f}, after {load1[0]:.2f} ({os.cpu_count()} cores); "
-          f"test phones at niceness {PHONES_NICE}; callers {CALLER_MODE}, placed "
+          f"test phones: {PHONES}, at niceness {PHONES_NICE}; callers {CALLER_MODE}, placed "
           + (f"over {SPREAD_S:g} s" if SPREAD_S else "all at once"))
     print("| callers | agents | workers | answered | failed | bridged | dropped frames | queue→agent p50/p95 (s) "
           "| answer→audio p50/p95 (s) | utterances / finals | final latency p50/p95 (s) "

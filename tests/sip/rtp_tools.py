@@ -45,30 +45,54 @@ def alaw(pcm: np.ndarray) -> bytes:
     return ((sign | (exp << 4) | mant) ^ 0x55).astype(np.uint8).tobytes()
 
 
+EVENT_PT = 101
+"""RTP payload type of RFC 4733 telephone events (as the scenarios' SDP offers them)."""
+EVENTS = {**{str(d): d for d in range(10)}, "*": 10, "#": 11}
+
+
 def wav_to_pcap(wav: Path, out: Path, *, codec: str = "PCMU", ssrc: int = 0x1234, lead_s: float = 0.0,
-                max_s: float | None = None) -> Path:
+                max_s: float | None = None, digits: str = "") -> Path:
     """An Ethernet/IPv4/UDP pcap of 20 ms G.711 RTP packets from a mono 8 kHz WAV (``lead_s``
-    of silence first, at most ``max_s`` seconds in all)."""
+    of silence first, at most ``max_s`` seconds in all). ``digits``: keys sent as RFC 4733
+    events (100 ms each, 60 ms of silence after each) after ``lead_s``, before the WAV's audio."""
     data, rate = sf.read(str(wav), dtype="int16", always_2d=True)
     if rate != RATE:
         raise ValueError(f"{wav}: {rate} Hz, want {RATE}")
-    pcm = np.concatenate([np.zeros(int(lead_s * RATE), dtype=np.int16), data[:, 0]])
-    if max_s is not None:
-        pcm = pcm[: int(max_s * RATE)]
-    pcm = np.concatenate([pcm, np.zeros((-len(pcm)) % FRAME, dtype=np.int16)])
     encode = ulaw if codec == "PCMU" else alaw
     pt = PT[codec]
+    lead = np.zeros(int(lead_s * RATE), dtype=np.int16)
+    gap = np.zeros(3 * FRAME, dtype=np.int16)
+    packets: list[tuple[int, int, int, bool, bytes]] = []  # (sent at, RTP timestamp: samples; pt, marker, payload)
+    clock = 0
+
+    def audio(pcm: np.ndarray) -> None:
+        nonlocal clock
+        pcm = np.concatenate([pcm, np.zeros((-len(pcm)) % FRAME, dtype=np.int16)])
+        for i in range(len(pcm) // FRAME):
+            packets.append((clock, clock, pt, not packets, encode(pcm[i * FRAME:(i + 1) * FRAME])))
+            clock += FRAME
+
+    audio(lead)
+    for key in digits:
+        start, event = clock, EVENTS[key]
+        for k in range(5):  # every packet of an event carries its start as timestamp (RFC 4733 2.3.1)
+            packets.append((start + k * FRAME, start, EVENT_PT, k == 0, struct.pack("!BBH", event, 10, (k + 1) * FRAME)))
+        for _ in range(3):  # the end packet, sent three times (RFC 4733 2.5.1.4)
+            packets.append((start + 5 * FRAME, start, EVENT_PT, False, struct.pack("!BBH", event, 0x80 | 10, 5 * FRAME)))
+        clock = start + 5 * FRAME
+        audio(gap)
+    audio(data[:, 0])
+    if max_s is not None:
+        packets = [p for p in packets if p[0] < max_s * RATE]
     with open(out, "wb") as f:
         f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
-        for i in range(len(pcm) // FRAME):
-            payload = encode(pcm[i * FRAME:(i + 1) * FRAME])
-            rtp = struct.pack("!BBHII", 0x80, pt | (0x80 if i == 0 else 0), i & 0xFFFF, i * FRAME, ssrc) + payload
+        for seq, (at, stamp, ptype, marker, payload) in enumerate(packets):
+            rtp = struct.pack("!BBHII", 0x80, ptype | (0x80 if marker else 0), seq & 0xFFFF, stamp, ssrc) + payload
             udp = struct.pack("!HHHH", 40000, 40000, 8 + len(rtp), 0) + rtp
             ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0,
                              socket.inet_aton("127.0.0.1"), socket.inet_aton("127.0.0.1")) + udp
             frame = b"\x00" * 12 + b"\x08\x00" + ip
-            ts = i * 0.02
-            f.write(struct.pack("<IIII", int(ts), int((ts % 1) * 1e6), len(frame), len(frame)))
+            f.write(struct.pack("<IIII", at // RATE, (at % RATE) * (1_000_000 // RATE), len(frame), len(frame)))
             f.write(frame)
     return out
 
