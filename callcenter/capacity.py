@@ -279,7 +279,8 @@ COST_MAX_AGE_S = 7 * 86400.0
 
 def cost_key(asr: AsrSettings | None) -> str:
     """What a measured cost depends on: the recognizer's settings (its model among them), the
-    engines' installed versions, the CPU and the cores this process may use; for the pipeline
+    engines' installed versions, the CPU (its name and instruction sets) and the cores this
+    process may use; for the pipeline
     (``asr`` None) this project's and its analysis libraries' versions instead."""
     from importlib import metadata
 
@@ -293,8 +294,10 @@ def cost_key(asr: AsrSettings | None) -> str:
             continue
     cpu = ""
     with contextlib.suppress(OSError):
-        cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                    if line.startswith("model name")), "")
+        # model name and flags: two "AMD EPYC"s of a cloud differ 3x in whisper's int8 decode (AVX-512)
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        cpu = "\n".join(next((line.split(":", 1)[1].strip() for line in lines if line.startswith(field)), "")
+                        for field in ("model name", "flags"))
     parts = [asr.model_dump_json() if asr is not None else "pipeline", *versions, cpu, str(available_cores()),
              platform.machine()]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:20]
