@@ -138,7 +138,9 @@ FLOOR_PER_PIPELINE_CPU = 7.0
 """A live call's floor (cores) per CPU-s per call-second of :func:`measure_pipeline_cost`: the
 live call adds pjsua2's media and SIP threads, the IVR's prompts, recording, publishing and
 contention beside a busy recognizer to the replayed pipeline's work. Calibrated on two 2-vCPU
-AMD EPYCs whose floors (beside a busy recognizer) differed 2×: 6.5 on one, ~8 on the other."""
+AMD EPYCs whose floors (beside a busy recognizer, ~1.5× the no-recognizer figure) differed 2×:
+0.055 / 0.008 ≈ 7 on the AVX2-only one, ~8 on the other (its probe inferred from the fixtures'
+replay, 2.5× faster there)."""
 MEASURE_REPEATS = 3
 """Timed decodes at start; their median is the cost (one decode varies ±15 % on a shared vCPU)."""
 
