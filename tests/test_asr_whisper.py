@@ -298,7 +298,10 @@ def test_a_long_turn_that_loops_is_not_decoded_again_in_the_30s_window(engine, t
                 continue  # no loop from this start on this CPU
             looped += 1
             assert (engine.stock_fallbacks, engine.loops_kept) == (before[1], before[2] + 1)
-            said = words(kept.hypothesis.text)
+            # its own decode, loop cut: kept, or refused by a guard for what it is (on an AVX2-only
+            # CPU tiny.en's average log-probability on this non-English audio fell below the floor)
+            assert kept.rejected in (None, "low_logprob", "no_speech", "hallucination"), kept
+            said = words(kept.hypothesis.text if kept.rejected is None else (kept.scores.text if kept.scores else ""))
             assert said, kept
             assert all(said[i : i + 3] != said[i + 3 : i + 6] for i in range(len(said) - 5)), said
             stock_before = stock.stock_fallbacks
