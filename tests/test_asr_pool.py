@@ -81,3 +81,19 @@ def test_time_is_accounted_to_the_kind_of_decode_that_spent_it() -> None:
     assert 0.02 <= pool.busy_s[Priority.FINAL] < 0.3
     assert pool.busy_s[Priority.FEED] == 0.0
     pool.shutdown()
+
+
+def test_a_decode_is_counted_before_its_caller_sees_the_result() -> None:
+    """A worker's stats must hold every decode its pipelines already got: the accounting comes
+    first, then the result (a done-callback runs at the moment the result is set)."""
+    pool = DecodePool(1, name="t")
+    seen: list[tuple[int, float]] = []
+    for priority, fn in ((Priority.FINAL, lambda: time.sleep(0.01)), (Priority.PARTIAL, lambda: 1 / 0)):
+        fut = pool.submit(fn, priority=priority)
+        fut.add_done_callback(lambda _f, p=priority: seen.append((pool.done[p], pool.busy_s[p])))
+        try:
+            fut.result(timeout=10)
+        except ZeroDivisionError:
+            pass
+    assert [done for done, _ in seen] == [1, 1] and seen[0][1] >= 0.01
+    pool.shutdown()

@@ -98,7 +98,10 @@ async def test_live_partials_are_a_stable_prefix(engine, tts):
     # (two decodes must agree from the start) at that word on some CPUs.
     text = "my internet connection has not worked for three days and i am calling again about it"
     data, _ = sf.read(str(tts(text, pad_before=0.3, pad_after=0.5)), dtype="int16")
-    asr = AsrStage(engine, settings=AsrSettings(partial_interval_s=0.5, partial_max_cpu_pressure=100))
+    # The budget and the CPU-pressure limit have tests of their own: here neither may thin the
+    # partials (on a slower CPU the default budget goes on two re-decodes of this turn).
+    asr = AsrStage(engine, settings=AsrSettings(partial_interval_s=0.5, partial_budget=1.0,
+                                                partial_max_cpu_pressure=100))
     pipeline = CallPipeline("call-live", [MarkedSpeech(0.2, len(data) / 16000 - 0.2), asr])
     before = engine.decode_stats()
     await pipeline.start()

@@ -172,12 +172,13 @@ class DecodePool:
                 self._queued -= 1
                 self._busy += 1
             t0 = time.monotonic()
+            running = result = error = None
             try:
-                if fut.set_running_or_notify_cancel():
+                if running := fut.set_running_or_notify_cancel():
                     try:
-                        fut.set_result(call())
+                        result = call()
                     except BaseException as exc:  # handed to the caller through the future
-                        fut.set_exception(exc)
+                        error = exc
             finally:
                 with self._cv:
                     self._busy -= 1
@@ -188,3 +189,9 @@ class DecodePool:
                     if strand.tasks:
                         self._push(strand)
                         self._cv.notify()
+            # Only once it is counted: whoever awaits the decode then sees it in ``done``/``busy_s``.
+            if running:
+                if error is not None:
+                    fut.set_exception(error)
+                else:
+                    fut.set_result(result)
