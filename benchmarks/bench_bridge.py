@@ -41,7 +41,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import csv
 import json
 import os
 import resource
@@ -59,7 +58,7 @@ import soundfile as sf
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.live_capacity import EventClock, worker_memory  # noqa: E402
+from benchmarks.live_capacity import EventClock, sipp_failures, sipp_last_stats, worker_memory  # noqa: E402
 from callcenter.serve import Service, start_service, stop_service  # noqa: E402
 from callcenter.settings import load_settings  # noqa: E402
 from summaries.store import CrmStore  # noqa: E402
@@ -118,10 +117,16 @@ def percentile(values: list[float], q: float) -> float:
 
 
 async def _start(*args: str) -> asyncio.subprocess.Process:
+    """A pjsua2 phone (``python -m ...``) whose JSON result is read from its output."""
+    return await _spawn(sys.executable, *args, cwd=ROOT, output=asyncio.subprocess.PIPE)
+
+
+async def _spawn(*cmd: str, cwd: Path, output: int) -> asyncio.subprocess.Process:
+    """A test phone process, at ``PHONES_NICE`` when set."""
     nice = ("nice", "-n", str(PHONES_NICE)) if PHONES_NICE else ()
-    proc = await asyncio.create_subprocess_exec(*nice, sys.executable, *args, stdout=asyncio.subprocess.PIPE,
-                                                stderr=asyncio.subprocess.PIPE, stdin=asyncio.subprocess.DEVNULL,
-                                                cwd=str(ROOT), start_new_session=bool(PHONES_NICE))
+    proc = await asyncio.create_subprocess_exec(*nice, *cmd, stdout=output, stderr=output,
+                                                stdin=asyncio.subprocess.DEVNULL, cwd=str(cwd),
+                                                start_new_session=bool(PHONES_NICE))
     if PHONES_NICE:
         # With the kernel's autogroups (sched_autogroup_enabled), niceness only ranks processes
         # of one session, and every worker runs in a session of its own: the phone gets its own
@@ -327,17 +332,15 @@ async def _pjsua2_phones(svc: Service, n: int, tmp: Path, *, with_agents: bool) 
 
 
 async def _sipp(workdir: Path, *args: str, timeout_s: float) -> asyncio.subprocess.Process:
-    nice = ("nice", "-n", str(PHONES_NICE)) if PHONES_NICE else ()
-    return await asyncio.create_subprocess_exec(
-        *nice, "sipp", *args, "-i", "127.0.0.1", "-nostdin", "-timeout", f"{int(timeout_s)}s", "-timeout_error",
-        "-trace_err", cwd=workdir, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+    return await _spawn("sipp", *args, "-i", "127.0.0.1", "-nostdin", "-timeout", f"{int(timeout_s)}s",
+                        "-timeout_error", "-trace_err", cwd=workdir, output=asyncio.subprocess.DEVNULL)
 
 
 async def _sipp_phones(svc: Service, n: int, tmp: Path, *, with_agents: bool) -> PhonesRun:
     """The same calls with sipp as every phone (C, a few ms of CPU per call-second, where a
-    pjsua2 Python phone takes ~0.03 core): one sipp registers the agents with their passwords
-    (``bridge_register.xml``, one short sipp per agent) and answers for them all (``bridge_agent.xml``: rings, answers,
-    plays the agent side); one places the calls (``bridge_caller.xml``: RFC 4733 "0" half a
+    pjsua2 Python phone takes ~0.03 core): a short sipp per agent registers it with its password
+    (``bridge_register.xml``), one sipp answers for them all (``bridge_agent.xml``: rings,
+    answers, plays the agent side); one places the calls (``bridge_caller.xml``: RFC 4733 "0" half a
     second after the answer, then the caller track, BYE after ``CALL_S``). The agents' audio
     is not recorded, so the answer-to-audio time is not measured."""
     from tests.sip.rtp_tools import wav_to_pcap
@@ -347,13 +350,13 @@ async def _sipp_phones(svc: Service, n: int, tmp: Path, *, with_agents: bool) ->
     (work / "pcap").mkdir(parents=True, exist_ok=True)
     wav_to_pcap(caller_track(tmp, CALLER_MODE), work / "pcap" / "caller.pcap", lead_s=0.5, digits="0")
     wav_to_pcap(AGENT_SIDE, work / "pcap" / "agent.pcap", max_s=CALL_S)
-    phones: list[asyncio.subprocess.Process] = []
+    agents: asyncio.subprocess.Process | None = None
     timeout_s = CALL_S + SPREAD_S + 120
     if with_agents:
         contact_port = free_port()
-        phones.append(await _sipp(work, "-sf", str(SIPP_DIR / "bridge_agent.xml"), "-p", str(contact_port),
-                                  "-mi", "127.0.0.1", "-mp", str(free_port()), "-m", str(n),
-                                  "-error_file", "agents_errors.log", timeout_s=timeout_s))
+        agents = await _sipp(work, "-sf", str(SIPP_DIR / "bridge_agent.xml"), "-p", str(contact_port),
+                             "-mi", "127.0.0.1", "-mp", str(free_port()), "-m", str(n),
+                             "-error_file", "agents_errors.log", timeout_s=timeout_s)
         registers = [await _sipp(work, f"127.0.0.1:{front}", "-sf", str(SIPP_DIR / "bridge_register.xml"),
                                  "-s", f"agent{i}", "-au", f"agent{i}", "-ap", f"pw-{i}",
                                  "-key", "contact", f"127.0.0.1:{contact_port}", "-p", str(free_port()), "-m", "1",
@@ -371,17 +374,15 @@ async def _sipp_phones(svc: Service, n: int, tmp: Path, *, with_agents: bool) ->
                           "-trace_stat", "-stf", str(work / "stat.csv"), "-fd", "1",
                           "-error_file", "callers_errors.log", timeout_s=timeout_s)
     await callers.wait()
-    for proc in phones:  # the agents' sipp ends after its n calls; beyond capacity it waits in vain
+    if agents is not None:  # it ends after its n calls; beyond capacity it waits in vain
         try:
-            await asyncio.wait_for(proc.wait(), 10)
+            await asyncio.wait_for(agents.wait(), 10)
         except TimeoutError:
-            proc.kill()
-            await proc.wait()
-    rows = list(csv.DictReader((work / "stat.csv").open(), delimiter=";")) if (work / "stat.csv").exists() else []
-    last = rows[-1] if rows else {}
-    how = {k[:-3]: v for k, v in last.items()
-           if k.startswith("Failed") and k.endswith("(C)") and k != "FailedCall(C)" and str(v) not in ("", "0")}
-    return PhonesRun(int(last.get("SuccessfulCall(C)", 0) or 0), None, [], _children_cpu() - phones0, how)
+            agents.kill()
+            await agents.wait()
+    last = sipp_last_stats(work / "stat.csv")
+    return PhonesRun(int(last.get("SuccessfulCall(C)", 0) or 0), None, [], _children_cpu() - phones0,
+                     sipp_failures(last))
 
 
 def _bad(r: dict[str, Any]) -> bool:

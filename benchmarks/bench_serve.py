@@ -52,6 +52,8 @@ from benchmarks.live_capacity import (  # noqa: E402
     ThreadMeter,
     pcap_wav,
     recognizer_alone,
+    sipp_failures,
+    sipp_last_stats,
     worker_memory,
 )
 from callcenter.serve import Service, start_service, stop_service  # noqa: E402
@@ -119,7 +121,7 @@ def _prepare(workdir: Path) -> None:
 
 def _read_sipp(workdir: Path, stat_file: Path) -> tuple[dict, list[float]]:
     """Last statistics row, and every INVITE→200 time (ms) from the ``-trace_rtt`` files."""
-    rows = list(csv.DictReader(stat_file.open(), delimiter=";")) if stat_file.exists() else []
+    last = sipp_last_stats(stat_file)
     rtts: list[float] = []
     for f in workdir.glob("*_rtt.csv"):
         for row in csv.DictReader(f.open(), delimiter=";"):
@@ -128,7 +130,7 @@ def _read_sipp(workdir: Path, stat_file: Path) -> tuple[dict, list[float]]:
                 rtts.append(float(row[key]))
         f.unlink()
     stat_file.unlink(missing_ok=True)
-    return (rows[-1] if rows else {}), rtts
+    return last, rtts
 
 
 ADMIT_WAIT_S = 60
@@ -220,8 +222,7 @@ async def run_level(svc: Service, calls: int, workdir: Path, clock: EventClock |
         "calls": calls,
         "ok": ok,
         "failed": int(last.get("FailedCall(C)", 0) or 0),
-        "failed_how": {k[:-3]: v for k, v in last.items()
-                       if k.startswith("Failed") and k.endswith("(C)") and k != "FailedCall(C)" and str(v) not in ("", "0")},
+        "failed_how": sipp_failures(last),
         "setup_p50": percentile(rtts, 0.5),
         "setup_p95": percentile(rtts, 0.95),
         "dropped": dropped,

@@ -9,12 +9,15 @@
 - ``recognizer_alone``: CPU-s per audio second of the engine ``serve`` would load, in a process of
   its own (``python -m callcenter.capacity --audio``), and the engine-bound call limit it implies.
 - ``worker_memory``: RSS/USS/PSS of each worker.
+- ``sipp_last_stats`` / ``sipp_failures``: sipp's last ``-trace_stat`` row, and the kinds of
+  failure it counted.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import csv
 import json
 import struct
 import sys
@@ -29,6 +32,21 @@ import soundfile as sf
 PCAP = Path("/usr/share/sip-tester/g711a.pcap")
 RATE = 8000
 VOICE_DBFS = -40.0
+
+
+def sipp_last_stats(stat_file: Path) -> dict[str, str]:
+    """The last row of sipp's ``-trace_stat`` file (its totals); empty when there is none."""
+    if not stat_file.exists():
+        return {}
+    with stat_file.open() as f:
+        rows = list(csv.DictReader(f, delimiter=";"))
+    return rows[-1] if rows else {}
+
+
+def sipp_failures(last: dict[str, str]) -> dict[str, str]:
+    """Failed calls by kind (``FailedUnexpectedMessage``...) from a ``sipp_last_stats`` row."""
+    return {k[:-3]: v for k, v in last.items()
+            if k.startswith("Failed") and k.endswith("(C)") and k != "FailedCall(C)" and str(v) not in ("", "0")}
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -24,6 +24,7 @@ import logging
 import math
 import os
 import platform
+import statistics
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -165,7 +166,7 @@ def measure_asr_cost(engine: AsrEngine, audio_path: Path = MEASURE_PROMPT, repea
     if seconds <= 0:
         raise ValueError(f"{audio_path}: no audio to measure the recognizer with")
     costs = sorted(_timed_decode(engine, pcm) / seconds for _ in range(max(1, repeats)))
-    cost = costs[len(costs) // 2]
+    cost = statistics.median(costs)
     log.info("recognizer %s: %.3f CPU-s per audio second (median of %d timed decodes of %.1f s: %s)",
              engine.name, cost, len(costs), seconds, ", ".join(f"{c:.3f}" for c in costs))
     return cost
@@ -222,7 +223,7 @@ def measure_pipeline_cost(audio_path: Path = MEASURE_PROMPT, repeats: int = MEAS
             return sorted(costs)
 
     costs = asyncio.run(run())
-    cost = costs[len(costs) // 2]
+    cost = statistics.median(costs)
     log.info("pipeline: %.4f CPU-s per call-second (median of %d replays of %.1f s)", cost, len(costs), seconds)
     return cost
 

@@ -3,9 +3,9 @@
 ``cpu.pressure``'s ``some`` line gives the time during which at least one runnable task waited
 for a core (``total``, and ``avg10``: its share of the last ~10 s). Load average and per-process
 CPU cannot say that: several worker processes each see a thread of their own decode pool idle
-while together they oversubscribe the cores. The cgroup's file is read when the process runs in one (a container's own contention),
-else the machine's (``/proc/pressure/cpu``); where neither exists (not Linux, PSI off) there is no
-reading and nothing waits on it.
+while together they oversubscribe the cores. The cgroup's file is read when the process runs in
+one (a container's own contention), else the machine's (``/proc/pressure/cpu``); where neither
+exists (not Linux, PSI off) there is no reading and nothing waits on it.
 """
 
 from __future__ import annotations
